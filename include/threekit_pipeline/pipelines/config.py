@@ -1,0 +1,163 @@
+"""Pipeline configuration: the ``threekit_pipeline`` Airflow Variable, read at run time.
+
+Every key is optional; the defaults below are the documented ones. The Variable is a JSON
+object (also settable as ``AIRFLOW_VAR_THREEKIT_PIPELINE``). This module has no Airflow
+imports: tasks call :func:`load_config` with the Variable's raw value, so the parsing is
+testable and usable from a CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+VARIABLE_NAME = "threekit_pipeline"
+
+DEFAULT_FOLDERS: dict[str, str] = {
+    "inbound_catalog": "/inbound/catalog",
+    "inbound_translations": "/inbound/translations",
+    "inbound_assets": "/inbound/assets",
+    "outbound_catalog": "/outbound/catalog",
+    "outbound_assets": "/outbound/assets",
+    "outbound_translations": "/outbound/translations",
+    "outbound_renders": "/outbound/renders",
+    "archive": "/archive",
+    "rejected": "/rejected",
+    "reports": "/reports",
+}
+
+
+class ConfigError(ValueError):
+    """The ``threekit_pipeline`` Variable is malformed; the message says which key and why."""
+
+
+def default_staging_dir() -> str:
+    """Shared staging directory: ``THREEKIT_PIPELINE_STAGING_DIR``, else ``$AIRFLOW_HOME/staging``."""
+    env = os.environ.get("THREEKIT_PIPELINE_STAGING_DIR")
+    if env:
+        return env
+    home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+    return str(Path(home) / "staging")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Effective configuration of all Threekit pipelines (defaults documented in the README)."""
+
+    ftp_conn_id: str = "ftp_default"
+    threekit_conn_id: str = "threekit_default"
+    # Mapping name under include/mappings/ or a path to a YAML file.
+    mapping: str = "canonical"
+    folders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FOLDERS))
+    staging_dir: str = field(default_factory=default_staging_dir)
+    poke_interval_seconds: float = 60.0
+    # A file is complete when its size and mtime are unchanged for this long.
+    stable_seconds: float = 30.0
+    sensor_timeout_seconds: float = 3300.0
+    # Marker-file mode: a file counts as complete only once "<name><suffix>" exists.
+    marker_suffixes: tuple[str, ...] = ()
+    export_tags: tuple[str, ...] = ()
+    export_keywords: tuple[str, ...] = ()
+    export_types: tuple[str, ...] = ("item",)
+    # Per-file share of bad rows above which the whole file is rejected.
+    max_error_ratio: float = 0.05
+    batch_size: int = 500
+    import_mode: str = "job"
+    import_concurrency: int = 4
+    job_deadline_seconds: float = 900.0
+    # Asset export: explicit asset ids and/or tags selecting the assets to export.
+    export_asset_ids: tuple[str, ...] = ()
+    export_asset_tags: tuple[str, ...] = ()
+    # Render export: which items (by tag; empty = every item) and where to deliver.
+    render_tags: tuple[str, ...] = ()
+    render_destinations: tuple[str, ...] = ()
+    translations_per_locale: bool = False
+
+    def folder(self, key: str) -> str:
+        return self.folders[key]
+
+    @property
+    def render_targets(self) -> tuple[str, ...]:
+        """FTP folders receiving renders: the configured destinations, else ``outbound_renders``."""
+        return self.render_destinations or (self.folders["outbound_renders"],)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TUPLE_FIELDS = {f.name for f in fields(PipelineConfig) if str(f.type).startswith("tuple")}
+_NUMBER_FIELDS = {
+    "poke_interval_seconds": (0.1, None),
+    "stable_seconds": (0.0, None),
+    "sensor_timeout_seconds": (1.0, None),
+    "max_error_ratio": (0.0, 1.0),
+    "batch_size": (1, 10_000),
+    "import_concurrency": (1, 64),
+    "job_deadline_seconds": (1.0, None),
+}
+
+
+def load_config(raw: str | dict | None) -> PipelineConfig:
+    """Parse the Variable's value (JSON text, a dict, or None for all defaults)."""
+    if raw is None or raw == "":
+        data: dict[str, Any] = {}
+    elif isinstance(raw, dict):
+        data = dict(raw)
+    else:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"Variable {VARIABLE_NAME!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Variable {VARIABLE_NAME!r} must be a JSON object, got {type(data).__name__}")
+
+    known = {f.name for f in fields(PipelineConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"Variable {VARIABLE_NAME!r}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "folders":
+            if not isinstance(value, dict):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: 'folders' must be an object")
+            bad = sorted(set(value) - set(DEFAULT_FOLDERS))
+            if bad:
+                raise ConfigError(
+                    f"Variable {VARIABLE_NAME!r}: unknown folder key(s) {bad}; known: {sorted(DEFAULT_FOLDERS)}"
+                )
+            merged = dict(DEFAULT_FOLDERS)
+            for name, path in value.items():
+                if not isinstance(path, str) or not path.startswith("/"):
+                    raise ConfigError(f"Variable {VARIABLE_NAME!r}: folders.{name} must be an absolute path")
+                merged[name] = path.rstrip("/") or "/"
+            kwargs["folders"] = merged
+        elif key in _TUPLE_FIELDS:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
+            kwargs[key] = tuple(value)
+        elif key in _NUMBER_FIELDS:
+            low, high = _NUMBER_FIELDS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a number")
+            if value < low or (high is not None and value > high):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r}={value} out of range [{low}, {high}]")
+            kwargs[key] = int(value) if key in {"batch_size", "import_concurrency"} else float(value)
+        elif key == "import_mode":
+            if value not in {"job", "sync"}:
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: 'import_mode' must be 'job' or 'sync'")
+            kwargs[key] = value
+        elif key == "translations_per_locale":
+            if not isinstance(value, bool):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: 'translations_per_locale' must be true/false")
+            kwargs[key] = value
+        else:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a non-empty string")
+            kwargs[key] = value
+    return PipelineConfig(**kwargs)
