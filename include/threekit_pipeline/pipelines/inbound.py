@@ -88,17 +88,22 @@ class InboundSelectionError(ValueError):
 def parse_stamp(name: str) -> datetime | None:
     """UTC datetime encoded in a file name (``_YYYYMMDD`` or ``_YYYYMMDD_HHMMSS``), or None.
 
-    Digit groups that are not a valid calendar date/time are ignored (treated as no stamp).
+    Digit groups that are not a valid calendar date are ignored; an invalid time part
+    leaves the day alone (``_20261123_256000`` is 2026-11-23 00:00).
     """
     base = posixpath.basename(name)
     for match in reversed(list(_STAMP_RE.finditer(base))):
         day_text, time_text = match.group(1), match.group(2)
         try:
-            if time_text:
-                return datetime.strptime(day_text + time_text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-            return datetime.strptime(day_text, "%Y%m%d").replace(tzinfo=UTC)
+            day = datetime.strptime(day_text, "%Y%m%d").replace(tzinfo=UTC)
         except ValueError:
             continue
+        if time_text:
+            try:
+                return datetime.strptime(day_text + time_text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+            except ValueError:
+                pass
+        return day
     return None
 
 
