@@ -386,9 +386,8 @@ class ThreekitClient:
         Returns Threekit's ``{"products": [...]}``. A batch with any invalid entry is
         rejected as a whole with :class:`ThreekitAPIError` (HTTP 422, nothing written).
         """
-        return self._json(
-            "POST", "/api/products/import", json={"sync": True, "files": list(entries)}
-        ) or {"products": []}
+        body = self._json("POST", "/api/products/import", json={"sync": True, "files": list(entries)})
+        return body if isinstance(body, dict) else {"products": []}
 
     def import_products_job(self, entries: Sequence[Mapping[str, Any]]) -> str:
         """Start an asynchronous catalog-import job for ``entries``; return the job id.
@@ -516,9 +515,7 @@ class ThreekitClient:
         """Upload a local file (streamed, constant memory); return Threekit's file record."""
         path = Path(path)
         with MultipartFileBody(path, field="files", filename=filename) as body:
-            result = self._json(
-                "POST", "/api/files", data=body, headers={"Content-Type": body.content_type}
-            )
+            result = self._json("POST", "/api/files", data=body, headers={"Content-Type": body.content_type})
         files = (result or {}).get("files") if isinstance(result, dict) else None
         if not files:
             raise ThreekitError("POST /api/files returned no file record")
@@ -559,7 +556,9 @@ class ThreekitClient:
 
     def list_layers(self, asset_id: str | None = None, job_id: str | None = None) -> Iterator[dict]:
         """Every layer (rendered image) of an asset and/or job, all pages."""
-        return self.iter_pages("/api/layers", "layers", params=_clean_params({"assetId": asset_id, "jobId": job_id}))
+        return self.iter_pages(
+            "/api/layers", "layers", params=_clean_params({"assetId": asset_id, "jobId": job_id})
+        )
 
     # -- exports ------------------------------------------------------------------------
     def export_products_json(

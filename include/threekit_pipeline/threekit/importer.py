@@ -1,0 +1,542 @@
+"""Batch import of Threekit ``importReqBody`` entries from a JSONL file, with per-entry outcomes.
+
+Input: one JSON object ``{"query": {...}, "product": {...}}`` per line (blank lines are
+ignored). Line numbers in outcomes and messages are 1-based line numbers of that file.
+
+Modes:
+
+* ``"job"`` (default): each batch is one asynchronous catalog-import job (multipart JSON
+  array, ``sync=false``); the job is polled and its result file reconciled entry by entry.
+  Entries the job reports as failed are ``rejected`` with Threekit's error.
+* ``"sync"``: each batch is one synchronous, all-or-nothing import request. Use
+  ``batch_size=1`` for strictly per-entry requests.
+
+In both modes up to ``concurrency`` batches are in flight at once.
+
+A 422 never sinks a batch: the batch is bisected (halves, recursively, down to single
+entries) with synchronous requests, which are atomic, so every valid entry still lands and
+every invalid one is ``rejected`` with Threekit's reason.
+
+Outcome file (``outcome_path``), JSON Lines, one object per input entry, ordered by line::
+
+    {"line": 7, "key": "SKU-123", "status": "created", "id": "<item id>", "reason": null}
+
+``status`` is ``created``, ``updated``, ``rejected`` (``reason`` says why) or ``skipped``
+(already imported by an earlier attempt on the same input; ``previous_status`` holds what
+that attempt did and ``id`` the item). ``key`` is the SKU from ``query.metadata``, else
+``query.name`` / ``query.id``, else the product name.
+
+Crash safety and resuming: the import is an upsert by ``query``, so re-sending entries never
+creates duplicates, and a re-run after a crash converges to the same catalog. On top of
+that, outcomes are appended to ``outcome_path`` (and fsynced) as each batch finishes, next
+to a sidecar ``<outcome_path>.state.json`` recording the SHA-256 of the input file. When a
+run finds outcomes for the *same* input, entries already created/updated are not sent
+again and are reported as ``skipped``; rejected entries are retried. Outcomes for a
+different input are discarded. At the end the outcome file is rewritten in line order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.threekit.client import ThreekitClient
+from threekit_pipeline.threekit.errors import ThreekitAPIError, ThreekitJobError
+
+log = logging.getLogger(__name__)
+
+OUTCOME_FORMAT = 1
+MAX_REJECTED_REASONS = 100
+MAX_LOGGED_REJECTIONS = 20
+# Statuses Threekit uses when a request body (or one entry in it) is invalid.
+INVALID_ENTRY_STATUSES = frozenset({400, 422})
+_ENTRY_PREFIX = re.compile(r"^entry \d+:\s*")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class ImportSummary:
+    """Counts of one import run; ``to_dict()`` is small enough for an Airflow XCom.
+
+    ``total`` = ``created + updated + skipped + rejected`` (one per non-blank input line).
+    """
+
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rejected_reasons: list[dict] = field(default_factory=list)
+    batches: int = 0
+    outcome_path: str = ""
+    input_sha256: str = ""
+    mode: str = "job"
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+
+@dataclass
+class _Pending:
+    line: int
+    key: str
+    entry: dict
+
+
+def entry_key(entry: Any, line: int | None = None) -> str:
+    """The human key of an entry: SKU from query metadata, else query name/id, else product name."""
+    if isinstance(entry, dict):
+        query = entry.get("query") if isinstance(entry.get("query"), dict) else {}
+        product = entry.get("product") if isinstance(entry.get("product"), dict) else {}
+        for metadata in (query.get("metadata"), product.get("metadata")):
+            sku = _sku_from_metadata(metadata)
+            if sku:
+                return sku
+        for value in (query.get("name"), query.get("id"), product.get("name")):
+            if value not in (None, ""):
+                return str(value)
+    return f"line {line}" if line is not None else ""
+
+
+def _sku_from_metadata(metadata: Any) -> str | None:
+    if isinstance(metadata, dict):
+        for name, value in metadata.items():
+            if str(name).lower() == "sku" and value not in (None, ""):
+                return str(value)
+    elif isinstance(metadata, list):
+        for item in metadata:
+            if isinstance(item, dict) and str(item.get("name", "")).lower() == "sku":
+                value = item.get("defaultValue", item.get("value"))
+                if value not in (None, ""):
+                    return str(value)
+    return None
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or json.dumps(error, sort_keys=True))
+    return str(error) if error not in (None, "") else "failed without a reason"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8-sig") as fh:
+        for number, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if text:
+                yield number, text
+
+
+def _parse_line(number: int, text: str) -> tuple[dict | None, str | None]:
+    """The entry of one line, or the reason it cannot be sent."""
+    try:
+        entry = json.loads(text)
+    except ValueError as exc:
+        return None, f"invalid JSON: {exc}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("product"), dict):
+        return None, "not an import entry: expected an object with a 'product' object"
+    if "query" in entry and not isinstance(entry["query"], dict):
+        return None, "'query' must be an object"
+    return entry, None
+
+
+class _OutcomeJournal:
+    """Append-only, fsynced outcome log plus the sidecar naming the input it belongs to."""
+
+    def __init__(self, outcome_path: Path, input_path: Path, input_sha256: str):
+        self.path = outcome_path
+        self.state_path = outcome_path.with_name(outcome_path.name + ".state.json")
+        self.input_path = input_path
+        self.input_sha256 = input_sha256
+        self._lock = threading.Lock()
+        self._fh = None
+
+    def load_previous(self) -> dict[int, dict]:
+        """Outcomes recorded earlier for the same input (last record per line wins)."""
+        if not self.path.exists() or not self.state_path.exists():
+            return {}
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable import state %s", self.state_path)
+            return {}
+        if state.get("input_sha256") != self.input_sha256:
+            log.info(
+                "previous outcomes in %s belong to a different input (%s); starting afresh",
+                self.path,
+                state.get("input_name"),
+            )
+            return {}
+        records: dict[int, dict] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            for raw in fh:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue  # a line torn by a crash mid-write
+                if isinstance(record, dict) and isinstance(record.get("line"), int):
+                    records[record["line"]] = record
+        return records
+
+    def open(self, resume: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_state(complete=False)
+        self._fh = open(self.path, "a" if resume else "w", encoding="utf-8")  # noqa: SIM115
+        if resume:
+            # A crash may have left a torn last line; start ours on a fresh line.
+            self._fh.write("\n")
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        with self._lock:
+            assert self._fh is not None
+            self._fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def finalize(self, outcomes: dict[int, dict]) -> None:
+        """Rewrite the outcome file in line order and mark the state complete."""
+        self.close()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for line in sorted(outcomes):
+                fh.write(json.dumps(outcomes[line], ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._write_state(complete=True)
+
+    def _write_state(self, complete: bool) -> None:
+        state = {
+            "format": OUTCOME_FORMAT,
+            "input_name": self.input_path.name,
+            "input_sha256": self.input_sha256,
+            "complete": complete,
+        }
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+
+def _record(
+    item: _Pending | tuple[int, str], status: str, item_id: Any = None, reason: str | None = None
+) -> dict:
+    line, key = (item.line, item.key) if isinstance(item, _Pending) else item
+    return {"line": line, "key": key, "status": status, "id": item_id, "reason": reason}
+
+
+class _BatchImporter:
+    """Sends one batch and turns Threekit's answers into one outcome record per entry."""
+
+    def __init__(self, client: ThreekitClient, mode: str, job_deadline_s: float, poll_interval: float):
+        self.client = client
+        self.mode = mode
+        self.job_deadline_s = job_deadline_s
+        self.poll_interval = poll_interval
+
+    def run(self, batch: list[_Pending]) -> list[dict]:
+        if self.mode == "sync":
+            return self.isolate(batch)
+        return self._run_job(batch)
+
+    def _run_job(self, batch: list[_Pending]) -> list[dict]:
+        try:
+            job_id = self.client.import_products_job([p.entry for p in batch])
+        except ThreekitAPIError as exc:
+            if exc.status not in INVALID_ENTRY_STATUSES:
+                raise
+            log.info("import job for %d entries refused (%s); isolating the invalid entries", len(batch), exc)
+            return self.isolate(batch)
+        self.client.wait_for_job(job_id, poll_interval=self.poll_interval, deadline_s=self.job_deadline_s)
+        try:
+            results = self.client.job_result_entries(job_id)
+        except ThreekitJobError as exc:
+            log.warning("%s; importing the %d entries synchronously instead", exc, len(batch))
+            return self.isolate(batch)
+        by_index: dict[int, dict] = {}
+        for position, result in enumerate(results):
+            if isinstance(result, dict):
+                index = result.get("index")
+                by_index[index if isinstance(index, int) else position] = result
+        records = []
+        for index, pending in enumerate(batch):
+            result = by_index.get(index)
+            if result is None:
+                records.append(
+                    _record(pending, "rejected", reason=f"not reported in the result of job {job_id}")
+                )
+                continue
+            status = result.get("status")
+            if status in ("created", "updated"):
+                records.append(_record(pending, status, result.get("id")))
+            elif status == "failed":
+                records.append(_record(pending, "rejected", reason=_error_text(result.get("error"))))
+            else:
+                records.append(
+                    _record(pending, "rejected", reason=f"job {job_id} reported status {status!r}")
+                )
+        return records
+
+    def isolate(self, batch: list[_Pending]) -> list[dict]:
+        """Import ``batch`` synchronously; on an invalid-entry error, bisect down to the culprits."""
+        if not batch:
+            return []
+        try:
+            response = self.client.import_products_sync([p.entry for p in batch])
+        except ThreekitAPIError as exc:
+            if exc.status not in INVALID_ENTRY_STATUSES:
+                raise
+            if len(batch) == 1:
+                reason = _ENTRY_PREFIX.sub("", exc.message) or str(exc)
+                return [_record(batch[0], "rejected", reason=reason)]
+            middle = len(batch) // 2
+            return self.isolate(batch[:middle]) + self.isolate(batch[middle:])
+        products = (response or {}).get("products") or []
+        records = []
+        for index, pending in enumerate(batch):
+            product = products[index] if index < len(products) and isinstance(products[index], dict) else {}
+            status = product.get("status")
+            if status not in ("created", "updated"):
+                # Threekit's sync answer does not always say which; the item exists either way.
+                status = "updated"
+            records.append(_record(pending, status, product.get("id")))
+        return records
+
+
+def import_jsonl(
+    client: ThreekitClient,
+    jsonl_path: Path,
+    outcome_path: Path,
+    *,
+    batch_size: int = 500,
+    mode: str = "job",
+    concurrency: int = 4,
+    job_deadline_s: float = 900,
+    progress: ProgressCallback | None = None,
+    poll_interval: float = 1.0,
+) -> ImportSummary:
+    """Import every entry of ``jsonl_path`` into Threekit and write per-entry outcomes.
+
+    See the module documentation for modes, the outcome file format and resuming.
+    ``progress(done, total)`` is called after every batch. Errors that are not about an
+    entry (authentication, Threekit unreachable, a job past its deadline) stop the import
+    and propagate; outcomes of the finished batches are kept, so a re-run resumes.
+    """
+    if mode not in ("job", "sync"):
+        raise ValueError(f"mode must be 'job' or 'sync', not {mode!r}")
+    if batch_size < 1 or concurrency < 1:
+        raise ValueError("batch_size and concurrency must be at least 1")
+    jsonl_path = Path(jsonl_path)
+    outcome_path = Path(outcome_path)
+    started = time.monotonic()
+    input_sha256 = file_sha256(jsonl_path)
+    journal = _OutcomeJournal(outcome_path, jsonl_path, input_sha256)
+    previous = journal.load_previous()
+
+    outcomes: dict[int, dict] = {}
+    local_rejections: list[dict] = []
+    pending_lines = 0
+    for number, text in _iter_lines(jsonl_path):
+        earlier = previous.get(number)
+        if earlier is not None and _already_imported(earlier):
+            outcomes[number] = {
+                "line": number,
+                "key": earlier.get("key"),
+                "status": "skipped",
+                "id": earlier.get("id"),
+                "reason": "imported by an earlier attempt",
+                "previous_status": earlier.get("previous_status") or earlier.get("status"),
+            }
+            continue
+        entry, problem = _parse_line(number, text)
+        if problem is not None:
+            local_rejections.append(_record((number, f"line {number}"), "rejected", reason=problem))
+        else:
+            pending_lines += 1
+    total_batches = math.ceil(pending_lines / batch_size)
+    resumed = len(outcomes)
+    log.info(
+        "importing %s (%s mode): %d entries to send in %d batch(es) of up to %d, %d already imported, "
+        "%d unreadable line(s)",
+        jsonl_path.name,
+        mode,
+        pending_lines,
+        total_batches,
+        batch_size,
+        resumed,
+        len(local_rejections),
+    )
+
+    journal.open(resume=bool(previous))
+    total_entries = resumed + len(local_rejections) + pending_lines
+    logged_rejections = 0
+    state_lock = threading.Lock()
+
+    def account(records: list[dict]) -> None:
+        nonlocal logged_rejections
+        with state_lock:
+            for record in records:
+                outcomes[record["line"]] = record
+                if record["status"] == "rejected" and logged_rejections < MAX_LOGGED_REJECTIONS:
+                    logged_rejections += 1
+                    log.warning("line %d (%s) rejected: %s", record["line"], record["key"], record["reason"])
+                    if logged_rejections == MAX_LOGGED_REJECTIONS:
+                        log.warning("further rejections are listed only in %s", outcome_path)
+        journal.append(records)
+
+    account(local_rejections)
+    account(list(outcomes.values()) if resumed else [])
+
+    importer = _BatchImporter(client, mode, job_deadline_s, poll_interval)
+    batches_done = 0
+
+    def run_batch(number: int, batch: list[_Pending]) -> tuple[int, int, list[dict], float]:
+        batch_started = time.monotonic()
+        return number, len(batch), importer.run(batch), time.monotonic() - batch_started
+
+    def batches() -> Iterator[tuple[int, list[_Pending]]]:
+        current: list[_Pending] = []
+        number = 0
+        for line, text in _iter_lines(jsonl_path):
+            if line in outcomes:
+                continue
+            entry, problem = _parse_line(line, text)
+            if problem is not None:
+                continue
+            current.append(_Pending(line, entry_key(entry, line), entry))
+            if len(current) >= batch_size:
+                number += 1
+                yield number, current
+                current = []
+        if current:
+            number += 1
+            yield number, current
+
+    in_flight: set[Future] = set()
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="threekit-import") as pool:
+        source = batches()
+        try:
+            while True:
+                while failure is None and len(in_flight) < concurrency:
+                    nxt = next(source, None)
+                    if nxt is None:
+                        break
+                    in_flight.add(pool.submit(run_batch, *nxt))
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        number, size, records, seconds = future.result()
+                    except BaseException as exc:  # noqa: BLE001 - re-raised once in-flight batches finish
+                        if failure is None:
+                            failure = exc
+                        continue
+                    account(records)
+                    batches_done += 1
+                    landed = sum(1 for r in records if r["status"] in ("created", "updated"))
+                    log.info(
+                        "batch %d/%d: %d entries, %d created/updated, %d rejected (%.1f s)",
+                        number,
+                        total_batches,
+                        size,
+                        landed,
+                        size - landed,
+                        seconds,
+                    )
+                    if progress is not None:
+                        progress(len(outcomes), total_entries)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            journal.close()
+            raise
+    if failure is not None:
+        journal.close()
+        log.error(
+            "import of %s stopped after %d of %d batch(es): %s; finished batches are recorded in %s "
+            "and a re-run resumes from there",
+            jsonl_path.name,
+            batches_done,
+            total_batches,
+            failure,
+            outcome_path,
+        )
+        raise failure
+
+    journal.finalize(outcomes)
+    summary = _summarise(outcomes, outcome_path, input_sha256, mode, batches_done)
+    log.info(
+        "imported %s in %.1f s: %d entries, %d created, %d updated, %d skipped, %d rejected (%d batches); "
+        "outcomes in %s",
+        jsonl_path.name,
+        time.monotonic() - started,
+        summary.total,
+        summary.created,
+        summary.updated,
+        summary.skipped,
+        summary.rejected,
+        summary.batches,
+        outcome_path,
+    )
+    return summary
+
+
+def _already_imported(record: dict) -> bool:
+    status = record.get("status")
+    return status in ("created", "updated") or (
+        status == "skipped" and record.get("previous_status") in ("created", "updated")
+    )
+
+
+def _summarise(
+    outcomes: dict[int, dict], outcome_path: Path, input_sha256: str, mode: str, batches: int
+) -> ImportSummary:
+    summary = ImportSummary(
+        outcome_path=str(outcome_path), input_sha256=input_sha256, mode=mode, batches=batches
+    )
+    for line in sorted(outcomes):
+        record = outcomes[line]
+        summary.total += 1
+        status = record["status"]
+        if status == "created":
+            summary.created += 1
+        elif status == "updated":
+            summary.updated += 1
+        elif status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.rejected += 1
+            if len(summary.rejected_reasons) < MAX_REJECTED_REASONS:
+                summary.rejected_reasons.append(
+                    {"line": line, "key": record["key"], "reason": record["reason"]}
+                )
+    return summary
