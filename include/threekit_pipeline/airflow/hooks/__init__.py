@@ -1,0 +1,1 @@
+"""Hooks of the Threekit pipeline's Airflow provider."""

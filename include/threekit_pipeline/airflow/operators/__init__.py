@@ -1,0 +1,1 @@
+"""Operators of the Threekit pipeline's Airflow provider."""

@@ -1,0 +1,1 @@
+"""Sensors of the Threekit pipeline's Airflow provider."""

@@ -1,0 +1,1 @@
+"""Triggers of the Threekit pipeline's Airflow provider."""
