@@ -1,0 +1,257 @@
+"""What a task of the outbound, translations and source-asset DAGs knows about its run.
+
+:class:`TaskEnv` gathers, at run time, the pieces every task needs: the DAG and run ids, the
+run type, params, logical date and data interval, the ``threekit_pipeline`` Variable (read when
+the task runs, never at parse time) and the per-run staging directory
+``<staging>/<dag_id>/<sanitised run id>/``. It also opens the FTP and Threekit clients through
+the Airflow hooks, so connection handling (secret masking included) stays in one place.
+
+The dataclass itself has no Airflow imports; only :meth:`TaskEnv.from_context` and the client
+factories import Airflow, lazily, so the pipeline logic can be tested with a hand-built
+``TaskEnv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.pipelines.config import VARIABLE_NAME, PipelineConfig, load_config
+from threekit_pipeline.pipelines.reports import sanitize_run_id
+
+log = logging.getLogger(__name__)
+
+_TRUE_TEXT = {"1", "true", "yes", "on"}
+
+
+def truthy(value: Any) -> bool:
+    """Param values arrive as booleans or, from the CLI/REST API, as text."""
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE_TEXT
+    return bool(value)
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+@dataclass
+class TaskEnv:
+    """Run facts and configuration of one task execution."""
+
+    dag_id: str
+    run_id: str
+    config: PipelineConfig
+    run_type: str = "manual"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    run_after: datetime | None = None
+
+    # --- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any] | None = None) -> TaskEnv:
+        """Build from the Airflow task context (the current one when not given)."""
+        from airflow.sdk import Variable, get_current_context
+
+        ctx = context if context is not None else get_current_context()
+        dag_run = ctx.get("dag_run")
+        ti = ctx.get("ti") or ctx.get("task_instance")
+        dag_id = getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", None) or ctx["dag"].dag_id
+        run_type = getattr(dag_run, "run_type", None)
+        config = load_config(Variable.get(VARIABLE_NAME, default=None))
+        return cls(
+            dag_id=dag_id,
+            run_id=ctx.get("run_id") or dag_run.run_id,
+            config=config,
+            run_type=str(getattr(run_type, "value", run_type) or "manual"),
+            params=dict(ctx.get("params") or {}),
+            logical_date=_as_utc(ctx.get("logical_date") or getattr(dag_run, "logical_date", None)),
+            data_interval_start=_as_utc(
+                ctx.get("data_interval_start") or getattr(dag_run, "data_interval_start", None)
+            ),
+            data_interval_end=_as_utc(
+                ctx.get("data_interval_end") or getattr(dag_run, "data_interval_end", None)
+            ),
+            run_after=_as_utc(getattr(dag_run, "run_after", None)),
+        )
+
+    # --- params ----------------------------------------------------------------------------
+
+    def param(self, name: str, default: Any = None) -> Any:
+        value = self.params.get(name, default)
+        return default if value is None else value
+
+    @property
+    def dry_run(self) -> bool:
+        return truthy(self.param("dry_run", False))
+
+    @property
+    def force_full_resend(self) -> bool:
+        return truthy(self.param("force_full_resend", False))
+
+    @property
+    def only_file(self) -> str | None:
+        value = self.param("file", "")
+        return str(value).strip() or None
+
+    # --- dates -----------------------------------------------------------------------------
+
+    @property
+    def run_moment(self) -> datetime:
+        """The run's point in time: logical date, else data interval start, else run_after.
+
+        Asset-triggered runs have no logical date in Airflow 3; they are dated by ``run_after``.
+        """
+        return self.logical_date or self.data_interval_start or self.run_after or datetime.now(UTC)
+
+    @property
+    def day(self) -> date:
+        """The UTC day output files of this run are named after."""
+        return self.run_moment.astimezone(UTC).date()
+
+    @property
+    def stamp(self) -> str:
+        """``YYYYMMDD`` of :attr:`day`."""
+        return self.day.strftime("%Y%m%d")
+
+    # --- staging ----------------------------------------------------------------------------
+
+    @property
+    def run_name(self) -> str:
+        """File-name-safe run id (used for the staging folder and report names)."""
+        return sanitize_run_id(self.run_id)
+
+    def run_dir(self, *parts: str, fresh: bool = False) -> Path:
+        """``<staging>/<dag_id>/<run>/<parts...>``, created; ``fresh`` empties it first.
+
+        A task that rebuilds its own sub-folder with ``fresh=True`` is safe to re-run: a
+        retried attempt never sees half the files of the failed one.
+        """
+        folder = Path(self.config.staging_dir) / self.dag_id / self.run_name
+        for part in parts:
+            folder = folder / part
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def shared_dir(self, *parts: str) -> Path:
+        """``<staging>/<dag_id>/shared/<parts...>``: kept across runs (caches), created."""
+        folder = Path(self.config.staging_dir) / self.dag_id / "shared"
+        for part in parts:
+            folder = folder / part
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # --- clients -----------------------------------------------------------------------------
+
+    @contextmanager
+    def ftp(self) -> Iterator[Any]:
+        """An open FTP client for the configured connection (closed on exit)."""
+        from threekit_pipeline.airflow.hooks.ftp import FtpTransferHook
+
+        client = FtpTransferHook(self.config.ftp_conn_id).get_conn()
+        with client:
+            yield client
+
+    @contextmanager
+    def threekit(self) -> Iterator[Any]:
+        """A Threekit client for the configured connection (closed on exit)."""
+        from threekit_pipeline.airflow.hooks.threekit import ThreekitHook
+
+        client = ThreekitHook(self.config.threekit_conn_id).get_client()
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def describe(self) -> str:
+        flags = [name for name in ("dry_run", "force_full_resend") if getattr(self, name)]
+        return (
+            f"{self.dag_id} run {self.run_id} ({self.run_type}, day {self.day.isoformat()}"
+            + (f", {', '.join(flags)}" if flags else "")
+            + ")"
+        )
+
+
+def select_run_files(
+    env: TaskEnv,
+    ftp: Any,
+    *,
+    source: str,
+    inbound_key: str,
+    patterns: tuple[str, ...] = (),
+    complete: list[Any] | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """The files this run processes, by the shared inbound rule; returns (XCom-safe dicts, description).
+
+    Scheduled/manual runs take the sensor's complete files (``complete``); backfill runs and
+    manual runs with ``replay=True`` take the stamps of their data interval, from the archive
+    when already processed; param ``file`` picks one file. Marker files (``<name><suffix>`` for
+    the configured ``marker_suffixes``) are never selected themselves.
+    """
+    from threekit_pipeline.pipelines import inbound
+
+    cfg = env.config
+    window = inbound.selection_window(
+        env.run_type, env.params, env.data_interval_start, env.data_interval_end
+    )
+    files = inbound.select_inbound_files(
+        ftp,
+        inbound_dir=cfg.folder(inbound_key),
+        archive_root=cfg.folder("archive"),
+        source=source,
+        patterns=patterns,
+        window=window,
+        complete=complete,
+        only_file=env.only_file,
+        processing_day=env.day,
+    )
+    markers = tuple(s.lower() for s in cfg.marker_suffixes)
+    selected = [f for f in files if not (markers and f.name.lower().endswith(markers))]
+    description = f"param file={env.only_file}" if env.only_file else window.describe()
+    log.info("Selected %d file(s) (%s):", len(selected), description)
+    for item in selected:
+        log.info("  %s  %s bytes  stamp %s  (%s)", item.path, item.size, item.stamp_label, item.origin)
+    return [f.to_dict() for f in selected], description
+
+
+def locate_selected(ftp: Any, selected: dict[str, Any], *, env: TaskEnv, source: str) -> tuple[Any, str]:
+    """Where a selected file is now: ``(InboundFile, note)``, or ``(None, note)`` when quarantined.
+
+    A retried or cleared task may find that an earlier attempt already archived or rejected
+    the file it was given; the archived copy is then used (the file is processed from there
+    and stays there), a quarantined file is left alone.
+    """
+    from threekit_pipeline.pipelines import inbound
+    from threekit_pipeline.pipelines.outbound import remote_stat
+
+    item = inbound.InboundFile.from_dict(selected)
+    if remote_stat(ftp, item.path) is not None:
+        return item, ""
+    cfg = env.config
+    day = inbound.stamp_day(item.name, env.day)
+    archived = f"{inbound.archive_dir(cfg.folder('archive'), source, day)}/{item.name}"
+    found = remote_stat(ftp, archived)
+    if found is not None:
+        return (
+            inbound.InboundFile.from_remote(found, origin=inbound.ORIGIN_ARCHIVE),
+            f"already archived at {archived} by an earlier attempt",
+        )
+    rejected = f"{inbound.rejected_dir(cfg.folder('rejected'), source)}/{item.name}"
+    if remote_stat(ftp, rejected) is not None:
+        return None, f"already quarantined at {rejected} by an earlier attempt"
+    raise FileNotFoundError(f"{item.path}: no longer on the FTP server, and not in {archived} nor {rejected}")

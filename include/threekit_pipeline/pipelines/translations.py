@@ -1,0 +1,257 @@
+"""Task logic of ``threekit_translations_import``: regional translation CSVs from FTP into Threekit.
+
+Files are processed one after the other, oldest date stamp first (a later file's translation of
+the same name wins, as in Threekit itself). For each file:
+
+1. download to staging and validate it with
+   :func:`threekit_pipeline.transform.translations.validate_translations_csv` (a ``Canonical
+   Name`` column plus locale columns; bad locale codes, empty and duplicate keys are reported,
+   the first occurrence of a key is kept);
+2. a file that cannot be used (no ``Canonical Name`` column, no valid locale, nothing left to
+   import, or more bad rows than ``max_error_ratio``) is quarantined in
+   ``<rejected>/translations/`` with ``<file>.errors.csv`` beside it;
+3. otherwise the clean CSV is sent to ``POST /api/products/translations`` and the source file is
+   archived in ``<archive>/translations/YYYY/MM/DD/`` (only after Threekit accepted it); rows
+   that were left out are listed in the run report's errors CSV.
+
+Importing translations overwrites the stored values, so a re-run or a replay from the archive
+converges to the same state. The run report goes to ``<reports>/translations_import/<run>.json``
+(+ ``.csv``, ``.errors.csv``). In a dry run files are only validated: nothing is sent or moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.pipelines import inbound
+from threekit_pipeline.pipelines.reports import (
+    FileOutcome,
+    RejectedRow,
+    RunReport,
+    format_table,
+    read_rejections_csv,
+    upload_report,
+    write_csv,
+)
+from threekit_pipeline.pipelines.runtime import TaskEnv, locate_selected
+
+log = logging.getLogger(__name__)
+
+SOURCE = "translations"
+REPORT_SOURCE = "translations_import"
+PATTERNS = ("*.csv",)
+ERRORS_COLUMNS = ("file", "line", "column", "value", "reason")
+
+STATUS_IMPORTED = "imported"
+STATUS_REJECTED = "rejected"
+STATUS_DRY_RUN = "dry_run"
+
+
+@dataclass
+class ValidatedFile:
+    """The outcome of validating one translations CSV, in the terms this pipeline needs."""
+
+    rows: int
+    valid_rows: int
+    locales: list[str]
+    clean_path: Path | None
+    errors_path: Path | None
+    rejected_rows: list[RejectedRow] = field(default_factory=list)
+    file_error: str = ""
+
+    @property
+    def bad_rows(self) -> int:
+        return self.rows - self.valid_rows
+
+
+def validate_file(local: Path, name: str, workdir: Path) -> ValidatedFile:
+    """Validate a downloaded translations CSV; the clean CSV and errors CSV land in ``workdir``."""
+    from threekit_pipeline.transform.translations import validate_translations_csv
+
+    result = validate_translations_csv(
+        local,
+        clean_path=workdir / f"{local.stem}.clean.csv",
+        errors_path=workdir / f"{local.stem}.errors.csv",
+    )
+    errors_path = Path(result.errors_path) if getattr(result, "errors_path", None) else None
+    rejected = read_rejections_csv(errors_path, stage="validation", default_file=name) if errors_path else []
+    for row in rejected:
+        row.file = name
+    clean = Path(result.clean_path) if getattr(result, "clean_path", None) else None
+    return ValidatedFile(
+        rows=int(result.rows),
+        valid_rows=int(result.valid_rows),
+        locales=list(result.locales),
+        clean_path=clean if clean is not None and clean.exists() else None,
+        errors_path=errors_path if errors_path is not None and errors_path.exists() else None,
+        rejected_rows=rejected,
+        file_error=str(getattr(result, "file_error", "") or ""),
+    )
+
+
+def rejection_reason(validated: ValidatedFile, max_error_ratio: float) -> str | None:
+    """Why the whole file must be quarantined, or None when its clean rows can be imported."""
+    if validated.file_error:
+        return validated.file_error
+    if not validated.locales:
+        return "no valid locale column"
+    if validated.valid_rows == 0:
+        return "no valid row to import"
+    if validated.rows and validated.bad_rows / validated.rows > max_error_ratio:
+        return (
+            f"{validated.bad_rows} of {validated.rows} rows are invalid "
+            f"({validated.bad_rows / validated.rows:.1%} > max_error_ratio {max_error_ratio:.1%})"
+        )
+    return None
+
+
+def import_translation_files(
+    env: TaskEnv, client: Any, ftp: Any, selected: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Validate, import and archive (or quarantine) each selected file in order.
+
+    Returns the data of the run report (``files`` outcomes and ``rejected`` rows as dicts).
+    """
+    cfg = env.config
+    files: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for position, wanted in enumerate(selected, start=1):
+        item, note = locate_selected(ftp, wanted, env=env, source=SOURCE)
+        outcome = FileOutcome(file=wanted["name"], remote_path=wanted["path"], size=wanted.get("size"))
+        if item is None:
+            outcome.status, outcome.reason = STATUS_REJECTED, note
+            files.append(outcome.to_dict())
+            continue
+        if note:
+            log.info("%s: %s", item.name, note)
+        outcome.stamp = item.stamp_label
+        workdir = env.run_dir("files", f"{position:04d}", fresh=True)
+        from threekit_pipeline.ftp.paths import safe_local_path
+
+        local = safe_local_path(workdir, item.name)
+        ftp.download(item.path, local)
+        validated = validate_file(local, item.name, workdir)
+        outcome.rows_read = validated.rows
+        outcome.rows_rejected = validated.bad_rows
+        reason = rejection_reason(validated, cfg.max_error_ratio)
+        log.info(
+            "File %d/%d %s: %d rows, %d valid, locales %s%s",
+            position,
+            len(selected),
+            item.name,
+            validated.rows,
+            validated.valid_rows,
+            ", ".join(validated.locales) or "(none)",
+            f"; REJECTED: {reason}" if reason else "",
+        )
+        if reason is not None:
+            outcome.status, outcome.reason = STATUS_REJECTED, reason
+            if not any(r.line in ("", None) for r in validated.rejected_rows):
+                validated.rejected_rows.insert(
+                    0,
+                    RejectedRow(
+                        stage="validation", file=item.name, line="", column="", value="", reason=reason
+                    ),
+                )
+            rejected.extend(r.to_dict() for r in validated.rejected_rows)
+            if not env.dry_run:
+                errors_csv = validated.errors_path or workdir / f"{local.name}.errors.csv"
+                # The quarantined file's errors CSV always states the file-level reason first.
+                write_csv(
+                    errors_csv,
+                    ERRORS_COLUMNS,
+                    [r.to_dict() for r in validated.rejected_rows],
+                )
+                moved = inbound.reject_file(
+                    ftp,
+                    item.path,
+                    rejected_root=cfg.folder("rejected"),
+                    source=SOURCE,
+                    errors_csv=errors_csv,
+                    archive_root=cfg.folder("archive"),
+                )
+                outcome.destination, outcome.errors_path = moved.destination, moved.errors_path or ""
+            files.append(outcome.to_dict())
+            continue
+
+        rejected.extend(r.to_dict() for r in validated.rejected_rows)
+        outcome.products_written = validated.valid_rows
+        if env.dry_run:
+            outcome.status, outcome.reason = STATUS_DRY_RUN, "valid; would be imported (dry run)"
+            files.append(outcome.to_dict())
+            continue
+        answer = client.import_translations(validated.clean_path)
+        stored = len(answer.get("translations") or []) if isinstance(answer, dict) else 0
+        log.info("%s: Threekit stored %d translation value(s)", item.name, stored)
+        moved = inbound.archive_file(
+            ftp,
+            item.path,
+            archive_root=cfg.folder("archive"),
+            source=SOURCE,
+            processing_day=env.day,
+            local_copy=local,
+            scratch_dir=env.run_dir("scratch"),
+        )
+        outcome.status = STATUS_IMPORTED
+        outcome.reason = f"{stored} translation value(s) stored" + (
+            f"; {validated.bad_rows} row(s) left out (see errors)" if validated.bad_rows else ""
+        )
+        outcome.destination = moved.destination
+        log.info("%s: %s -> %s", item.name, moved.action, moved.destination)
+        files.append(outcome.to_dict())
+    return {"files": files, "rejected": rejected}
+
+
+def build_report(env: TaskEnv, selection: str, data: dict[str, Any]) -> RunReport:
+    """The run report from :func:`import_translation_files`' result."""
+    report = RunReport(
+        dag_id=env.dag_id,
+        run_id=env.run_id,
+        run_type=env.run_type,
+        selection=selection,
+        dry_run=env.dry_run,
+    )
+    report.files = [FileOutcome(**f) for f in data.get("files", [])]
+    report.rejected = [RejectedRow(**r) for r in data.get("rejected", [])]
+    statuses = [f.status for f in report.files]
+    report.counts = {
+        "files": len(statuses),
+        "files_imported": statuses.count(STATUS_IMPORTED),
+        "files_rejected": statuses.count(STATUS_REJECTED),
+        "rows_read": sum(f.rows_read for f in report.files),
+        "rows_imported": sum(f.products_written for f in report.files if f.status == STATUS_IMPORTED),
+        "rows_rejected": len([r for r in report.rejected if r.line not in ("", None)]),
+    }
+    if report.counts["files_rejected"] or report.counts["rows_rejected"]:
+        report.status = "partial"
+    return report
+
+
+def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
+    """Log the outcome and rejection tables; upload the report (kept local in a dry run)."""
+    log.info(
+        "Translations import: %s\n%s",
+        ", ".join(f"{k} {v}" for k, v in report.counts.items()),
+        format_table(
+            [f.to_dict() for f in report.files],
+            ("file", "status", "rows_read", "rows_rejected", "reason", "destination"),
+        ),
+    )
+    if report.rejected:
+        log.warning(
+            "Rejected rows and files (first 20):\n%s",
+            format_table(
+                [r.to_dict() for r in report.rejected], ("file", "line", "column", "value", "reason")
+            ),
+        )
+    local_dir = env.run_dir("report")
+    if env.dry_run:
+        paths = report.write(local_dir)
+        log.info("Dry run: report kept in staging at %s", paths["json"])
+        return {"counts": report.counts, "report": {k: str(v) for k, v in paths.items()}}
+    remote = upload_report(ftp, report, local_dir, env.config.folder("reports"), REPORT_SOURCE)
+    return {"counts": report.counts, "report": remote}
