@@ -1,0 +1,105 @@
+"""``make bench``: every figure beside a baseline measured in the same run, with the ratio.
+
+Results are printed as a table and written to ``.bench/results-<UTC time>.json``.
+``--only NAME`` runs some benchmarks; ``--quick`` uses small sizes (a smoke run, not for the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+# name -> (module, full-size kwargs, quick kwargs)
+BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
+    "dag_parse": ("threekit_pipeline.bench.dag_parse", {}, {}),
+    "transform": ("threekit_pipeline.bench.transform", {}, {"products": 5_000}),
+    "import_throughput": ("threekit_pipeline.bench.import_throughput", {}, {"products": 2_000}),
+    "delta_rerun": ("threekit_pipeline.bench.delta_rerun", {}, {"products": 5_000}),
+    "ftp_transfer": ("threekit_pipeline.bench.ftp_transfer", {}, {"size_mib": 64}),
+}
+
+# How each result is shown: (figure key, baseline key, ratio key, unit).
+ROWS: dict[str, list[tuple[str, str, str, str]]] = {
+    "dag_parse": [("parse_s", "empty_dag_parse_s", "ratio", "s")],
+    "transform": [("transform_s", "floor_s", "ratio", "s"), ("transform_peak_rss_mb", "floor_peak_rss_mb", "", "MB")],
+    "import_throughput": [("ours_products_per_s", "minimal_products_per_s", "throughput_ratio", "products/s")],
+    "delta_rerun": [("rerun_s", "first_run_s", "ratio", "s"), ("rerun_sent", "first_run_sent", "", "products")],
+    "ftp_transfer": [
+        ("download.ours_mib_s", "download.curl_mib_s", "download.throughput_ratio", "MiB/s"),
+        ("download.ours_peak_rss_mb", "", "", "MB"),
+        ("upload.ours_mib_s", "upload.curl_mib_s", "upload.throughput_ratio", "MiB/s"),
+        ("upload.ours_peak_rss_mb", "", "", "MB"),
+    ],
+}
+
+
+def _get(result: dict, dotted: str):
+    value = result
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--out", type=Path, default=REPO / ".bench")
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "work"
+    work.mkdir(exist_ok=True)
+    results: dict[str, dict] = {}
+    for name in args.only or list(BENCHMARKS):
+        module_name, full, quick = BENCHMARKS[name]
+        print(f"== {name} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            module = __import__(module_name, fromlist=["run"])
+            results[name] = module.run(work, **(quick if args.quick else full))
+        except Exception as exc:  # one failing benchmark must not hide the others' figures
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}", "met": False}
+        results[name]["wall_s"] = round(time.perf_counter() - started, 1)
+        print(f"   done in {results[name]['wall_s']} s", flush=True)
+
+    print()
+    print(f"{'benchmark':<18} {'figure':<34} {'value':>12} {'baseline':>12} {'ratio':>8}  target met")
+    for name, result in results.items():
+        if "error" in result:
+            print(f"{name:<18} ERROR: {result['error']}")
+            continue
+        for figure, baseline, ratio_key, unit in ROWS.get(name, []):
+            value = _get(result, figure)
+            base = _get(result, baseline) if baseline else None
+            ratio = _get(result, ratio_key) if ratio_key else None
+            print(
+                f"{name:<18} {figure + ' (' + unit + ')':<34} {value!s:>12} {'' if base is None else base!s:>12} "
+                f"{'' if ratio is None else ratio!s:>8}  {result.get('met')}"
+            )
+        print(f"{'':<18} target: {result.get('target', '')}")
+    record = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "results": results,
+    }
+    path = args.out / f"results-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"\nresults written to {path}")
+    return 0 if all(r.get("met") for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

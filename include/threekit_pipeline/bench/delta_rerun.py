@@ -1,0 +1,89 @@
+"""Delta re-run: an unchanged 100,000-product catalog, imported once, then processed again.
+
+Both runs go through the catalog import's own task logic (transform -> ledger delta ->
+chunked import -> ledger update) against a threekit-sandbox. The second run must send
+0 products and take at most 10% of the first run's time (the baseline measured here).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from threekit_pipeline.bench._measure import ratio
+
+ORG = "7c2e9a41-3b5d-4f6e-8a1c-9d0b2e4f6a85"
+
+
+def _one_run(run_id: str, staging: Path, files: dict[str, Path], client) -> tuple[float, dict]:
+    from threekit_pipeline.pipelines import catalog_import
+    from threekit_pipeline.pipelines.config import load_config
+    from threekit_pipeline.pipelines.runtime import TaskEnv
+
+    config = load_config({"staging_dir": str(staging), "batch_size": 1000})
+    env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id=run_id, config=config, logical_date=datetime.now(UTC))
+    start = time.perf_counter()
+    collected = env.run_dir() / catalog_import.COLLECTED_FILE
+    collected.write_text(
+        json.dumps(
+            {
+                "processing_day": env.day.isoformat(),
+                "window": {"replay": False},
+                "files": [
+                    {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size,
+                     "modified": None, "stamp": None, "origin": "inbound", "local": str(p)}
+                    for p in files.values()
+                ],
+            }
+        )
+    )
+    planned = catalog_import.transform_and_plan(env, {"collected": str(collected)})
+    sent = 0
+    for chunk in planned["chunks"]:
+        result = catalog_import.import_chunk(env, chunk, client)
+        sent += result["total"]
+    return time.perf_counter() - start, {**{k: planned[k] for k in ("products_distinct", "to_send", "unchanged_skipped")}, "sent": sent}
+
+
+def run(work_dir: Path, products: int = 100_000) -> dict:
+    from threekit_pipeline.samples.catalog import generate_catalog
+    from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
+    from threekit_pipeline.threekit.client import ThreekitClient
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        tmp_path = Path(tmp)
+        generated = generate_catalog(tmp_path / "files", products=products, options_per_product=3, prices_per_product=2)
+        files = {name: path for name, path in generated.items() if name != "translations"}
+        server = ThreekitSandboxProcess(
+            data_dir=tmp_path / "threekit", token=secrets.token_hex(16), org_id=ORG, job_delay_ms=20
+        ).start()
+        try:
+            client = ThreekitClient(server.base_url, server.token, ORG)
+            first_s, first = _one_run("bench_first", tmp_path / "staging", files, client)
+            second_s, second = _one_run("bench_second", tmp_path / "staging", files, client)
+            items = server.stats()["items"]
+        finally:
+            server.stop()
+    return {
+        "products": products,
+        "first_run_s": round(first_s, 3),
+        "first_run_sent": first["sent"],
+        "rerun_s": round(second_s, 3),
+        "rerun_sent": second["sent"],
+        "rerun_unchanged_skipped": second["unchanged_skipped"],
+        "items_in_threekit": items,
+        "ratio": ratio(second_s, first_s),
+        "target": "rerun sends 0 products and takes <= 0.10x the first run",
+        "met": second["sent"] == 0 and second_s <= 0.10 * first_s,
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    print(json.dumps(run(Path(tempfile.gettempdir()), count), indent=2))
