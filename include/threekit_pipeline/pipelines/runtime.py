@@ -187,6 +187,10 @@ class TaskEnv:
         )
 
 
+class NothingToProcess(Exception):
+    """This run has no file to process (the DAG task turns it into a skip)."""
+
+
 def select_run_files(
     env: TaskEnv,
     ftp: Any,
@@ -194,14 +198,15 @@ def select_run_files(
     source: str,
     inbound_key: str,
     patterns: tuple[str, ...] = (),
-    complete: list[Any] | None = None,
+    sensor_output: Any = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """The files this run processes, by the shared inbound rule; returns (XCom-safe dicts, description).
 
-    Scheduled/manual runs take the sensor's complete files (``complete``); backfill runs and
-    manual runs with ``replay=True`` take the stamps of their data interval, from the archive
-    when already processed; param ``file`` picks one file. Marker files (``<name><suffix>`` for
-    the configured ``marker_suffixes``) are never selected themselves.
+    Scheduled/manual runs take the sensor's complete files (``sensor_output``, see
+    :func:`plan_wait`); backfill runs and manual runs with ``replay=True`` take the stamps of
+    their data interval, from the archive when already processed; param ``file`` picks one
+    file. Marker files (``<name><suffix>`` for the configured ``marker_suffixes``) are never
+    selected themselves. Raises :class:`NothingToProcess` when nothing is selected.
     """
     from threekit_pipeline.pipelines import inbound
 
@@ -209,6 +214,13 @@ def select_run_files(
     window = inbound.selection_window(
         env.run_type, env.params, env.data_interval_start, env.data_interval_end
     )
+    complete = None
+    if not window.replay and not env.only_file:
+        complete = flatten_sensor_output(sensor_output)
+        if complete is None:
+            raise NothingToProcess(
+                f"no complete file arrived in {cfg.folder(inbound_key)} before the sensor timed out"
+            )
     files = inbound.select_inbound_files(
         ftp,
         inbound_dir=cfg.folder(inbound_key),
@@ -223,6 +235,8 @@ def select_run_files(
     markers = tuple(s.lower() for s in cfg.marker_suffixes)
     selected = [f for f in files if not (markers and f.name.lower().endswith(markers))]
     description = f"param file={env.only_file}" if env.only_file else window.describe()
+    if not selected:
+        raise NothingToProcess(f"no file to process in {cfg.folder(inbound_key)} ({description})")
     log.info("Selected %d file(s) (%s):", len(selected), description)
     for item in selected:
         log.info("  %s  %s bytes  stamp %s  (%s)", item.path, item.size, item.stamp_label, item.origin)
@@ -255,3 +269,58 @@ def locate_selected(ftp: Any, selected: dict[str, Any], *, env: TaskEnv, source:
     if remote_stat(ftp, rejected) is not None:
         return None, f"already quarantined at {rejected} by an earlier attempt"
     raise FileNotFoundError(f"{item.path}: no longer on the FTP server, and not in {archived} nor {rejected}")
+
+
+def plan_wait(env: TaskEnv, *, inbound_key: str, patterns: tuple[str, ...]) -> dict[str, Any]:
+    """How an inbound run selects files, and the sensor's arguments when it has to wait.
+
+    Returns ``{"window": {...}, "wait": [sensor kwargs] or []}``: the DAG expands the sensor
+    over ``wait``, so a replay (backfill or ``replay=True``) or a ``file`` run has no sensor
+    instance and does not wait. Sensor settings come from the Variable at run time.
+    """
+    from threekit_pipeline.pipelines import inbound
+
+    cfg = env.config
+    window = inbound.selection_window(
+        env.run_type, env.params, env.data_interval_start, env.data_interval_end
+    )
+    sensor = {
+        "ftp_conn_id": cfg.ftp_conn_id,
+        "path": cfg.folder(inbound_key),
+        "patterns": list(patterns),
+        "stable_seconds": cfg.stable_seconds,
+        "marker_suffixes": list(cfg.marker_suffixes),
+        "poke_interval": cfg.poke_interval_seconds,
+        "timeout": cfg.sensor_timeout_seconds,
+    }
+    waiting = not window.replay and not env.only_file
+    if env.only_file:
+        log.info("Param file=%r: processing that file only, no waiting", env.only_file)
+    elif window.replay:
+        log.info("%s: %s, no waiting", window.reason, window.describe())
+    else:
+        log.info(
+            "Waiting for complete files matching %s in %s (stable %.0f s, timeout %.0f s)",
+            list(patterns),
+            sensor["path"],
+            cfg.stable_seconds,
+            cfg.sensor_timeout_seconds,
+        )
+    return {"window": window.to_dict(), "wait": [sensor] if waiting else []}
+
+
+def flatten_sensor_output(sensor_output: Any) -> list[Any] | None:
+    """The complete files a (mapped) sensor returned; None when no sensor instance returned any.
+
+    A mapped sensor's output arrives as one list per instance; a skipped or absent instance
+    contributes nothing.
+    """
+    if sensor_output is None:
+        return None
+    items = list(sensor_output)
+    if items and all(isinstance(item, (list, tuple)) or item is None for item in items):
+        results = [item for item in items if item is not None]
+        if not results:
+            return None
+        return [entry for result in results for entry in result]
+    return items or None

@@ -50,6 +50,11 @@ STATUS_IMPORTED = "imported"
 STATUS_UNCHANGED = "unchanged"
 STATUS_REJECTED = "rejected"
 STATUS_DRY_RUN = "dry_run"
+STATUS_FAILED = "failed"
+
+
+class SourceAssetImportError(RuntimeError):
+    """Some selected files could not be processed (their tasks failed after retries)."""
 
 
 def job_failure(job: dict[str, Any], runs: list[dict[str, Any]]) -> str | None:
@@ -190,8 +195,13 @@ def _quarantine(
     return outcome
 
 
-def build_report(env: TaskEnv, selection: str, outcomes: Iterable[dict[str, Any] | None]) -> RunReport:
-    """The run report from every file's outcome."""
+def build_report(
+    env: TaskEnv,
+    selection: str,
+    files: Iterable[dict[str, Any]] | None,
+    outcomes: Iterable[dict[str, Any] | None] | None,
+) -> RunReport:
+    """The run report from every file's outcome; a selected file without outcome is ``failed``."""
     report = RunReport(
         dag_id=env.dag_id,
         run_id=env.run_id,
@@ -200,9 +210,24 @@ def build_report(env: TaskEnv, selection: str, outcomes: Iterable[dict[str, Any]
         dry_run=env.dry_run,
         force_full_resend=env.force_full_resend,
     )
-    for outcome in outcomes:
-        if not outcome:
+    received = [o for o in (outcomes or []) if o]
+    unmatched = {}
+    for outcome in received:
+        unmatched[outcome["file"]] = unmatched.get(outcome["file"], 0) + 1
+    for selected in files or []:
+        if unmatched.get(selected["name"], 0) > 0:
+            unmatched[selected["name"]] -= 1
             continue
+        received.append(
+            {
+                "file": selected["name"],
+                "remote_path": selected["path"],
+                "size": selected.get("size"),
+                "status": STATUS_FAILED,
+                "reason": "the import task failed (see its log); the file was left where it was",
+            }
+        )
+    for outcome in received:
         report.files.append(
             FileOutcome(
                 file=outcome["file"],
@@ -236,11 +261,23 @@ def build_report(env: TaskEnv, selection: str, outcomes: Iterable[dict[str, Any]
         STATUS_IMPORTED: statuses.count(STATUS_IMPORTED),
         STATUS_UNCHANGED: statuses.count(STATUS_UNCHANGED),
         STATUS_REJECTED: statuses.count(STATUS_REJECTED),
+        STATUS_FAILED: statuses.count(STATUS_FAILED),
         STATUS_DRY_RUN: statuses.count(STATUS_DRY_RUN),
     }
-    if report.counts[STATUS_REJECTED]:
+    if report.counts[STATUS_FAILED]:
+        report.status = "failed"
+    elif report.counts[STATUS_REJECTED]:
         report.status = "partial"
     return report
+
+
+def check_complete(report: RunReport) -> None:
+    """Raise when some file's task failed, so the run is marked failed after its report went out."""
+    failed = [f.file for f in report.files if f.status == STATUS_FAILED]
+    if failed:
+        raise SourceAssetImportError(
+            f"{len(failed)} file(s) could not be processed and stay in the inbound folder: {', '.join(failed)}"
+        )
 
 
 def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
