@@ -1,0 +1,553 @@
+"""Business operations of the threekit-sandbox: product imports, jobs, asset imports,
+render layers and translations, on top of :class:`~.threekit_store.Store`.
+
+Jobs are processed by a background worker. A job's whole effect (every applied entry,
+its result file and its final state) is written in one transaction, so a job interrupted
+by a shutdown is simply processed again after the restart and never applies an entry twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from threekit_pipeline.sandbox.threekit_catalog import (
+    EntryError,
+    ItemIndex,
+    content_of,
+    layer_configuration,
+    merge_product,
+    new_item,
+    translatable_strings,
+    validate_entry,
+)
+from threekit_pipeline.sandbox.threekit_png import RENDER_HEIGHT, RENDER_WIDTH, render_item_png
+from threekit_pipeline.sandbox.threekit_store import Store, utc_now
+
+log = logging.getLogger(__name__)
+
+MODEL_EXTENSIONS = {"glb", "gltf", "fbx", "obj", "step", "stp", "stl", "zip"}
+TEXTURE_EXTENSIONS = {"png", "jpg", "jpeg", "tif", "tiff", "webp"}
+MAX_REPORTED_ERRORS = 50
+PROGRESS_EVERY = 500
+
+
+class ImportRejected(Exception):
+    """A synchronous import with invalid entries; nothing was written."""
+
+    def __init__(self, messages: list[str]) -> None:
+        shown = messages[:MAX_REPORTED_ERRORS]
+        text = "; ".join(shown)
+        if len(messages) > len(shown):
+            text += f"; ... and {len(messages) - len(shown)} more"
+        super().__init__(text)
+        self.messages = messages
+
+
+class TranslationsRejected(Exception):
+    """A translations CSV that cannot be read (names the row and the reason)."""
+
+
+def _sync_flag(value: Any, default: bool = True) -> bool:
+    """Threekit's ``sync`` flag: only an explicit false value means asynchronous."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    return str(value).strip().lower() not in ("false", "0", "no", "off")
+
+
+def parse_sync_flag(value: Any, default: bool = True) -> bool:
+    """Public alias of the ``sync`` flag parser (used by the HTTP layer)."""
+    return _sync_flag(value, default)
+
+
+def _product_name(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("product"), dict):
+        name = raw["product"].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+class Sandbox:
+    """The sandbox's state machine (everything except HTTP)."""
+
+    def __init__(self, store: Store, job_delay_ms: int = 200) -> None:
+        self.store = store
+        self.org_id = store.org_id
+        self.job_delay_ms = job_delay_ms
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # -- product import -------------------------------------------------------------------
+    def _apply(
+        self, conn, index: ItemIndex, entry: dict[str, Any], position: int, job_id: str | None, now: str
+    ) -> tuple[str, dict[str, Any]]:
+        """Upsert one validated entry; returns ("created"|"updated", item)."""
+        query, product = entry["query"], entry["product"]
+        match = index.find(query, product.get("name"))
+        if match is None:
+            if "name" not in product:
+                raise EntryError([f"entry {position}: product.name: is required to create a new item"])
+            item_id = query.get("id")
+            if item_id and self.store.asset_id_taken(conn, item_id):
+                raise EntryError(
+                    [f"entry {position}: query.id: {item_id} is the id of an asset that is not an item"]
+                )
+            item = merge_product(new_item(item_id, self.org_id, now), product)
+            item = self.store.insert_asset(conn, item)
+            index.add(item)
+            self._refresh_layer(conn, item, job_id, now)
+            return "created", item
+        merged = merge_product(match, product)
+        if content_of(merged) != content_of(match):
+            merged["updatedAt"] = now
+            self.store.update_asset(conn, merged)
+            index.remove(match)
+            index.add(merged)
+            self._refresh_layer(conn, merged, job_id, now)
+        return "updated", merged
+
+    def _refresh_layer(self, conn, item: dict[str, Any], job_id: str | None, now: str) -> dict[str, Any]:
+        """(Re)render the item's layer; an unchanged render keeps its layer and file."""
+        configuration = layer_configuration(item)
+        hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
+        file = self.store.register_file(conn, hex_digest, size, f"render-{item['id']}.png", "image/png")
+        existing = self.store.layer_of(conn, item["id"])
+        if existing is not None and existing["fileId"] == file["id"]:
+            return existing
+        layer = {
+            "id": str(uuid.uuid4()),
+            "assetId": item["id"],
+            "assetLayer": None,
+            "assetLayerConfiguration": configuration,
+            "stageId": None,
+            "stageConfiguration": {},
+            "metadata": {},
+            "orgId": self.org_id,
+            "jobId": job_id,
+            "fileId": file["id"],
+            "format": "png",
+            "width": RENDER_WIDTH,
+            "height": RENDER_HEIGHT,
+            "createdAt": now,
+        }
+        self.store.put_layer(conn, layer)
+        return layer
+
+    def import_sync(self, raw_entries: list[Any]) -> list[dict[str, Any]]:
+        """Validate and apply every entry atomically; :class:`ImportRejected` if any is invalid."""
+        messages: list[str] = []
+        entries = []
+        for position, raw in enumerate(raw_entries):
+            try:
+                entries.append(validate_entry(raw, position, self.org_id))
+            except EntryError as exc:
+                messages.extend(exc.messages)
+        if messages:
+            log.info(
+                "synchronous import of %d entries rejected: %d problem(s)", len(raw_entries), len(messages)
+            )
+            raise ImportRejected(messages)
+        now = utc_now()
+        created = updated = 0
+        results = []
+        with self.store.write() as conn:
+            index = ItemIndex(self.store.assets(conn, ["item"]))
+            for position, entry in enumerate(entries):
+                try:
+                    status, item = self._apply(conn, index, entry, position, None, now)
+                except EntryError as exc:
+                    messages.extend(exc.messages)
+                    continue
+                created += status == "created"
+                updated += status == "updated"
+                results.append(item)
+            if messages:
+                raise ImportRejected(messages)  # rolls the transaction back
+        log.info("synchronous import: %d created, %d updated", created, updated)
+        return results
+
+    # -- jobs -----------------------------------------------------------------------------
+    def _new_job(
+        self, job_type: str, title: str, task_count: int, parameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        now = utc_now()
+        return {
+            "id": str(uuid.uuid4()),
+            "type": job_type,
+            "title": title,
+            "orgId": self.org_id,
+            "createdBy": None,
+            "createdAt": now,
+            "updatedAt": now,
+            "parameters": parameters,
+            "priority": 0,
+            "schedulerState": "active",
+            "status": "pending",
+            "taskCount": task_count,
+            "taskProgress": None,
+            "taskStatusPending": task_count,
+            "taskStatusRunning": 0,
+            "taskStatusStopped": 0,
+            "taskResultSuccesses": 0,
+            "taskResultFailures": 0,
+            "tasks": [],
+            "duration": None,
+            "timeElapsed": None,
+            "timeRemaining": None,
+        }
+
+    def _schedule(self, conn, job: dict[str, Any], payload: Any, delay_ms: int | None = None) -> None:
+        delay = (self.job_delay_ms if delay_ms is None else delay_ms) / 1000.0
+        started = time.time()
+        self.store.insert_job(conn, job, payload, running_at=started + delay / 2, due_at=started + delay)
+
+    def create_catalog_job(self, raw_entries: list[Any], source: bytes, filename: str) -> dict[str, Any]:
+        """Queue a catalog-import job for ``raw_entries`` (``source``: the uploaded JSON)."""
+        with self.store.write() as conn:
+            hex_digest, size = self.store.put_bytes_blob(source)
+            file = self.store.register_file(conn, hex_digest, size, filename, "application/json")
+            job = self._new_job(
+                "catalog-import",
+                f"Catalog import of {len(raw_entries)} entries",
+                len(raw_entries),
+                {"fileId": file["id"], "sync": False, "entryCount": len(raw_entries)},
+            )
+            self._schedule(conn, job, {"entries": raw_entries})
+        log.info("catalog-import job %s queued with %d entries", job["id"], len(raw_entries))
+        self._wake.set()
+        return job
+
+    def create_asset_job(self, file_id: str, title: str | None, asset_id: str | None, settings: dict) -> dict:
+        """Queue an asset-import job turning an uploaded file into a model or texture asset."""
+        with self.store.write() as conn:
+            file = self.store.get_file(conn, file_id)
+            job = self._new_job(
+                "asset-import",
+                title or f"Import {file['filename'] if file else file_id}",
+                1,
+                {"fileId": file_id, "assetId": asset_id, "settings": settings},
+            )
+            self._schedule(conn, job, {"fileId": file_id, "assetId": asset_id})
+        log.info("asset-import job %s queued for file %s", job["id"], file_id)
+        self._wake.set()
+        return job
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """A job by id."""
+        with self.store.connection() as conn:
+            return self.store.get_job(conn, job_id)
+
+    def _finish(self, job: dict[str, Any], successes: int, failures: int, now: str) -> None:
+        job.update(
+            {
+                "status": "stopped",
+                "updatedAt": now,
+                "taskProgress": 1,
+                "taskStatusPending": 0,
+                "taskStatusRunning": 0,
+                "taskStatusStopped": job["taskCount"],
+                "taskResultSuccesses": successes,
+                "taskResultFailures": failures,
+                "timeRemaining": 0,
+            }
+        )
+
+    def _run(self, job: dict[str, Any], code: str, message: str, results: dict[str, Any], now: str) -> dict:
+        return {
+            "id": str(uuid.uuid4()),
+            "jobId": job["id"],
+            "taskId": None,
+            "orgId": self.org_id,
+            "resultCode": code,
+            "resultMessage": message,
+            "results": results,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+
+    def _run_catalog_import(self, conn, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        entries = payload.get("entries") or []
+        now = utc_now()
+        index = ItemIndex(self.store.assets(conn, ["item"]))
+        results: list[dict[str, Any]] = []
+        successes = failures = 0
+        for position, raw in enumerate(entries):
+            try:
+                entry = validate_entry(raw, position, self.org_id)
+                status, item = self._apply(conn, index, entry, position, job["id"], now)
+            except EntryError as exc:
+                failures += 1
+                results.append(
+                    {"index": position, "status": "failed", "name": _product_name(raw), "error": str(exc)}
+                )
+            else:
+                successes += 1
+                results.append(
+                    {
+                        "index": position,
+                        "status": status,
+                        "id": item["id"],
+                        "name": item["name"],
+                        "metadata": dict(item["metadata"]),
+                    }
+                )
+            if (position + 1) % PROGRESS_EVERY == 0:
+                log.info("job %s: %d of %d entries processed", job["id"], position + 1, len(entries))
+        content = json.dumps(results, ensure_ascii=False, indent=1).encode("utf-8")
+        hex_digest, size = self.store.put_bytes_blob(content)
+        file = self.store.register_file(
+            conn, hex_digest, size, f"catalog-import-{job['id']}.json", "application/json"
+        )
+        self._finish(job, successes, failures, now)
+        if failures:
+            code, message = "Failed", f"{failures} of {len(entries)} entries failed"
+        else:
+            code, message = "Success", f"{successes} entries imported"
+        log.info("catalog-import job %s finished: %d succeeded, %d failed", job["id"], successes, failures)
+        return self._run(job, code, message, {"files": [file]}, now)
+
+    def _run_asset_import(self, conn, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        now = utc_now()
+        file = self.store.get_file(conn, payload["fileId"])
+
+        def failed(message: str) -> dict[str, Any]:
+            self._finish(job, 0, 1, now)
+            log.info("asset-import job %s failed: %s", job["id"], message)
+            return self._run(job, "Failed", message, {"files": [file] if file else [], "assets": []}, now)
+
+        if file is None:
+            return failed(f"file {payload['fileId']} not found")
+        extension = file["extension"]
+        if extension in MODEL_EXTENSIONS:
+            kind = "model"
+        elif extension in TEXTURE_EXTENSIONS:
+            kind = "texture"
+        else:
+            return failed(
+                f"unsupported file type .{extension}" if extension else "unsupported file type (none)"
+            )
+        if file["size"] == 0:
+            return failed("file is empty")
+        target_id = payload.get("assetId")
+        if target_id:
+            asset = self.store.get_asset(conn, target_id)
+            if asset is None:
+                return failed(f"asset {target_id} not found")
+        else:
+            # Like Threekit's importer, an asset is matched by its name (the file name).
+            candidates = [a for a in self.store.assets(conn, [kind]) if a["name"] == file["filename"]]
+            asset = candidates[0] if candidates else None
+        if asset is None:
+            asset = new_item(None, self.org_id, now)
+            asset.update(
+                {
+                    "type": kind,
+                    "name": file["filename"],
+                    "importedFileId": file["id"],
+                    "fileSize": file["size"],
+                }
+            )
+            asset = self.store.insert_asset(conn, asset)
+        else:
+            asset.update(
+                {"type": kind, "importedFileId": file["id"], "fileSize": file["size"], "updatedAt": now}
+            )
+            self.store.update_asset(conn, asset)
+        self._finish(job, 1, 0, now)
+        job["output"] = {kind: [{"name": asset["name"], "assetId": asset["id"]}]}
+        log.info("asset-import job %s: %s asset %s from %s", job["id"], kind, asset["id"], file["filename"])
+        summary = {"id": asset["id"], "name": asset["name"], "type": kind}
+        return self._run(
+            job, "Success", f"imported {kind} {asset['name']}", {"files": [file], "assets": [summary]}, now
+        )
+
+    def process_job(self, job_id: str) -> None:
+        """Process a pending or running job now (no-op when it is already stopped)."""
+        with self.store.write() as conn:
+            row = self.store.job_row(conn, job_id)
+            if row is None or row["status"] not in ("pending", "running"):
+                return
+            job = json.loads(row["data"])
+            payload = json.loads(row["payload"])
+            if job["type"] == "catalog-import":
+                run = self._run_catalog_import(conn, job, payload)
+            else:
+                run = self._run_asset_import(conn, job, payload)
+            self.store.save_job(conn, job, run)
+
+    def _fail_job(self, job_id: str, message: str) -> None:
+        with self.store.write() as conn:
+            job = self.store.get_job(conn, job_id)
+            if job is None or job["status"] == "stopped":
+                return
+            now = utc_now()
+            self._finish(job, 0, job["taskCount"], now)
+            self.store.save_job(conn, job, self._run(job, "Failed", message, {"files": []}, now))
+
+    def _mark_running(self, job_id: str) -> None:
+        with self.store.write() as conn:
+            job = self.store.get_job(conn, job_id)
+            if job is None or job["status"] != "pending":
+                return
+            job.update(
+                {
+                    "status": "running",
+                    "updatedAt": utc_now(),
+                    "taskStatusPending": 0,
+                    "taskStatusRunning": job["taskCount"],
+                    "taskProgress": 0,
+                }
+            )
+            self.store.save_job(conn, job)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any] | None:
+        """Stop a pending or running job without applying anything; returns the job."""
+        with self.store.write() as conn:
+            job = self.store.get_job(conn, job_id)
+            if job is None or job["status"] == "stopped":
+                return job
+            now = utc_now()
+            # Cancelled tasks count as failures, so "stopped without failures" still means success.
+            self._finish(job, 0, job["taskCount"], now)
+            self.store.save_job(
+                conn,
+                job,
+                self._run(job, "Cancelled", "job cancelled before it was processed", {"files": []}, now),
+            )
+        log.info("job %s cancelled", job_id)
+        return job
+
+    def process_due_jobs(self) -> float:
+        """Advance every job whose time has come; returns seconds until the next event."""
+        with self.store.connection() as conn:
+            rows = self.store.unfinished_jobs(conn)
+        next_event = 1.0
+        for row in rows:
+            now = time.time()
+            try:
+                if row["due_at"] <= now:
+                    self.process_job(row["id"])
+                    continue
+                if row["status"] == "pending" and row["running_at"] <= now:
+                    self._mark_running(row["id"])
+                    next_event = min(next_event, row["due_at"] - now)
+                elif row["status"] == "pending":
+                    next_event = min(next_event, row["running_at"] - now)
+                else:
+                    next_event = min(next_event, row["due_at"] - now)
+            except Exception:
+                log.exception("job %s could not be processed; marking it failed", row["id"])
+                self._fail_job(row["id"], "internal error while processing the job")
+        return max(next_event, 0.005)
+
+    def start_worker(self) -> None:
+        """Start the background job worker (also resumes jobs left unfinished by a restart)."""
+        with self.store.connection() as conn:
+            left = len(self.store.unfinished_jobs(conn))
+        if left:
+            log.info("resuming %d unfinished job(s)", left)
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="threekit-sandbox-jobs", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.process_due_jobs()
+            except Exception:
+                log.exception("job worker iteration failed")
+                wait = 1.0
+            self._wake.wait(timeout=wait)
+            self._wake.clear()
+
+    def stop_worker(self, timeout: float = 10) -> None:
+        """Stop the job worker (a job being processed finishes its transaction first)."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    # -- translations ---------------------------------------------------------------------
+    def translations_csv(self, asset_id: str | None = None) -> str | None:
+        """The translations CSV of the organization (or one asset; None if it is unknown)."""
+        with self.store.connection() as conn:
+            if asset_id is not None:
+                item = self.store.get_asset(conn, asset_id)
+                if item is None:
+                    return None
+                items = [item]
+            else:
+                items = self.store.assets(conn, ["item"])
+            locales = self.store.locales(conn)
+            stored = self.store.translations(conn)
+        keys: set[str] = set()
+        for item in items:
+            keys |= translatable_strings(item)
+
+        def cell(value: str) -> str:
+            return '"' + value.replace('"', '""') + '"' if value else ""
+
+        lines = [",".join(cell(v) for v in ["Canonical Name", *locales])]
+        for key in sorted(keys):
+            lines.append(",".join([cell(key), *(cell(stored.get((key, loc), "")) for loc in locales)]))
+        return "\n".join(lines) + "\n"
+
+    def translations_for(self, locale: str) -> dict[str, str]:
+        """``{canonical: translated}`` for one locale."""
+        with self.store.connection() as conn:
+            stored = self.store.translations(conn)
+        return {key: value for (key, loc), value in stored.items() if loc == locale}
+
+    def import_translations(self, text: str) -> list[dict[str, Any]]:
+        """Store the translations of a CSV (``Canonical Name`` + one column per locale)."""
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error as exc:
+            raise TranslationsRejected(f"malformed CSV: {exc}") from None
+        numbered = [(number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+        if not numbered:
+            raise TranslationsRejected('the CSV is empty; expected a header with "Canonical Name"')
+        header_number, header = numbered[0]
+        header = [h.strip() for h in header]
+        key_column = next((i for i, h in enumerate(header) if h.lower() == "canonical name"), None)
+        if key_column is None:
+            raise TranslationsRejected(f'row {header_number}: the header has no "Canonical Name" column')
+        locales: dict[int, str] = {}
+        for i, name in enumerate(header):
+            if i == key_column:
+                continue
+            if not name:
+                raise TranslationsRejected(f"row {header_number}: column {i + 1} has no locale name")
+            if name in locales.values():
+                raise TranslationsRejected(f"row {header_number}: locale {name!r} appears twice")
+            locales[i] = name
+        pending: list[tuple[str, str, str]] = []
+        for number, row in numbered[1:]:
+            if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
+                raise TranslationsRejected(f"row {number}: {len(row)} cells but the header has {len(header)}")
+            key = row[key_column].strip() if key_column < len(row) else ""
+            values = {locales[i]: row[i] for i in locales if i < len(row) and row[i].strip()}
+            if not key:
+                if values:
+                    raise TranslationsRejected(f"row {number}: translations without a Canonical Name")
+                continue
+            pending.extend((key, locale, value) for locale, value in values.items())
+        with self.store.write() as conn:
+            for locale in locales.values():
+                self.store.add_locale(conn, locale)
+            stored = [self.store.put_translation(conn, key, locale, value) for key, locale, value in pending]
+        log.info(
+            "translations imported: %d value(s) for locale(s) %s", len(stored), ", ".join(locales.values())
+        )
+        return stored

@@ -1,0 +1,427 @@
+"""SQLite state of the threekit-sandbox (assets, files, jobs, layers, translations).
+
+One database file under the data directory, in WAL mode. Writers serialise on one
+process-wide lock and run inside ``BEGIN IMMEDIATE`` transactions, so a request either
+applies completely or not at all; readers never block. File contents live next to the
+database under ``blobs/``, addressed by their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import queue
+import shutil
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS assets (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assets_type_name ON assets (org_id, type, name);
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    running_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    data TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    run TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS layers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    asset_id TEXT NOT NULL UNIQUE,
+    job_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS translations (
+    org_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    id TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (org_id, key, locale)
+);
+CREATE TABLE IF NOT EXISTS locales (
+    org_id TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    PRIMARY KEY (org_id, locale)
+);
+"""
+
+TABLES = ("assets", "files", "jobs", "layers", "translations", "locales")
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds (``2024-01-02T03:04:05.678Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Store:
+    """Thread-safe access to the sandbox database and blob directory."""
+
+    def __init__(self, data_dir: Path, org_id: str) -> None:
+        self.data_dir = Path(data_dir)
+        self.org_id = org_id
+        self.blob_dir = self.data_dir / "blobs"
+        self.tmp_dir = self.data_dir / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "threekit-sandbox.sqlite3"
+        self._write_lock = threading.RLock()
+        self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self.connection() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection in autocommit mode (each statement sees committed data)."""
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            self._pool.put(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction; rolled back if the block raises."""
+        with self._write_lock, self.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def close(self) -> None:
+        """Close every connection (at shutdown)."""
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+
+    def reset(self) -> None:
+        """Delete every record and stored file content."""
+        with self.write() as conn:
+            for table in TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            shutil.rmtree(self.blob_dir, ignore_errors=True)
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- assets ---------------------------------------------------------------------------
+    @staticmethod
+    def _asset_from_row(row: sqlite3.Row) -> dict[str, Any]:
+        item = json.loads(row["data"])
+        item["seq"] = row["seq"]
+        return item
+
+    def assets(
+        self, conn: sqlite3.Connection, types: list[str] | None = None, asset_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The organization's assets (optionally of ``types`` or one id), oldest first."""
+        sql = "SELECT seq, data FROM assets WHERE org_id = ?"
+        params: list[Any] = [self.org_id]
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params += types
+        if asset_id is not None:
+            sql += " AND id = ?"
+            params.append(asset_id)
+        sql += " ORDER BY seq"
+        return [self._asset_from_row(row) for row in conn.execute(sql, params)]
+
+    def get_asset(self, conn: sqlite3.Connection, asset_id: str) -> dict[str, Any] | None:
+        """One asset by id."""
+        found = self.assets(conn, asset_id=asset_id)
+        return found[0] if found else None
+
+    def asset_id_taken(self, conn: sqlite3.Connection, asset_id: str) -> bool:
+        """Whether any asset already uses ``asset_id``."""
+        return conn.execute("SELECT 1 FROM assets WHERE id = ?", (asset_id,)).fetchone() is not None
+
+    def insert_asset(self, conn: sqlite3.Connection, item: dict[str, Any]) -> dict[str, Any]:
+        """Store a new asset; returns it with its ``seq``."""
+        data = {k: v for k, v in item.items() if k != "seq"}
+        cursor = conn.execute(
+            "INSERT INTO assets (id, org_id, type, name, data) VALUES (?, ?, ?, ?, ?)",
+            (item["id"], self.org_id, item["type"], item["name"], json.dumps(data, ensure_ascii=False)),
+        )
+        return {**data, "seq": cursor.lastrowid}
+
+    def update_asset(self, conn: sqlite3.Connection, item: dict[str, Any]) -> None:
+        """Replace a stored asset's content."""
+        data = {k: v for k, v in item.items() if k != "seq"}
+        conn.execute(
+            "UPDATE assets SET type = ?, name = ?, data = ? WHERE id = ?",
+            (item["type"], item["name"], json.dumps(data, ensure_ascii=False), item["id"]),
+        )
+
+    def count(self, conn: sqlite3.Connection, table: str, where: str = "", params: tuple = ()) -> int:
+        """Row count of one of the sandbox tables."""
+        if table not in TABLES:
+            raise ValueError(table)
+        return conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0]  # noqa: S608
+
+    # -- files ----------------------------------------------------------------------------
+    def blob_path(self, hex_digest: str) -> Path:
+        """Where the content with this sha256 is stored."""
+        return self.blob_dir / hex_digest
+
+    def spool_blob(self, source: BinaryIO) -> tuple[str, int]:
+        """Copy ``source`` into the blob store; return (sha256 hex, size).
+
+        Content is written to a temporary file first and renamed into place, so a blob is
+        either complete or absent.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            hex_digest = digest.hexdigest()
+            target = self.blob_path(hex_digest)
+            if target.exists():
+                os.unlink(tmp_name)
+            else:
+                os.replace(tmp_name, target)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+        return hex_digest, size
+
+    def put_bytes_blob(self, content: bytes) -> tuple[str, int]:
+        """Store in-memory content in the blob store; return (sha256 hex, size)."""
+        hex_digest = hashlib.sha256(content).hexdigest()
+        target = self.blob_path(hex_digest)
+        if not target.exists():
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir)
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            os.replace(tmp_name, target)
+        return hex_digest, len(content)
+
+    def register_file(
+        self,
+        conn: sqlite3.Connection,
+        hex_digest: str,
+        size: int,
+        filename: str,
+        mime_type: str | None = None,
+    ) -> dict[str, Any]:
+        """The File record for stored content; created on first sight of these bytes."""
+        content_hash = f"sha256-{hex_digest}"
+        row = conn.execute("SELECT data FROM files WHERE hash = ?", (content_hash,)).fetchone()
+        if row is not None:
+            return json.loads(row["data"])
+        extension = Path(filename).suffix.lower().lstrip(".")
+        if not mime_type or mime_type == "application/octet-stream":
+            mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        record = {
+            "id": str(uuid.uuid4()),
+            "orgId": self.org_id,
+            "userId": None,
+            "filename": filename,
+            "size": size,
+            "hash": content_hash,
+            "extension": extension,
+            "mimeType": mime_type,
+            "encodings": {},
+            "createdAt": utc_now(),
+        }
+        conn.execute(
+            "INSERT INTO files (id, org_id, hash, data) VALUES (?, ?, ?, ?)",
+            (record["id"], self.org_id, content_hash, json.dumps(record, ensure_ascii=False)),
+        )
+        return record
+
+    def get_file(self, conn: sqlite3.Connection, file_id: str) -> dict[str, Any] | None:
+        """A File record by id."""
+        row = conn.execute("SELECT data FROM files WHERE id = ?", (file_id,)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def get_file_by_hash(self, conn: sqlite3.Connection, content_hash: str) -> dict[str, Any] | None:
+        """A File record by ``sha256-<hex>`` (the bare hex digest is accepted too)."""
+        if not content_hash.startswith("sha256-"):
+            content_hash = f"sha256-{content_hash.lower()}"
+        row = conn.execute("SELECT data FROM files WHERE hash = ?", (content_hash,)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def file_blob(self, record: dict[str, Any]) -> Path:
+        """The path of a File's content."""
+        return self.blob_path(record["hash"].split("-", 1)[1])
+
+    # -- layers ---------------------------------------------------------------------------
+    def layer_of(self, conn: sqlite3.Connection, asset_id: str) -> dict[str, Any] | None:
+        """The render layer of an asset."""
+        row = conn.execute("SELECT data FROM layers WHERE asset_id = ?", (asset_id,)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def put_layer(self, conn: sqlite3.Connection, layer: dict[str, Any]) -> None:
+        """Store ``layer`` as its asset's only render layer."""
+        conn.execute("DELETE FROM layers WHERE asset_id = ?", (layer["assetId"],))
+        conn.execute(
+            "INSERT INTO layers (id, asset_id, job_id, data) VALUES (?, ?, ?, ?)",
+            (layer["id"], layer["assetId"], layer["jobId"], json.dumps(layer, ensure_ascii=False)),
+        )
+
+    def layers(self, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        """Every layer, oldest first."""
+        return [json.loads(row["data"]) for row in conn.execute("SELECT data FROM layers ORDER BY seq")]
+
+    # -- jobs -----------------------------------------------------------------------------
+    def insert_job(
+        self,
+        conn: sqlite3.Connection,
+        job: dict[str, Any],
+        payload: Any,
+        running_at: float,
+        due_at: float,
+    ) -> None:
+        """Store a new job with its input and schedule (epoch seconds)."""
+        conn.execute(
+            "INSERT INTO jobs (id, org_id, type, status, running_at, due_at, data, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job["id"],
+                self.org_id,
+                job["type"],
+                job["status"],
+                running_at,
+                due_at,
+                json.dumps(job, ensure_ascii=False),
+                json.dumps(payload, ensure_ascii=False),
+            ),
+        )
+
+    def save_job(
+        self, conn: sqlite3.Connection, job: dict[str, Any], run: dict[str, Any] | None = None
+    ) -> None:
+        """Persist a job's new state (and its run once it has one)."""
+        conn.execute(
+            "UPDATE jobs SET status = ?, data = ?, run = COALESCE(?, run) WHERE id = ?",
+            (
+                job["status"],
+                json.dumps(job, ensure_ascii=False),
+                json.dumps(run, ensure_ascii=False) if run is not None else None,
+                job["id"],
+            ),
+        )
+
+    def get_job(self, conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+        """A job by id."""
+        row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def job_row(self, conn: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:
+        """The raw job row (schedule, payload, run)."""
+        return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+    def jobs(self, conn: sqlite3.Connection, statuses: list[str] | None = None) -> list[dict[str, Any]]:
+        """Jobs, oldest first, optionally filtered by status."""
+        sql = "SELECT data FROM jobs WHERE org_id = ?"
+        params: list[Any] = [self.org_id]
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            params += statuses
+        return [json.loads(row["data"]) for row in conn.execute(sql + " ORDER BY seq", params)]
+
+    def runs(self, conn: sqlite3.Connection, job_id: str | None) -> list[dict[str, Any]]:
+        """Runs of finished jobs (of one job when ``job_id`` is given), oldest first."""
+        sql = "SELECT run FROM jobs WHERE run IS NOT NULL"
+        params: tuple = ()
+        if job_id is not None:
+            sql += " AND id = ?"
+            params = (job_id,)
+        return [json.loads(row["run"]) for row in conn.execute(sql + " ORDER BY seq", params)]
+
+    def unfinished_jobs(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        """Pending and running jobs with their schedule, oldest first."""
+        return list(
+            conn.execute(
+                "SELECT id, status, running_at, due_at FROM jobs "
+                "WHERE status IN ('pending', 'running') ORDER BY seq"
+            )
+        )
+
+    # -- translations ---------------------------------------------------------------------
+    def locales(self, conn: sqlite3.Connection) -> list[str]:
+        """Every locale ever imported, sorted."""
+        rows = conn.execute("SELECT locale FROM locales WHERE org_id = ? ORDER BY locale", (self.org_id,))
+        return [row["locale"] for row in rows]
+
+    def translations(self, conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+        """``{(key, locale): value}`` of the organization."""
+        rows = conn.execute("SELECT key, locale, value FROM translations WHERE org_id = ?", (self.org_id,))
+        return {(row["key"], row["locale"]): row["value"] for row in rows}
+
+    def put_translation(self, conn: sqlite3.Connection, key: str, locale: str, value: str) -> dict[str, Any]:
+        """Store (or overwrite) one translation; returns its record."""
+        conn.execute("INSERT OR IGNORE INTO locales (org_id, locale) VALUES (?, ?)", (self.org_id, locale))
+        row = conn.execute(
+            "SELECT id FROM translations WHERE org_id = ? AND key = ? AND locale = ?",
+            (self.org_id, key, locale),
+        ).fetchone()
+        translation_id = row["id"] if row else str(uuid.uuid4())
+        conn.execute(
+            "INSERT OR REPLACE INTO translations (org_id, key, locale, id, value) VALUES (?, ?, ?, ?, ?)",
+            (self.org_id, key, locale, translation_id, value),
+        )
+        return {"id": translation_id, "key": key, "value": value, "locale": locale, "orgId": self.org_id}
+
+    def add_locale(self, conn: sqlite3.Connection, locale: str) -> None:
+        """Remember a locale seen in an imported CSV header."""
+        conn.execute("INSERT OR IGNORE INTO locales (org_id, locale) VALUES (?, ?)", (self.org_id, locale))
