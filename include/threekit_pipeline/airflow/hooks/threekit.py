@@ -163,14 +163,14 @@ class ThreekitHook(BaseHook):
         except ThreekitConnectionError as exc:
             return False, str(exc)
         options = {**options, "max_retries": 0, "max_retry_time": 0.0}
+        where = f"{base_url} (org {org_id})" if org_id else base_url
         try:
             with ThreekitClient(base_url, token, org_id, **options) as client:
                 accepted = client.healthcheck()
         except ThreekitError as exc:
-            return False, _without(str(exc), token)
+            return False, _without(f"cannot reach Threekit at {where}: {exc}", token)
         except Exception as exc:  # noqa: BLE001 - any failure is reported in the UI, not raised
-            return False, _without(f"{type(exc).__name__}: {exc}", token)
-        where = f"{base_url} (org {org_id})" if org_id else base_url
+            return False, _without(f"cannot reach Threekit at {where}: {type(exc).__name__}: {exc}", token)
         if not accepted:
             return False, f"Threekit at {where} rejected the API token"
         return True, f"Connected to Threekit at {where}"

@@ -121,7 +121,7 @@ class FtpCompleteFilesSensor(BaseSensorOperator):
         policy = make_policy(as_patterns(self.patterns), self.stable_seconds, self.marker_suffixes)
         listing = list_directory(settings, self.path)
         complete, self._snapshot = evaluate(self._snapshot, listing, policy, time.time())
-        self._pending = pending_names(listing, complete, as_patterns(self.patterns))
+        self._pending = pending_names(listing, complete, policy)
         return complete, listing
 
     def _done(self, complete: list) -> list[dict]:

@@ -22,7 +22,6 @@ It has no side effects, so running it twice (triggerer restart) is harmless.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -85,14 +84,12 @@ def evaluate(
 
 
 def pending_names(
-    listing: Iterable[RemoteFile], complete: Iterable[RemoteFile], patterns: Sequence[str]
+    listing: Iterable[RemoteFile], complete: Iterable[RemoteFile], policy: CompletenessPolicy
 ) -> list[str]:
-    """Names matching the patterns that are not (yet) complete, for progress and timeout messages."""
-    done = {f.name for f in complete}
+    """Names the policy watches that are not (yet) complete, for progress and timeout messages."""
+    done = {f.path for f in complete}
     return sorted(
-        f.name
-        for f in listing
-        if not f.is_dir and f.name not in done and any(fnmatch.fnmatchcase(f.name, p) for p in patterns)
+        f.name for f in listing if not f.is_dir and f.path not in done and policy.is_candidate(f.name)
     )
 
 
@@ -203,7 +200,7 @@ class FtpCompleteFilesTrigger(BaseTrigger):
                 failures = 0
                 polls += 1
                 complete, snapshot = evaluate(snapshot, listing, policy, time.time())
-                pending = pending_names(listing, complete, self.patterns)
+                pending = pending_names(listing, complete, policy)
                 if complete:
                     records = [file_record(f) for f in complete]
                     log.info(
