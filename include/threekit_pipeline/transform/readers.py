@@ -1,0 +1,561 @@
+"""Readers for ERP/PIM flat files: CSV (any common delimiter and encoding), .xlsx, .gz and .zip.
+
+Every value is read as a string; nothing is converted implicitly. Each row keeps the line
+number a person sees in an editor (header = line 1; a record with embedded newlines keeps
+the physical line it starts on; for .xlsx, the sheet row number).
+
+Detection when the mapping says ``auto``:
+
+* encoding: a BOM decides (UTF-8, UTF-16, UTF-32); otherwise valid UTF-8 is UTF-8, UTF-16
+  without BOM is recognised by its NUL byte pattern, anything else is cp1252 (latin-1 for
+  the five bytes cp1252 leaves undefined).
+* delimiter: the one of ``,`` ``;`` tab ``|`` that splits the header into the most columns
+  with the most consistent field count over the first lines.
+
+Compressed inputs are never extracted to disk. Archive member names that are absolute or
+contain ``..`` (zip-slip) reject the archive; total uncompressed size and the compression
+ratio are capped (decompression bombs), see :class:`~threekit_pipeline.transform.mapping.InputLimits`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import decimal as decimal_module
+import gzip
+import io
+import itertools
+import logging
+import posixpath
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from threekit_pipeline.transform.errors import FileRejected
+from threekit_pipeline.transform.mapping import InputLimits
+
+log = logging.getLogger(__name__)
+
+LINE_COLUMN = "__line__"
+CANDIDATE_SEPARATORS = (",", ";", "\t", "|")
+# Compression ratios are only meaningful once the output is large enough to matter.
+_RATIO_CHECK_MIN_BYTES = 1 << 20
+_CHUNK = 1 << 20
+_CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".dat")
+_XLSX_SUFFIXES = (".xlsx", ".xlsm")
+
+
+@dataclass
+class InputMember:
+    """One readable data file: a plain file, a decompressed .gz, or a member of a .zip."""
+
+    name: str  # shown to people: "products.csv", "batch.zip!products.csv"
+    inner_name: str  # decides the format: "products.csv", "products.xlsx"
+    data: bytes
+
+
+@dataclass
+class RawTable:
+    """A file read as strings: ``frame`` holds one column per header plus ``__line__``."""
+
+    name: str
+    headers: list[str]
+    frame: pd.DataFrame
+    encoding: str | None = None
+    separator: str | None = None
+    # casefolded header -> 1-based column positions, for headers that occur more than once.
+    duplicate_headers: dict[str, list[int]] = field(default_factory=dict)
+    # Rows that could not be parsed into fields: (line, reason).
+    row_errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame) + len(self.row_errors)
+
+
+# --- Opening inputs (plain, .gz, .zip) ---------------------------------------------------
+
+
+def open_input(path: Path, limits: InputLimits | None = None) -> list[InputMember]:
+    """The data files inside ``path``: itself, its decompressed content, or the members of a zip."""
+    limits = limits or InputLimits()
+    path = Path(path)
+    lower = path.name.lower()
+    try:
+        if lower.endswith(".gz"):
+            return [InputMember(path.name, path.name[:-3], _read_gzip(path, limits))]
+        if lower.endswith(".zip"):
+            return _read_zip(path, limits)
+        return [InputMember(path.name, path.name, path.read_bytes())]
+    except OSError as exc:
+        raise FileRejected(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _check_expansion(total: int, compressed: int, limits: InputLimits, what: str) -> None:
+    if total > limits.max_uncompressed_bytes:
+        raise FileRejected(
+            f"{what} expands beyond {limits.max_uncompressed_bytes:,} bytes (decompression limit); refused"
+        )
+    if total > _RATIO_CHECK_MIN_BYTES and total > limits.max_compression_ratio * max(compressed, 1):
+        raise FileRejected(
+            f"{what} has a compression ratio above {limits.max_compression_ratio:g}:1 "
+            f"(possible decompression bomb); refused"
+        )
+
+
+def _read_gzip(path: Path, limits: InputLimits) -> bytes:
+    compressed = path.stat().st_size
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as stream:
+            while piece := stream.read(_CHUNK):
+                out += piece
+                _check_expansion(len(out), compressed, limits, "gzip file")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileRejected(f"not a valid gzip file: {exc}") from None
+    return bytes(out)
+
+
+def _unsafe_member_name(name: str) -> bool:
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
+        return True
+    return ".." in normalised.split("/")
+
+
+def _is_data_member(info: zipfile.ZipInfo) -> bool:
+    base = posixpath.basename(info.filename.replace("\\", "/"))
+    if info.is_dir() or not base or base.startswith("."):
+        return False
+    return not info.filename.startswith("__MACOSX/")
+
+
+def _read_zip(path: Path, limits: InputLimits) -> list[InputMember]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise FileRejected(f"not a valid zip archive: {exc}") from None
+    with archive:
+        infos = archive.infolist()
+        for info in infos:
+            if _unsafe_member_name(info.filename):
+                raise FileRejected(
+                    f"unsafe path in archive: {info.filename!r} (absolute or '..' member paths are refused)"
+                )
+        members = [info for info in infos if _is_data_member(info)]
+        if not members:
+            raise FileRejected("zip archive contains no data file")
+        declared = sum(info.file_size for info in members)
+        _check_expansion(declared, path.stat().st_size, limits, "zip archive")
+        result: list[InputMember] = []
+        total = 0
+        for info in members:
+            out = bytearray()
+            try:
+                with archive.open(info) as stream:
+                    # Declared sizes can lie: count what actually comes out.
+                    while piece := stream.read(_CHUNK):
+                        out += piece
+                        total += len(piece)
+                        _check_expansion(total, path.stat().st_size, limits, "zip archive")
+                        _check_expansion(len(out), info.compress_size, limits, f"member {info.filename!r}")
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise FileRejected(f"cannot read archive member {info.filename!r}: {exc}") from None
+            base = posixpath.basename(info.filename.replace("\\", "/"))
+            result.append(InputMember(f"{path.name}!{info.filename}", base, bytes(out)))
+        return result
+
+
+# --- Parsing ------------------------------------------------------------------------------
+
+
+def read_member(
+    member: InputMember,
+    *,
+    separator: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    decimal: str = ".",
+    limits: InputLimits | None = None,
+) -> RawTable:
+    """Parse one data file into a :class:`RawTable` (CSV or .xlsx, decided by name and content)."""
+    lower = member.inner_name.lower()
+    if lower.endswith(".xls"):
+        raise FileRejected("legacy .xls workbooks are not supported; save the sheet as .xlsx or CSV")
+    if lower.endswith(_XLSX_SUFFIXES) or (member.data[:4] == b"PK\x03\x04" and not lower.endswith(_CSV_SUFFIXES)):
+        return read_xlsx(member.data, name=member.name, sheet=sheet, decimal=decimal, limits=limits)
+    return read_csv_bytes(member.data, name=member.name, separator=separator, encoding=encoding)
+
+
+def read_file(path: Path, **kwargs) -> list[RawTable]:
+    """Convenience: open ``path`` (plain, .gz or .zip) and parse every data file in it."""
+    limits = kwargs.get("limits")
+    return [read_member(member, **kwargs) for member in open_input(Path(path), limits)]
+
+
+def decode_to_utf8(data: bytes, encoding: str | None = None) -> tuple[bytes, str]:
+    """Return the content as UTF-8 bytes without BOM, and the encoding it was read as."""
+    if encoding:
+        name = codecs.lookup(encoding).name
+        if name == "utf-8" and data.startswith(codecs.BOM_UTF8):
+            data = data[3:]
+        if name == "utf-8":
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FileRejected(f"not valid {encoding} text (byte {exc.start}: {exc.reason})") from None
+            return data, name
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise FileRejected(f"not valid {encoding} text (byte {exc.start}: {exc.reason})") from None
+        return text.lstrip("\ufeff").encode("utf-8"), name
+
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            if codec == "utf-8-sig":
+                body = data[3:]
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise FileRejected(f"not valid UTF-8 text after its BOM (byte {exc.start + 3})") from None
+                return body, "utf-8-sig"
+            try:
+                return data.decode(codec).encode("utf-8"), codec
+            except UnicodeDecodeError as exc:
+                raise FileRejected(f"not valid {codec.upper()} text (byte {exc.start}: {exc.reason})") from None
+
+    utf16 = _guess_bomless_utf16(data)
+    if utf16:
+        try:
+            return data.decode(utf16).encode("utf-8"), utf16
+        except UnicodeDecodeError:
+            pass
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252").encode("utf-8"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1").encode("utf-8"), "latin-1"
+
+
+def _guess_bomless_utf16(data: bytes) -> str | None:
+    sample = data[:4096]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+    even_zeros = sample[0::2].count(0)
+    odd_zeros = sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd_zeros > 0.4 * half and even_zeros < 0.05 * half:
+        return "utf-16-le"
+    if even_zeros > 0.4 * half and odd_zeros < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def sniff_separator(sample: str) -> str:
+    """Pick the delimiter among , ; tab | from the first lines of a CSV text."""
+    last_newline = max(sample.rfind("\n"), sample.rfind("\r"))
+    complete = sample[: last_newline + 1] if last_newline > 0 else sample
+    best: tuple[float, int, int] | None = None
+    best_separator = ","
+    for rank, candidate in enumerate(CANDIDATE_SEPARATORS):
+        reader = csv.reader(io.StringIO(complete, newline=""), delimiter=candidate)
+        try:
+            rows = [row for row in itertools.islice(reader, 50) if row]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        others = rows[1:]
+        consistency = sum(1 for row in others if len(row) == width) / len(others) if others else 1.0
+        score = (consistency, width, -rank)
+        if best is None or score > best:
+            best, best_separator = score, candidate
+    return best_separator
+
+
+def _physical_lines(data: bytes) -> int:
+    if not data:
+        return 0
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _header_names(raw: list[str]) -> tuple[list[str], dict[str, list[int]]]:
+    names: list[str] = []
+    seen: dict[str, list[int]] = {}
+    for position, header in enumerate(raw, start=1):
+        text = (header or "").replace("\ufeff", "").strip()
+        key = text.casefold()
+        if text:
+            seen.setdefault(key, []).append(position)
+        names.append(text)
+    duplicates = {key: positions for key, positions in seen.items() if len(positions) > 1}
+    unique: list[str] = []
+    for position, text in enumerate(names, start=1):
+        if not text:
+            text = f"(column {position})"
+        elif text.casefold() in duplicates and duplicates[text.casefold()][0] != position:
+            text = f"{text} (column {position})"
+        unique.append(text)
+    return unique, duplicates
+
+
+def read_csv_bytes(
+    data: bytes, *, name: str, separator: str | None = None, encoding: str | None = None
+) -> RawTable:
+    """Parse CSV bytes (any supported encoding) into a :class:`RawTable` of strings."""
+    utf8, used_encoding = decode_to_utf8(data, encoding)
+    if b"\x00" in utf8:
+        raise FileRejected("contains NUL bytes: a binary file, not CSV text")
+    if not utf8.strip():
+        raise FileRejected("file is empty (no header line)")
+    if separator is None:
+        separator = sniff_separator(utf8[:65536].decode("utf-8", errors="ignore"))
+
+    frame: pd.DataFrame | None = None
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(utf8),
+            sep=separator,
+            header=None,
+            dtype=str,
+            na_filter=False,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            index_col=False,
+            quotechar='"',
+            doublequote=True,
+            engine="c",
+            encoding="utf-8",
+        )
+    except pd.errors.ParserError as exc:
+        if "EOF inside string" in str(exc):
+            _raise_unterminated_quote(utf8, separator)
+        frame = None  # ragged rows: the careful path below reports them row by row
+    except pd.errors.EmptyDataError:
+        raise FileRejected("file is empty (no header line)") from None
+
+    if frame is not None and len(frame) == _physical_lines(utf8):
+        header_raw = [str(v) for v in frame.iloc[0].tolist()]
+        body = frame.iloc[1:]
+        lines = np.arange(2, len(frame) + 1, dtype=np.int64)
+        headers, duplicates = _header_names(header_raw)
+        body = body.set_axis(headers, axis=1)
+        body = body.reset_index(drop=True)
+        body.insert(0, LINE_COLUMN, lines)
+        table = RawTable(name, headers, body, used_encoding, separator, duplicates)
+    else:
+        table = _read_csv_careful(utf8, name=name, separator=separator, encoding=used_encoding)
+    table.frame = _drop_blank_rows(table.frame)
+    return table
+
+
+def _raise_unterminated_quote(utf8: bytes, separator: str) -> None:
+    reader = csv.reader(io.StringIO(utf8.decode("utf-8"), newline=""), delimiter=separator)
+    start = 1
+    previous = 0
+    for _ in reader:
+        start = previous + 1
+        previous = reader.line_num
+    raise FileRejected(f"line {start}: a quoted field is never closed (unbalanced '\"')")
+
+
+def _read_csv_careful(utf8: bytes, *, name: str, separator: str, encoding: str) -> RawTable:
+    """Record-by-record parse: exact start lines for multi-line records, ragged rows reported."""
+    reader = csv.reader(io.StringIO(utf8.decode("utf-8"), newline=""), delimiter=separator)
+    previous = 0
+    header_raw: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    row_errors: list[tuple[int, str]] = []
+    width = 0
+    for record in reader:
+        start = previous + 1
+        previous = reader.line_num
+        if header_raw is None:
+            if not record:
+                continue
+            header_raw = record
+            width = len(record)
+            continue
+        if not record:
+            continue
+        if len(record) > width:
+            extra = record[width:]
+            if all(not v.strip() for v in extra):
+                record = record[:width]
+            else:
+                row_errors.append((start, f"row has {len(record)} fields, the header has {width}"))
+                continue
+        elif len(record) < width:
+            record = record + [""] * (width - len(record))
+        rows.append(record)
+        lines.append(start)
+    if header_raw is None:
+        raise FileRejected("file is empty (no header line)")
+    headers, duplicates = _header_names(header_raw)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
+    frame = pd.DataFrame({h: pd.Series(list(col), dtype="str") for h, col in zip(headers, columns, strict=True)})
+    frame.insert(0, LINE_COLUMN, np.asarray(lines, dtype=np.int64))
+    return RawTable(name, headers, frame, encoding, separator, duplicates, row_errors)
+
+
+def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Blank lines (every field empty or whitespace) are layout, not data."""
+    value_columns = [c for c in frame.columns if c != LINE_COLUMN]
+    if not len(frame) or not value_columns:
+        return frame
+    blank = np.ones(len(frame), dtype=bool)
+    for column in value_columns:
+        blank &= (frame[column].str.strip() == "").to_numpy(dtype=bool)
+        if not blank.any():
+            return frame
+    return frame.loc[~blank].reset_index(drop=True)
+
+
+# --- .xlsx -----------------------------------------------------------------------------------
+
+
+def _cell_text(value, decimal: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        text = str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+        return text.replace(".", ",") if decimal == "," else text
+    if isinstance(value, decimal_module.Decimal):
+        text = format(value, "f")
+        return text.replace(".", ",") if decimal == "," else text
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _check_xlsx_size(data: bytes, limits: InputLimits) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise FileRejected(f"not a valid .xlsx workbook: {exc}") from None
+    _check_expansion(total, len(data), limits, "workbook")
+
+
+def read_xlsx(
+    data: bytes,
+    *,
+    name: str,
+    sheet: str | None = None,
+    decimal: str = ".",
+    limits: InputLimits | None = None,
+) -> RawTable:
+    """Read the first (or the named) sheet of an .xlsx workbook as strings.
+
+    Formulas give their cached values; a formula without a cached value (a workbook saved by
+    a program that does not calculate) rejects the file rather than reading it as empty.
+    Merged data cells repeat their value in every covered cell; merged header cells are
+    refused. Numbers are written with the mapping's decimal separator so they parse like
+    the CSV exports of the same layout.
+    """
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    _check_xlsx_size(data, limits or InputLimits())
+    try:
+        values_book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
+        formula_book = openpyxl.load_workbook(io.BytesIO(data), data_only=False, read_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise FileRejected(f"not a readable .xlsx workbook: {exc}") from None
+    try:
+        if sheet is not None:
+            if sheet not in values_book.sheetnames:
+                raise FileRejected(f"sheet {sheet!r} not found (sheets: {', '.join(values_book.sheetnames)})")
+            worksheet = values_book[sheet]
+            formula_sheet = formula_book[sheet]
+        else:
+            worksheet = values_book.worksheets[0]
+            formula_sheet = formula_book.worksheets[0]
+
+        grid: dict[int, list] = {}
+        for row in worksheet.iter_rows():
+            values = [cell.value for cell in row]
+            if any(v is not None and str(v).strip() != "" for v in values):
+                grid[row[0].row] = values
+        if not grid:
+            raise FileRejected(f"sheet {worksheet.title!r} is empty (no header row)")
+        header_row = min(grid)
+
+        for row in formula_sheet.iter_rows():
+            for cell in row:
+                if getattr(cell, "data_type", None) == "f":
+                    cached = worksheet.cell(row=cell.row, column=cell.column).value
+                    if cached is None:
+                        raise FileRejected(
+                            f"cell {cell.coordinate}: formula without a cached value; open and save the "
+                            f"workbook in a spreadsheet program so values are calculated"
+                        )
+
+        width = max(len(v) for v in grid.values())
+        for merged in worksheet.merged_cells.ranges:
+            if merged.min_row <= header_row <= merged.max_row:
+                raise FileRejected(f"merged header cells {merged.coord} are not supported; unmerge them")
+            top_left = worksheet.cell(row=merged.min_row, column=merged.min_col).value
+            for row_number in range(merged.min_row, merged.max_row + 1):
+                values = grid.setdefault(row_number, [None] * width)
+                if len(values) < merged.max_col:
+                    values.extend([None] * (merged.max_col - len(values)))
+                for col in range(merged.min_col, merged.max_col + 1):
+                    values[col - 1] = top_left
+    finally:
+        values_book.close()
+        formula_book.close()
+
+    header_values = grid[header_row]
+    last_header = max((i for i, v in enumerate(header_values) if v is not None and str(v).strip()), default=-1)
+    header_raw = [_cell_text(v, ".") for v in header_values[: last_header + 1]]
+    headers, duplicates = _header_names(header_raw)
+    width = len(headers)
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    row_errors: list[tuple[int, str]] = []
+    for row_number in sorted(r for r in grid if r > header_row):
+        values = grid[row_number]
+        overflow = [v for v in values[width:] if v is not None and str(v).strip()]
+        if overflow:
+            row_errors.append((row_number, f"row has values beyond the last header column ({width} columns)"))
+            continue
+        texts = [_cell_text(v, decimal) for v in values[:width]]
+        texts.extend([""] * (width - len(texts)))
+        if not any(t.strip() for t in texts):
+            continue
+        rows.append(texts)
+        lines.append(row_number)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
+    frame = pd.DataFrame({h: pd.Series(list(col), dtype="str") for h, col in zip(headers, columns, strict=True)})
+    frame.insert(0, LINE_COLUMN, np.asarray(lines, dtype=np.int64))
+    return RawTable(name, headers, frame, None, None, duplicates, row_errors)
