@@ -21,9 +21,15 @@ Outcome file (``outcome_path``), JSON Lines, one object per input entry, ordered
 
     {"line": 7, "key": "SKU-123", "status": "created", "id": "<item id>", "reason": null}
 
-``status`` is ``created``, ``updated``, ``rejected`` (``reason`` says why) or ``skipped``
-(already imported by an earlier attempt on the same input; ``previous_status`` holds what
-that attempt did and ``id`` the item). ``key`` is the SKU from ``query.metadata``, else
+``status`` is one of:
+
+* ``created`` / ``updated``: reported so by a catalog-import job;
+* ``imported``: landed through a synchronous import (sync mode, or the isolation of a
+  refused batch), whose answer lists the items but does not say which were new;
+* ``rejected``: not imported, ``reason`` holds Threekit's (or the reader's) explanation;
+* ``skipped``: already imported by an earlier attempt on the same input
+  (``previous_status`` holds what that attempt did and ``id`` the item).
+ ``key`` is the SKU from ``query.metadata``, else
 ``query.name`` / ``query.id``, else the product name.
 
 Crash safety and resuming: the import is an upsert by ``query``, so re-sending entries never
@@ -61,7 +67,10 @@ MAX_REJECTED_REASONS = 100
 MAX_LOGGED_REJECTIONS = 20
 # Statuses Threekit uses when a request body (or one entry in it) is invalid.
 INVALID_ENTRY_STATUSES = frozenset({400, 422})
-_ENTRY_PREFIX = re.compile(r"^entry \d+:\s*")
+LANDED_STATUSES = frozenset({"created", "updated", "imported"})
+# Threekit prefixes each problem with the entry's index *within the request*; outcomes name
+# the input line instead, so the in-request index would only confuse.
+_ENTRY_PREFIX = re.compile(r"(^|;\s*)entry \d+:\s*")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -70,12 +79,14 @@ ProgressCallback = Callable[[int, int], None]
 class ImportSummary:
     """Counts of one import run; ``to_dict()`` is small enough for an Airflow XCom.
 
-    ``total`` = ``created + updated + skipped + rejected`` (one per non-blank input line).
+    ``total`` = ``created + updated + imported + skipped + rejected`` (one per non-blank
+    input line); see the module documentation for the statuses.
     """
 
     total: int = 0
     created: int = 0
     updated: int = 0
+    imported: int = 0
     skipped: int = 0
     rejected: int = 0
     rejected_reasons: list[dict] = field(default_factory=list)
@@ -127,8 +138,10 @@ def _sku_from_metadata(metadata: Any) -> str | None:
 
 def _error_text(error: Any) -> str:
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("type") or json.dumps(error, sort_keys=True))
-    return str(error) if error not in (None, "") else "failed without a reason"
+        text = str(error.get("message") or error.get("type") or json.dumps(error, sort_keys=True))
+    else:
+        text = str(error) if error not in (None, "") else ""
+    return _ENTRY_PREFIX.sub(r"\1", text).strip() or "failed without a reason"
 
 
 def file_sha256(path: Path) -> str:
@@ -314,8 +327,7 @@ class _BatchImporter:
             if exc.status not in INVALID_ENTRY_STATUSES:
                 raise
             if len(batch) == 1:
-                reason = _ENTRY_PREFIX.sub("", exc.message) or str(exc)
-                return [_record(batch[0], "rejected", reason=reason)]
+                return [_record(batch[0], "rejected", reason=_error_text(exc.message))]
             middle = len(batch) // 2
             return self.isolate(batch[:middle]) + self.isolate(batch[middle:])
         products = (response or {}).get("products") or []
@@ -324,8 +336,7 @@ class _BatchImporter:
             product = products[index] if index < len(products) and isinstance(products[index], dict) else {}
             status = product.get("status")
             if status not in ("created", "updated"):
-                # Threekit's sync answer does not always say which; the item exists either way.
-                status = "updated"
+                status = "imported"  # the synchronous answer does not say whether it was new
             records.append(_record(pending, status, product.get("id")))
         return records
 
@@ -462,7 +473,7 @@ def import_jsonl(
                         continue
                     account(records)
                     batches_done += 1
-                    landed = sum(1 for r in records if r["status"] in ("created", "updated"))
+                    landed = sum(1 for r in records if r["status"] in LANDED_STATUSES)
                     log.info(
                         "batch %d/%d: %d entries, %d created/updated, %d rejected (%.1f s)",
                         number,
@@ -495,13 +506,14 @@ def import_jsonl(
     journal.finalize(outcomes)
     summary = _summarise(outcomes, outcome_path, input_sha256, mode, batches_done)
     log.info(
-        "imported %s in %.1f s: %d entries, %d created, %d updated, %d skipped, %d rejected (%d batches); "
-        "outcomes in %s",
+        "imported %s in %.1f s: %d entries, %d created, %d updated, %d imported (sync), %d skipped, "
+        "%d rejected (%d batches); outcomes in %s",
         jsonl_path.name,
         time.monotonic() - started,
         summary.total,
         summary.created,
         summary.updated,
+        summary.imported,
         summary.skipped,
         summary.rejected,
         summary.batches,
@@ -512,8 +524,8 @@ def import_jsonl(
 
 def _already_imported(record: dict) -> bool:
     status = record.get("status")
-    return status in ("created", "updated") or (
-        status == "skipped" and record.get("previous_status") in ("created", "updated")
+    return status in LANDED_STATUSES or (
+        status == "skipped" and record.get("previous_status") in LANDED_STATUSES
     )
 
 
@@ -531,6 +543,8 @@ def _summarise(
             summary.created += 1
         elif status == "updated":
             summary.updated += 1
+        elif status == "imported":
+            summary.imported += 1
         elif status == "skipped":
             summary.skipped += 1
         else:
