@@ -223,7 +223,7 @@ class FtpClient:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    def _connect(self) -> ftplib.FTP:
+    def _connect(self, operation: str, path: str) -> ftplib.FTP:
         settings = self.settings
         ftp: ftplib.FTP
         if settings.tls:
@@ -231,10 +231,10 @@ class FtpClient:
         else:
             ftp = _PlainFTP(timeout=settings.connect_timeout, encoding=settings.encoding)
         ftp.data_timeout = settings.data_timeout
-        stage = "connect"
+        login_stage = False
         try:
             ftp.connect(settings.host, settings.port, timeout=settings.connect_timeout)
-            stage = "login"
+            login_stage = True
             ftp.login(settings.user, settings.password)  # FTP_TLS.login sends AUTH TLS first
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
@@ -252,7 +252,7 @@ class FtpClient:
                 self._home = "/"
         except BaseException as exc:
             ftp.close()
-            error = self._translate(exc, stage, "")
+            error = self._translate(exc, operation, path, during_login=login_stage)
             if error is None or error is exc:
                 raise
             raise error from exc
@@ -274,9 +274,9 @@ class FtpClient:
                 features.add(words[0].upper())
         return frozenset(features)
 
-    def _session(self) -> ftplib.FTP:
+    def _session(self, operation: str = "connect", path: str = "") -> ftplib.FTP:
         if self._ftp is None:
-            self._ftp = self._connect()
+            self._ftp = self._connect(operation, path)
         return self._ftp
 
     def _discard(self) -> None:
@@ -314,15 +314,13 @@ class FtpClient:
         password = self.settings.password
         return text.replace(password, "***") if password else text
 
-    def _translate(self, exc: BaseException, operation: str, path: str) -> FtpError | None:
+    def _translate(self, exc: BaseException, operation: str, path: str,
+                   during_login: bool = False) -> FtpError | None:
         """The :class:`FtpError` for ``exc``, or None when it is not an FTP/network problem."""
         if isinstance(exc, FtpError):
             return exc
         settings = self.settings
-        if operation == "login":
-            subject = f"FTP login as {settings.user!r} on {settings.address}"
-        else:
-            subject = f"FTP {operation}{f' {path!r}' if path else ''} on {settings.address}"
+        subject = f"FTP {operation}{f' {path!r}' if path else ''} on {settings.address}"
         context = {"host": settings.address, "operation": operation, "path": path}
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = getattr(exc, "verify_message", "") or str(exc)
@@ -332,8 +330,9 @@ class FtpClient:
         if isinstance(exc, ftplib.error_perm):
             code = _reply_code(exc)
             reply = self._scrub(str(exc).strip())
-            if code == 530 or operation == "login":
-                return FtpPermanentError(f"{subject}: login refused ({reply})", code=code, **context)
+            if code == 530 or during_login:
+                return FtpPermanentError(f"{subject}: login as {settings.user!r} refused ({reply})", code=code,
+                                         **context)
             if code == 550:
                 return FtpNotFound(f"{subject}: not found or not accessible ({reply})", code=code, **context)
             return FtpPermanentError(f"{subject}: refused by the server ({reply})", code=code, **context)
@@ -360,7 +359,7 @@ class FtpClient:
             if retry_state is not None:
                 retry_state["attempt"] = number
             try:
-                return attempt(self._session())
+                return attempt(self._session(operation, path))
             except BaseException as exc:
                 # A 5xx reply leaves the control connection in sync; anything else (drop, timeout,
                 # an exception in the middle of a transfer) may not, so start from a fresh one.
@@ -779,7 +778,7 @@ class FtpClient:
         if not temps:
             return
         try:
-            self._remove_temps(self._session(), temps)
+            self._remove_temps(self._session("delete", temps[0]), temps)
         except Exception as exc:  # best effort: the original failure is what the caller needs
             self._discard()
             log.warning("Could not remove temporary upload(s) %s: %s", ", ".join(temps),

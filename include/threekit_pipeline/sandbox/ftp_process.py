@@ -172,6 +172,8 @@ class FtpSandboxProcess:
             try:
                 self._probe_login()
                 return
+            except ftplib.error_perm as exc:
+                raise self._failure(f"refuses the login: {exc}") from None
             except (OSError, EOFError, ftplib.Error) as exc:
                 if time.monotonic() > deadline or not self.running:
                     raise self._failure(f"does not accept a login: {type(exc).__name__}") from None
@@ -179,7 +181,11 @@ class FtpSandboxProcess:
 
     def _probe_login(self) -> None:
         if self.tls:
-            context = ssl.create_default_context(cafile=str(self.cafile))
+            # A readiness check only: whether clients can verify the certificate is their concern
+            # (tests deliberately use certificates that do not match).
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
             client: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=5)
         else:
             client = ftplib.FTP(timeout=5)
