@@ -62,34 +62,38 @@ class ValidatedFile:
     errors_path: Path | None
     rejected_rows: list[RejectedRow] = field(default_factory=list)
     file_error: str = ""
+    rows_rejected: int | None = None
 
     @property
     def bad_rows(self) -> int:
-        return self.rows - self.valid_rows
+        return self.rows_rejected if self.rows_rejected is not None else self.rows - self.valid_rows
 
 
-def validate_file(local: Path, name: str, workdir: Path) -> ValidatedFile:
+def validate_file(local: Path, name: str, workdir: Path, max_error_ratio: float) -> ValidatedFile:
     """Validate a downloaded translations CSV; the clean CSV and errors CSV land in ``workdir``."""
     from threekit_pipeline.transform.translations import validate_translations_csv
 
     result = validate_translations_csv(
         local,
         clean_path=workdir / f"{local.stem}.clean.csv",
-        errors_path=workdir / f"{local.stem}.errors.csv",
+        errors_path=workdir / f"{local.name}.errors.csv",
+        max_error_ratio=max_error_ratio,
     )
-    errors_path = Path(result.errors_path) if getattr(result, "errors_path", None) else None
+    errors_path = Path(result.errors_path) if result.errors_path else None
+    errors_path = errors_path if errors_path is not None and errors_path.exists() else None
     rejected = read_rejections_csv(errors_path, stage="validation", default_file=name) if errors_path else []
     for row in rejected:
-        row.file = name
-    clean = Path(result.clean_path) if getattr(result, "clean_path", None) else None
+        row.file = name  # the remote name, not the staged copy's
+    clean = Path(result.clean_path) if result.clean_path else None
     return ValidatedFile(
         rows=int(result.rows),
         valid_rows=int(result.valid_rows),
         locales=list(result.locales),
         clean_path=clean if clean is not None and clean.exists() else None,
-        errors_path=errors_path if errors_path is not None and errors_path.exists() else None,
+        errors_path=errors_path,
         rejected_rows=rejected,
-        file_error=str(getattr(result, "file_error", "") or ""),
+        file_error=result.file_error,
+        rows_rejected=int(result.rows_rejected),
     )
 
 
@@ -134,7 +138,7 @@ def import_translation_files(
 
         local = safe_local_path(workdir, item.name)
         ftp.download(item.path, local)
-        validated = validate_file(local, item.name, workdir)
+        validated = validate_file(local, item.name, workdir, cfg.max_error_ratio)
         outcome.rows_read = validated.rows
         outcome.rows_rejected = validated.bad_rows
         reason = rejection_reason(validated, cfg.max_error_ratio)
