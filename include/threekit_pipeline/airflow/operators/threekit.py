@@ -54,6 +54,17 @@ def rejection_table(rejected: Sequence[Mapping[str, Any]], limit: int = REJECTIO
     return "\n".join([header, "-" * len(header), *body])
 
 
+def import_counts(summary: Mapping[str, Any]) -> str:
+    """``"2 created, 1 updated, 0 skipped (already imported), 1 rejected"`` from a summary dict."""
+    parts = [f"{summary.get('created', 0)} created", f"{summary.get('updated', 0)} updated"]
+    if summary.get("imported"):
+        # Synchronous imports: Threekit does not say whether an item was created or updated.
+        parts.append(f"{summary['imported']} imported (created or updated)")
+    parts.append(f"{summary.get('skipped', 0)} skipped (already imported)")
+    parts.append(f"{summary.get('rejected', 0)} rejected")
+    return ", ".join(parts)
+
+
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 3] + "..."
@@ -150,14 +161,10 @@ class ThreekitImportOperator(BaseOperator):
                 self._push_job_ids(context, recorder.job_ids)
         result = summary.to_dict()
         log.info(
-            "Threekit import of %s: %d entries -> %d created, %d updated, %d skipped (already imported), "
-            "%d rejected; outcomes in %s",
+            "Threekit import of %s: %d entries -> %s; outcomes in %s",
             jsonl_path,
             result["total"],
-            result["created"],
-            result["updated"],
-            result["skipped"],
-            result["rejected"],
+            import_counts(result),
             result["outcome_path"],
         )
         if result["rejected"]:
