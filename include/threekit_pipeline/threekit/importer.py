@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 OUTCOME_FORMAT = 1
 MAX_REJECTED_REASONS = 100
+# Reasons in the summary are cut to keep it XCom-sized; the outcome file keeps them whole.
+MAX_SUMMARY_REASON_CHARS = 500
 MAX_LOGGED_REJECTIONS = 20
 # Statuses Threekit uses when a request body (or one entry in it) is invalid.
 INVALID_ENTRY_STATUSES = frozenset({400, 422})
@@ -550,7 +552,8 @@ def _summarise(
         else:
             summary.rejected += 1
             if len(summary.rejected_reasons) < MAX_REJECTED_REASONS:
-                summary.rejected_reasons.append(
-                    {"line": line, "key": record["key"], "reason": record["reason"]}
-                )
+                reason = str(record["reason"] or "")
+                if len(reason) > MAX_SUMMARY_REASON_CHARS:
+                    reason = reason[: MAX_SUMMARY_REASON_CHARS - 3] + "..."
+                summary.rejected_reasons.append({"line": line, "key": record["key"], "reason": reason})
     return summary
