@@ -44,6 +44,8 @@ def test_catalog_export_and_flatten(catalog, tmp_path):
     assert result.sha256 == hashlib.sha256((tmp_path / "staging" / "catalog.json").read_bytes()).hexdigest()
     assert {e["query"]["id"] for e in data} == {ids[f"SKU-{n:04d}"] for n in range(4)}
     assert export_catalog(client, tmp_path / "all.json", types="item").count == 5
+    tables = client.export_products_json(tmp_path / "tables.json", tags=["tables"], types=["item"])
+    assert [e["query"]["id"] for e in json.loads(tables.read_text(encoding="utf-8"))] == [ids["SKU-0004"]]
 
     flat = flatten_catalog_to_csv(tmp_path / "all.json", tmp_path / "catalog.csv")
     with open(flat.path, newline="", encoding="utf-8") as fh:
