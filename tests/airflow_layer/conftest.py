@@ -35,7 +35,7 @@ def threekit_conn(threekit_sandbox, monkeypatch):
     return threekit_sandbox
 
 
-def ftp_conn_json(server, **extra: Any) -> str:
+def _ftp_conn_json(server, **extra: Any) -> str:
     """``AIRFLOW_CONN_*`` JSON for an FTP sandbox."""
     return json.dumps(
         {
@@ -50,9 +50,15 @@ def ftp_conn_json(server, **extra: Any) -> str:
 
 
 @pytest.fixture
+def ftp_conn_json():
+    """``ftp_conn_json(server, **extra) -> str``: ``AIRFLOW_CONN_*`` JSON for an FTP sandbox."""
+    return _ftp_conn_json
+
+
+@pytest.fixture
 def ftp_conn(ftp_sandbox, monkeypatch):
     """``ftp_default`` (JSON form) pointing at the FTP sandbox."""
-    monkeypatch.setenv("AIRFLOW_CONN_FTP_DEFAULT", ftp_conn_json(ftp_sandbox))
+    monkeypatch.setenv("AIRFLOW_CONN_FTP_DEFAULT", _ftp_conn_json(ftp_sandbox))
     return ftp_sandbox
 
 
