@@ -84,9 +84,24 @@ class Api:
         return response.json()["files"][0]
 
 
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory):
+    """One server for this module; each test starts from a reset (empty) state."""
+    from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
+
+    root = tmp_path_factory.mktemp("threekit-api")
+    sandbox = ThreekitSandboxProcess(data_dir=root / "threekit", token="tk-api-test-0c4b8e2a", org_id="org-api-test")
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
 @pytest.fixture
-def api(threekit_sandbox) -> Api:
-    return Api(threekit_sandbox)
+def api(shared_sandbox) -> Api:
+    shared_sandbox.reset()
+    return Api(shared_sandbox)
 
 
 def chair(sku: str = "CH-1", name: str = "Chair", **product) -> dict:
@@ -427,6 +442,15 @@ def test_import_job_runs_to_stopped_with_a_result_file_per_entry(api):
     assert results[1]["error"].startswith("entry 1: product.attributes[0].values[0].pricebook: is required")
     names = sorted(i["name"] for i in api.sandbox.items())
     assert names == ["Chair", "Stool"]
+
+
+def test_json_body_with_sync_false_starts_a_job(api):
+    response = api.post("/api/products/import", json={"sync": "false", "files": chair("J")})
+    assert response.status_code == 200, response.text
+    job = api.wait_job(response.json()["jobId"])
+    assert (job["type"], job["taskCount"], job["taskResultSuccesses"]) == ("catalog-import", 1, 1)
+    assert [r["status"] for r in api.job_results(job["id"])] == ["created"]
+    assert api.sandbox.items()[0]["metadata"] == {"sku": "J"}
 
 
 def test_job_passes_through_running_before_stopping(api):

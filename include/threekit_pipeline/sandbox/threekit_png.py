@@ -31,7 +31,7 @@ def encode_png(width: int, height: int, rows: list[bytes]) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, 9))
+        + _chunk(b"IDAT", zlib.compress(raw, 6))
         + _chunk(b"IEND", b"")
     )
 
@@ -45,16 +45,20 @@ def render_item_png(name: str, configuration: dict[str, Any]) -> bytes:
     stripe_width = 2 + digest[3] % 6
     # One band per attribute default value, so configurations differ visibly.
     band_colours = [digest[4 + 3 * i : 7 + 3 * i] for i in range(min(len(configuration), 8))]
+    stripes = [(x // stripe_width) % 2 == 0 for x in range(RENDER_WIDTH)]
+
+    def row_for(band: bytes | None) -> bytes:
+        return b"".join(
+            stripe if striped else band if band is not None and x >= RENDER_WIDTH // 2 else background
+            for x, striped in enumerate(stripes)
+        )
+
+    # Rows only differ by band, so each distinct row is built once.
+    built: dict[bytes | None, bytes] = {}
     rows = []
     for y in range(RENDER_HEIGHT):
-        row = bytearray()
         band = band_colours[y * len(band_colours) // RENDER_HEIGHT] if band_colours else None
-        for x in range(RENDER_WIDTH):
-            if (x // stripe_width) % 2 == 0:
-                row += stripe
-            elif band is not None and x >= RENDER_WIDTH // 2:
-                row += band
-            else:
-                row += background
-        rows.append(bytes(row))
+        if band not in built:
+            built[band] = row_for(band)
+        rows.append(built[band])
     return encode_png(RENDER_WIDTH, RENDER_HEIGHT, rows)

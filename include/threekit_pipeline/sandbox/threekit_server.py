@@ -423,6 +423,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _apply_faults(self) -> Response | None | bool:
         """A fault answer (None = drop the connection) or False to proceed normally."""
         faults = self.server.faults
+        draw = self.server.draw()  # drawn for every API request, so --seed fixes the sequence
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
         if faults.rate_limit:
@@ -438,7 +439,6 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 )
                 response.headers["Retry-After"] = str(retry_after)
                 return response
-        draw = self.server.draw()
         if draw < faults.fail_rate:
             return error_response(ApiError(500, "server_error", "injected server error"))
         if draw < faults.fail_rate + faults.drop_rate:
