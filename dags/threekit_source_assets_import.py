@@ -81,20 +81,20 @@ INBOUND_KEY = "inbound_assets"
     },
 )
 def threekit_source_assets_import():
-    @task(multiple_outputs=True)
-    def plan_run() -> dict:
-        """Decide between waiting for new files and replaying a window; sensor arguments."""
+    @task
+    def plan_run() -> list[dict]:
+        """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
 
         return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=("*",))
 
-    plan = plan_run()
+    wait = plan_run()
     wait_for_files = FtpCompleteFilesSensor.partial(task_id="wait_for_files", deferrable=True).expand_kwargs(
-        plan["wait"]
+        wait
     )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=True)
-    def select_files(complete) -> dict:
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def select_files(complete) -> list[dict]:
         """The files of this run (skipped when there is none)."""
         from airflow.sdk.exceptions import AirflowSkipException
         from threekit_pipeline.pipelines.runtime import NothingToProcess, TaskEnv, select_run_files
@@ -103,12 +103,11 @@ def threekit_source_assets_import():
         env = TaskEnv.from_context()
         try:
             with env.ftp() as ftp:
-                files, selection = select_run_files(
+                return select_run_files(
                     env, ftp, source=SOURCE, inbound_key=INBOUND_KEY, sensor_output=complete
                 )
         except NothingToProcess as exc:
             raise AirflowSkipException(str(exc)) from None
-        return {"files": files, "selection": selection}
 
     @task(map_index_template="{{ task.op_kwargs['selected']['name'] }}")
     def import_file(selected: dict) -> dict:
@@ -122,13 +121,13 @@ def threekit_source_assets_import():
 
     # Runs even when some file tasks failed (the report lists them), not when nothing was selected.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
-    def report(files: list[dict], outcomes: list[dict], selection: str) -> dict:
+    def report(files: list[dict], outcomes: list[dict]) -> dict:
         """Upload the run report; fails the run when a file's task failed."""
-        from threekit_pipeline.pipelines.runtime import TaskEnv
+        from threekit_pipeline.pipelines.runtime import TaskEnv, describe_selection
         from threekit_pipeline.pipelines.source_assets import build_report, check_complete, publish_report
 
         env = TaskEnv.from_context()
-        run_report = build_report(env, selection, files, outcomes)
+        run_report = build_report(env, describe_selection(env), files, outcomes)
         if env.dry_run:
             result = publish_report(env, None, run_report)
         else:
@@ -139,7 +138,7 @@ def threekit_source_assets_import():
 
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(selected["files"], import_file.expand(selected=selected["files"]), selected["selection"])
+    report(selected, import_file.expand(selected=selected))
 
 
 threekit_source_assets_import()

@@ -82,22 +82,22 @@ INBOUND_KEY = "inbound_translations"
     },
 )
 def threekit_translations_import():
-    @task(multiple_outputs=True)
-    def plan_run() -> dict:
-        """Decide between waiting for new files and replaying a window; sensor arguments."""
+    @task
+    def plan_run() -> list[dict]:
+        """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
         from threekit_pipeline.pipelines.translations import PATTERNS
 
         return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=PATTERNS)
 
-    plan = plan_run()
+    wait = plan_run()
     # Mapped over 0 or 1 argument sets: a replay or a "file" run has no sensor instance.
     wait_for_files = FtpCompleteFilesSensor.partial(task_id="wait_for_files", deferrable=True).expand_kwargs(
-        plan["wait"]
+        wait
     )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=True)
-    def select_files(complete) -> dict:
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def select_files(complete) -> list[dict]:
         """The files of this run, oldest stamp first (skipped when there is none)."""
         from airflow.sdk.exceptions import AirflowSkipException
         from threekit_pipeline.pipelines.runtime import NothingToProcess, TaskEnv, select_run_files
@@ -106,7 +106,7 @@ def threekit_translations_import():
         env = TaskEnv.from_context()
         try:
             with env.ftp() as ftp:
-                files, selection = select_run_files(
+                return select_run_files(
                     env,
                     ftp,
                     source=SOURCE,
@@ -116,7 +116,6 @@ def threekit_translations_import():
                 )
         except NothingToProcess as exc:
             raise AirflowSkipException(str(exc)) from None
-        return {"files": files, "selection": selection}
 
     @task
     def import_translations(files: list[dict]) -> dict:
@@ -129,13 +128,13 @@ def threekit_translations_import():
             return import_translation_files(env, client, ftp, files)
 
     @task
-    def report(result: dict, selection: str) -> dict:
+    def report(result: dict) -> dict:
         """Upload the run report (counts, per-file outcome, rejected rows with reasons)."""
-        from threekit_pipeline.pipelines.runtime import TaskEnv
+        from threekit_pipeline.pipelines.runtime import TaskEnv, describe_selection
         from threekit_pipeline.pipelines.translations import build_report, publish_report
 
         env = TaskEnv.from_context()
-        run_report = build_report(env, selection, result)
+        run_report = build_report(env, describe_selection(env), result)
         if env.dry_run:
             return publish_report(env, None, run_report)
         with env.ftp() as ftp:
@@ -143,7 +142,7 @@ def threekit_translations_import():
 
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(import_translations(selected["files"]), selected["selection"])
+    report(import_translations(selected))
 
 
 threekit_translations_import()

@@ -187,6 +187,18 @@ class TaskEnv:
         )
 
 
+def describe_selection(env: TaskEnv) -> str:
+    """How this run selects its files, in words (for logs and run reports)."""
+    from threekit_pipeline.pipelines import inbound
+
+    if env.only_file:
+        return f"param file={env.only_file}"
+    window = inbound.selection_window(
+        env.run_type, env.params, env.data_interval_start, env.data_interval_end
+    )
+    return window.describe()
+
+
 class NothingToProcess(Exception):
     """This run has no file to process (the DAG task turns it into a skip)."""
 
@@ -199,8 +211,8 @@ def select_run_files(
     inbound_key: str,
     patterns: tuple[str, ...] = (),
     sensor_output: Any = None,
-) -> tuple[list[dict[str, Any]], str]:
-    """The files this run processes, by the shared inbound rule; returns (XCom-safe dicts, description).
+) -> list[dict[str, Any]]:
+    """The files this run processes, by the shared inbound rule, as XCom-safe dicts.
 
     Scheduled/manual runs take the sensor's complete files (``sensor_output``, see
     :func:`plan_wait`); backfill runs and manual runs with ``replay=True`` take the stamps of
@@ -234,13 +246,13 @@ def select_run_files(
     )
     markers = tuple(s.lower() for s in cfg.marker_suffixes)
     selected = [f for f in files if not (markers and f.name.lower().endswith(markers))]
-    description = f"param file={env.only_file}" if env.only_file else window.describe()
+    description = describe_selection(env)
     if not selected:
         raise NothingToProcess(f"no file to process in {cfg.folder(inbound_key)} ({description})")
     log.info("Selected %d file(s) (%s):", len(selected), description)
     for item in selected:
         log.info("  %s  %s bytes  stamp %s  (%s)", item.path, item.size, item.stamp_label, item.origin)
-    return [f.to_dict() for f in selected], description
+    return [f.to_dict() for f in selected]
 
 
 def locate_selected(ftp: Any, selected: dict[str, Any], *, env: TaskEnv, source: str) -> tuple[Any, str]:
@@ -271,12 +283,12 @@ def locate_selected(ftp: Any, selected: dict[str, Any], *, env: TaskEnv, source:
     raise FileNotFoundError(f"{item.path}: no longer on the FTP server, and not in {archived} nor {rejected}")
 
 
-def plan_wait(env: TaskEnv, *, inbound_key: str, patterns: tuple[str, ...]) -> dict[str, Any]:
-    """How an inbound run selects files, and the sensor's arguments when it has to wait.
+def plan_wait(env: TaskEnv, *, inbound_key: str, patterns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The sensor's arguments when this inbound run has to wait for files: ``[kwargs]`` or ``[]``.
 
-    Returns ``{"window": {...}, "wait": [sensor kwargs] or []}``: the DAG expands the sensor
-    over ``wait``, so a replay (backfill or ``replay=True``) or a ``file`` run has no sensor
-    instance and does not wait. Sensor settings come from the Variable at run time.
+    The DAG expands the sensor over this list, so a replay (backfill or ``replay=True``) or a
+    ``file`` run has no sensor instance and does not wait. Sensor settings come from the
+    Variable at run time. (Airflow maps only over a task's whole return value, hence a list.)
     """
     from threekit_pipeline.pipelines import inbound
 
@@ -306,7 +318,7 @@ def plan_wait(env: TaskEnv, *, inbound_key: str, patterns: tuple[str, ...]) -> d
             cfg.stable_seconds,
             cfg.sensor_timeout_seconds,
         )
-    return {"window": window.to_dict(), "wait": [sensor] if waiting else []}
+    return [sensor] if waiting else []
 
 
 def flatten_sensor_output(sensor_output: Any) -> list[Any] | None:

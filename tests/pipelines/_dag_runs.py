@@ -1,0 +1,137 @@
+"""Helpers for the end-to-end DAG tests of the export, translations and source-asset DAGs.
+
+Each test starts a :class:`LocalStack` (real Threekit and FTP sandboxes on loopback), points
+Airflow at it through ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` and runs a DAG with ``dag.test()``
+(tasks in-process, deferrable sensors' triggers run inline, SQLite metadata DB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.devtools.stack import THREEKIT_CONN_ENV, LocalStack
+from threekit_pipeline.threekit.client import ThreekitClient
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+
+# Sensor timings small enough for tests; the rest stays at the documented defaults.
+FAST_VARIABLE: dict[str, Any] = {
+    "poke_interval_seconds": 0.5,
+    "stable_seconds": 1,
+    "sensor_timeout_seconds": 8,
+    "job_deadline_seconds": 30,
+}
+
+
+@contextmanager
+def running_stack(
+    work_dir: Path, variable: dict[str, Any] | None = None, **stack_kwargs: Any
+) -> Iterator[LocalStack]:
+    """A started :class:`LocalStack` whose connections and Variable are in ``os.environ``.
+
+    The Threekit connection gets a short retry budget so an outage fails a task attempt in
+    seconds (Airflow's task retries then take over).
+    """
+    with LocalStack(work_dir, **stack_kwargs) as stack:
+        stack.apply_env({**FAST_VARIABLE, **(variable or {})})
+        connection = json.loads(os.environ[THREEKIT_CONN_ENV])
+        connection["extra"].update({"max_retries": 2, "max_retry_time": 2})
+        os.environ[THREEKIT_CONN_ENV] = json.dumps(connection)
+        yield stack
+
+
+def set_variable(stack: LocalStack, variable: dict[str, Any]) -> None:
+    """Replace the ``threekit_pipeline`` Variable (keeps the fast sensor timings)."""
+    stack.apply_env({**FAST_VARIABLE, **variable})
+    connection = json.loads(os.environ[THREEKIT_CONN_ENV])
+    connection["extra"].update({"max_retries": 2, "max_retry_time": 2})
+    os.environ[THREEKIT_CONN_ENV] = json.dumps(connection)
+
+
+def threekit_client(stack: LocalStack) -> ThreekitClient:
+    return ThreekitClient(stack.threekit.base_url, stack.threekit.token, stack.org_id, max_retry_time=20)
+
+
+def load_dag(dag_id: str, *, retry_delay_s: float = 0.5):
+    """The DAG from ``dags/<dag_id>.py`` with task retries that wait ``retry_delay_s`` only."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(dag_id)
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=retry_delay_s)
+        task.retry_exponential_backoff = 0
+    return dag
+
+
+def run_dag(
+    dag, *, logical_date=None, conf: dict[str, Any] | None = None
+) -> tuple[str, dict[str, list[str]]]:
+    """``dag.test()``; returns the run state and each task's instance states (mapped: one per index)."""
+    kwargs: dict[str, Any] = {"run_conf": conf or {}}
+    if logical_date is not None:
+        kwargs["logical_date"] = logical_date
+    dag_run = dag.test(**kwargs)
+    states: dict[str, list[str]] = {}
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag.dag_id, DagRun.run_id == dag_run.run_id).one()
+        for ti in sorted(run.get_task_instances(session=session), key=lambda t: (t.task_id, t.map_index)):
+            states.setdefault(ti.task_id, []).append(str(getattr(ti.state, "value", ti.state)))
+        return str(getattr(run.state, "value", run.state)), states
+
+
+def ftp_files(stack: LocalStack, folder: str) -> dict[str, tuple[int, int, int]]:
+    """Every file under an FTP folder, from the sandbox's disk: relative path -> (size, mtime_ns, inode).
+
+    An atomic upload replaces the inode, so an unchanged inode proves a file was not re-uploaded.
+    """
+    base = Path(stack.ftp.root) / folder.strip("/")
+    if not base.exists():
+        return {}
+    found = {}
+    for path in sorted(base.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            found[path.relative_to(base).as_posix()] = (info.st_size, info.st_mtime_ns, info.st_ino)
+    return found
+
+
+def put_ftp_file(stack: LocalStack, remote: str, data: bytes) -> Path:
+    """Place a file in the FTP sandbox's tree directly (as a finished upload would)."""
+    path = Path(stack.ftp.root) / remote.strip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def request_count(stack: LocalStack, route: str) -> int:
+    """How many times the Threekit sandbox served ``route`` (e.g. ``"POST /api/files"``)."""
+    return int(stack.threekit.stats()["requests"].get(route, 0))
+
+
+def seed_products(stack: LocalStack, products: list[dict[str, Any]]) -> list[dict]:
+    """Create catalog items through the client's synchronous import (upsert by SKU)."""
+    entries = []
+    for product in products:
+        product = dict(product)
+        sku = product.pop("sku")
+        metadata = [{"name": "SKU", "defaultValue": sku, "type": "String"}, *product.pop("metadata", [])]
+        entries.append(
+            {
+                "query": {"metadata": [{"name": "SKU", "defaultValue": sku, "type": "String"}]},
+                "product": {"type": "item", "metadata": metadata, **product},
+            }
+        )
+    with threekit_client(stack) as client:
+        return client.import_products_sync(entries)["products"]
