@@ -14,6 +14,8 @@ Selection rule
   Files already processed are taken from the archive; files still waiting in the inbound
   folder are taken from there. Params ``replay_start`` / ``replay_end`` (ISO dates or
   datetimes, UTC) override the interval of a manual replay.
+* A batch is processed whole: while one file of a stamp is still being uploaded, the other
+  files of that stamp wait too (:func:`hold_back_incomplete_batches`).
 * Param ``file`` selects one specific file: a bare name (looked up in the inbound folder,
   then in the archive day folder of its stamp) or an absolute path inside the inbound or
   archive folder.
@@ -43,6 +45,8 @@ complete=None, only_file=None, processing_day=None) -> list[InboundFile]``
     The ordered files a run must process.
 ``order_files(files) -> list[InboundFile]`` / ``group_by_stamp(files) -> list[list[InboundFile]]``
     Oldest stamp first, unstamped last; batches of files sharing a stamp.
+``hold_back_incomplete_batches(selected, waiting) -> (ready, held)``
+    Keeps a stamp batch out of the run while one of its files is still incomplete.
 ``archive_dir(archive_root, source, day) -> str`` / ``rejected_dir(rejected_root, source) -> str``
 ``archive_file(client, remote_path, *, archive_root, source, processing_day=None,
 local_copy=None, scratch_dir=None) -> MoveOutcome``
@@ -224,6 +228,28 @@ def group_by_stamp(files: Iterable[InboundFile]) -> list[list[InboundFile]]:
     for item in order_files(files):
         batches.setdefault(item.stamp, []).append(item)
     return list(batches.values())
+
+
+def hold_back_incomplete_batches(
+    selected: Iterable[InboundFile], waiting: Iterable[Any]
+) -> tuple[list[InboundFile], list[InboundFile]]:
+    """Split ``selected`` (complete files) into those ready and those held back.
+
+    ``waiting`` is every matching file in the inbound folder (``RemoteFile``s, dicts, paths
+    or ``InboundFile``s). A file in ``waiting`` but not in ``selected`` is still incomplete;
+    every selected file with the same stamp (or unstamped, when it is unstamped) is held
+    back, so a batch is never imported half. Returns ``(ready, held)``, both ordered.
+    """
+    chosen = list(selected)
+    chosen_paths = {f.path for f in chosen}
+    incomplete_stamps = set()
+    for item in waiting:
+        entry = item if isinstance(item, InboundFile) else InboundFile.from_remote(item)
+        if entry.path not in chosen_paths:
+            incomplete_stamps.add(entry.stamp)
+    ready = [f for f in chosen if f.stamp not in incomplete_stamps]
+    held = [f for f in chosen if f.stamp in incomplete_stamps]
+    return order_files(ready), order_files(held)
 
 
 # --- Run window --------------------------------------------------------------------------

@@ -1,0 +1,684 @@
+"""Task logic of the ``threekit_catalog_import`` DAG: ERP catalog files on FTP -> Threekit products.
+
+Steps (one function per DAG task; each takes a :class:`~threekit_pipeline.pipelines.runtime.TaskEnv`
+and open clients, so everything below runs and is tested without a scheduler):
+
+1. :func:`plan_run` decides how files are selected (everything waiting vs. an interval replay,
+   see :mod:`threekit_pipeline.pipelines.inbound`) and whether the completeness sensor waits.
+2. :func:`collect_files` selects the files and downloads them to the run's staging folder.
+3. :func:`transform_and_plan` transforms each stamp batch (oldest first) to import entries,
+   keeps only products whose content hash differs from the ledger's (param
+   ``force_full_resend`` ignores it) and writes chunk files of ``batch_size`` entries.
+4. :func:`import_chunk` (one mapped task per chunk) imports a chunk and records in the ledger
+   the entries Threekit confirmed (created/updated).
+5. :func:`finalize` moves each source file to the archive (only when every chunk landed),
+   quarantines rejected files with their errors CSV, and uploads the run report.
+
+Nothing but paths and small summaries leaves a task. Everything a task writes lives under
+``<staging>/<dag_id>/<run>/`` and is rebuilt when the task runs again; the ledger
+(``<staging>/ledger/catalog_import.sqlite``) is shared by all runs.
+
+When several stamp batches contain the same SKU in one run, the newest batch's version is
+the one sent (the import is an upsert, so sending the older one first would change nothing
+in the end state but could race with the newer one in parallel chunks).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.pipelines.config import PipelineConfig
+from threekit_pipeline.pipelines.inbound import (
+    InboundFile,
+    SelectionWindow,
+    archive_file,
+    group_by_stamp,
+    hold_back_incomplete_batches,
+    matches_patterns,
+    reject_file,
+    select_inbound_files,
+    selection_window,
+)
+from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+from threekit_pipeline.pipelines.reports import (
+    REJECTED_COLUMNS,
+    FileOutcome,
+    RejectedRow,
+    RunReport,
+    format_table,
+    read_rejections_csv,
+    upload_report,
+    write_csv,
+)
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "threekit_catalog_import"
+SOURCE = "catalog"
+LEDGER_NAME = "catalog_import"
+# Reports go to <reports>/catalog_import/<run>.{json,csv,errors.csv}.
+REPORTS_SUBDIR = "catalog_import"
+TABLE_ROWS = 20
+
+COLLECTED_FILE = "collected.json"
+PLAN_FILE = "plan.json"
+CONFIRMED = ("created", "updated")
+
+
+class NothingToProcess(Exception):
+    """No file to process in this run (the DAG task turns this into a skip)."""
+
+
+class ImportIncomplete(RuntimeError):
+    """Some chunks did not land in Threekit; every source file was left where it was."""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def mapping_patterns(mapping: Any) -> list[str]:
+    """The file-name globs of a transform mapping (every source it reads), in mapping order."""
+    patterns: list[str] = []
+    for source in getattr(mapping, "sources", {}).values():
+        patterns.extend(p for p in source.patterns if p not in patterns)
+    return patterns
+
+
+def processing_day(env: Any) -> date:
+    """The day unstamped files of this run are archived under (stable across retries)."""
+    return env.run_moment.astimezone(UTC).date()
+
+
+# --- 1. plan ---------------------------------------------------------------------------------
+
+
+def _selection(env: Any) -> tuple[SelectionWindow, list[str]]:
+    from threekit_pipeline.transform import load_mapping
+
+    window = selection_window(env.run_type, env.params, env.data_interval_start, env.data_interval_end)
+    return window, mapping_patterns(load_mapping(env.config.mapping))
+
+
+def plan_run(env: Any) -> list[dict[str, Any]]:
+    """The completeness sensor's arguments: one set when the run waits for files, none otherwise.
+
+    The DAG expands the sensor over this list, so a replay, backfill or ``file`` run has no
+    sensor instance at all.
+    """
+    config: PipelineConfig = env.config
+    window, patterns = _selection(env)
+    flags = [name for name in ("dry_run", "force_full_resend") if getattr(env, name)]
+    if flags:
+        log.info("Run flags: %s", ", ".join(flags))
+    if env.only_file:
+        log.info("Param file=%r: processing that file only, no waiting", env.only_file)
+        return []
+    if window.replay:
+        log.info("%s: %s, no waiting", window.reason, window.describe())
+        return []
+    log.info(
+        "Waiting for complete files matching %s in %s (stable %.0f s, timeout %.0f s)",
+        patterns,
+        config.folder("inbound_catalog"),
+        config.stable_seconds,
+        config.sensor_timeout_seconds,
+    )
+    return [
+        {
+            "ftp_conn_id": config.ftp_conn_id,
+            "path": config.folder("inbound_catalog"),
+            "patterns": patterns,
+            "stable_seconds": config.stable_seconds,
+            "marker_suffixes": list(config.marker_suffixes),
+            "poke_interval": config.poke_interval_seconds,
+            "timeout": config.sensor_timeout_seconds,
+        }
+    ]
+
+
+# --- 2. collect ------------------------------------------------------------------------------
+
+
+def _flatten_sensor_output(sensor_output: Any) -> list[Any] | None:
+    """The complete files reported by the (mapped) sensor; None when it did not succeed.
+
+    A mapped task's output arrives as a sequence of per-instance results; a skipped sensor
+    (timeout) contributes nothing.
+    """
+    if sensor_output is None:
+        return None
+    results = [item for item in list(sensor_output) if item is not None]
+    if not results:
+        return None
+    if all(isinstance(item, (list, tuple)) for item in results):
+        return [entry for result in results for entry in result]
+    return results
+
+
+def collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
+    """Select this run's files and download them to ``<run>/downloads/``.
+
+    Raises :class:`NothingToProcess` when nothing is selected.
+    """
+    from threekit_pipeline.ftp.paths import safe_local_path
+
+    config: PipelineConfig = env.config
+    # A re-run starts from scratch: later steps must never see a previous attempt's state.
+    for stale in (COLLECTED_FILE, PLAN_FILE):
+        (env.run_dir() / stale).unlink(missing_ok=True)
+    window, patterns = _selection(env)
+    complete = None
+    if not window.replay and not env.only_file:
+        complete = _flatten_sensor_output(sensor_output)
+        if complete is None:
+            raise NothingToProcess("no complete catalog file arrived before the sensor timed out")
+    day = processing_day(env)
+    selected = select_inbound_files(
+        ftp,
+        inbound_dir=config.folder("inbound_catalog"),
+        archive_root=config.folder("archive"),
+        source=SOURCE,
+        patterns=patterns,
+        window=window,
+        complete=complete,
+        only_file=env.only_file,
+        processing_day=day,
+    )
+    if complete is not None:
+        waiting = [
+            entry
+            for entry in ftp.list_dir(config.folder("inbound_catalog"))
+            if not entry.is_dir and matches_patterns(entry.name, patterns)
+        ]
+        selected, held = hold_back_incomplete_batches(selected, waiting)
+        for item in held:
+            log.info("Held back %s: another file stamped %s is still incomplete", item.name, item.stamp_label)
+    if not selected:
+        raise NothingToProcess(f"no catalog file to process ({window.describe()})")
+
+    log.info(
+        "Files found (%d):\n%s",
+        len(selected),
+        format_table(
+            [
+                {"file": f.name, "size": f.size, "stamp": f.stamp_label, "from": f.origin, "path": f.path}
+                for f in selected
+            ],
+            ["file", "size", "stamp", "from", "path"],
+            limit=200,
+        ),
+    )
+    downloads = _fresh_dir(env.run_dir() / "downloads")
+    collected = []
+    for index, item in enumerate(selected, start=1):
+        local = safe_local_path(downloads / f"{index:03d}", item.name)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        ftp.download(item.path, local)
+        size = local.stat().st_size
+        if item.size is not None and size != item.size:
+            raise OSError(f"{item.path}: downloaded {size} bytes but the server listed {item.size}")
+        collected.append({**item.to_dict(), "local": str(local), "size": size})
+        log.info("Downloaded %d/%d %s (%d bytes)", index, len(selected), item.name, size)
+    path = env.run_dir() / COLLECTED_FILE
+    _write_json(path, {"processing_day": day.isoformat(), "window": window.to_dict(), "files": collected})
+    return {"collected": str(path), "files": len(collected), "bytes": sum(f["size"] for f in collected)}
+
+
+# --- 3. transform + delta ----------------------------------------------------------------------
+
+
+@dataclass
+class _BatchResult:
+    outcomes: list[FileOutcome]
+    rejected: list[RejectedRow]
+    entries: list[tuple[str, str, str]]  # (sku, content_hash, jsonl line)
+    skus_by_file: dict[str, list[str]]
+
+
+def _read_hashes(path: Path) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                hashes[row["sku"]] = row["content_hash"]
+    return hashes
+
+
+def _input_name(display_name: str) -> str:
+    """The input file a transform error/outcome belongs to (zip members: ``archive.zip!member.csv``)."""
+    return Path(str(display_name).split("!", 1)[0]).name
+
+
+def _transform_batch(mapping: Any, files: Sequence[Mapping[str, Any]], out_dir: Path, label: str) -> _BatchResult:
+    """Transform one stamp batch; per-file outcomes, rejected rows and (sku, hash, line) entries.
+
+    A file is rejected when every part of it (a zip may hold several members) was rejected;
+    otherwise its good rows are imported and the bad ones reported.
+    """
+    from threekit_pipeline.threekit.importer import entry_key
+    from threekit_pipeline.transform import transform_files
+
+    output = out_dir / f"{label}.jsonl"
+    result = transform_files(mapping, [Path(f["local"]) for f in files], output, errors=out_dir / f"{label}.errors.csv")
+
+    parts_by_input: dict[str, list[Mapping[str, Any]]] = {}
+    for part in result.per_file:
+        parts_by_input.setdefault(part.get("input") or _input_name(part["file"]), []).append(part)
+    outcomes: list[FileOutcome] = []
+    for source in files:
+        local_name = Path(source["local"]).name
+        parts = parts_by_input.get(local_name, [])
+        rejected_parts = [p for p in parts if p.get("status") != "ok"]
+        all_rejected = bool(parts) and len(rejected_parts) == len(parts)
+        outcomes.append(
+            FileOutcome(
+                file=source["name"],
+                remote_path=source["path"],
+                size=source.get("size"),
+                stamp=InboundFile.from_dict(source).stamp_label,
+                status="rejected" if all_rejected else "transformed",
+                rows_read=sum(int(p.get("rows") or 0) for p in parts),
+                rows_rejected=sum(int(p.get("rejected_rows") or 0) for p in parts),
+                products_written=len(result.skus_by_file.get(local_name, [])),
+                reason="; ".join(
+                    (f"{p['file']}: " if p["file"] != local_name else "") + str(p.get("reason") or "")
+                    for p in rejected_parts
+                ),
+            )
+        )
+    local_to_remote = {Path(f["local"]).name: f["name"] for f in files}
+    rejected = read_rejections_csv(Path(result.errors), stage="transform")
+    for row in rejected:
+        row.file = local_to_remote.get(_input_name(row.file), row.file) if row.file else row.file
+    skus_by_file = {local_to_remote.get(name, name): list(skus) for name, skus in result.skus_by_file.items()}
+
+    hashes = _read_hashes(Path(result.hashes))
+    entries: list[tuple[str, str, str]] = []
+    if output.exists():
+        with open(output, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                text = line.strip()
+                if text:
+                    sku = entry_key(json.loads(text), number)
+                    entries.append((sku, hashes.get(sku, ""), text))
+    return _BatchResult(outcomes, rejected, entries, skus_by_file)
+
+
+def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]:
+    """Transform the downloaded files batch by batch, apply the ledger delta, write chunk files.
+
+    Returns ``{"chunks": [paths], "plan": path, ...counts}``; ``chunks`` is empty on a dry run.
+    """
+    from threekit_pipeline.transform import load_mapping
+
+    config: PipelineConfig = env.config
+    state = _read_json(Path(collected["collected"]))
+    (env.run_dir() / PLAN_FILE).unlink(missing_ok=True)
+    mapping = load_mapping(config.mapping)
+    batches_dir = _fresh_dir(env.run_dir() / "batches")
+    chunks_dir = _fresh_dir(env.run_dir() / "chunks")
+
+    files_by_path = {f["path"]: f for f in state["files"]}
+    batches = group_by_stamp(InboundFile.from_dict(f) for f in state["files"])
+    outcomes: list[FileOutcome] = []
+    rejected: list[RejectedRow] = []
+    latest: dict[str, tuple[str, str]] = {}  # sku -> (hash, line); later batches win
+    skus_by_file: dict[str, list[str]] = {}
+    superseded = 0
+    for number, batch in enumerate(batches, start=1):
+        label = f"batch_{number:03d}_{batch[0].stamp_label}"
+        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label)
+        outcomes.extend(result.outcomes)
+        rejected.extend(result.rejected)
+        skus_by_file.update(result.skus_by_file)
+        for sku, content_hash, line in result.entries:
+            if sku in latest:
+                superseded += 1
+            latest[sku] = (content_hash, line)
+        for outcome in result.outcomes:
+            log.info(
+                "%s: %d rows read, %d products written, %d rows rejected%s",
+                outcome.file,
+                outcome.rows_read,
+                outcome.products_written,
+                outcome.rows_rejected,
+                f" -> FILE REJECTED: {outcome.reason}" if outcome.status == "rejected" else "",
+            )
+    if superseded:
+        log.info("%d product(s) appear in several batches; the newest batch's version is sent", superseded)
+
+    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        delta = ledger.plan(((sku, value[0]) for sku, value in latest.items()), force=env.force_full_resend)
+    log.info("Delta: %s", delta.summary())
+
+    chunks: list[str] = []
+    if env.dry_run:
+        log.info("Dry run: %d product(s) would be sent in chunks of %d; nothing is sent", len(delta.to_send), config.batch_size)
+    else:
+        chunks = _write_chunks(chunks_dir, delta.to_send, latest, config.batch_size)
+        log.info("%d product(s) to send in %d chunk(s) of up to %d", len(delta.to_send), len(chunks), config.batch_size)
+
+    if rejected:
+        log.warning(
+            "Rejected rows (%d), first %d:\n%s",
+            len(rejected),
+            min(TABLE_ROWS, len(rejected)),
+            format_table([r.to_dict() for r in rejected], ["file", "line", "column", "value", "reason"], limit=TABLE_ROWS),
+        )
+    plan = {
+        "processing_day": state["processing_day"],
+        "window": state["window"],
+        "dry_run": env.dry_run,
+        "force_full_resend": env.force_full_resend,
+        "files": [o.to_dict() for o in outcomes],
+        "rejected": [r.to_dict() for r in rejected],
+        "skus_by_file": skus_by_file,
+        "chunks": chunks,
+        "counts": {
+            "files_found": len(outcomes),
+            "files_rejected": sum(1 for o in outcomes if o.status == "rejected"),
+            "rows_read": sum(o.rows_read for o in outcomes),
+            "products_written": sum(o.products_written for o in outcomes),
+            "rows_rejected": sum(o.rows_rejected for o in outcomes),
+            "products_distinct": len(latest),
+            "unchanged_skipped": len(delta.unchanged),
+            "to_send": len(delta.to_send),
+        },
+    }
+    path = env.run_dir() / PLAN_FILE
+    _write_json(path, plan)
+    return {"plan": str(path), "chunks": chunks, **plan["counts"]}
+
+
+def _write_chunks(folder: Path, skus: Sequence[str], latest: Mapping[str, tuple[str, str]], size: int) -> list[str]:
+    paths: list[str] = []
+    for start in range(0, len(skus), size):
+        part = skus[start : start + size]
+        path = folder / f"chunk_{len(paths) + 1:04d}.jsonl"
+        path.write_text("".join(latest[sku][1] + "\n" for sku in part), encoding="utf-8")
+        _write_json(path.with_suffix(".hashes.json"), {sku: latest[sku][0] for sku in part})
+        paths.append(str(path))
+    return paths
+
+
+# --- 4. import -----------------------------------------------------------------------------------
+
+
+def chunk_result_path(chunk: Path) -> Path:
+    return chunk.with_suffix(".result.json")
+
+
+def chunk_outcome_path(chunk: Path) -> Path:
+    return chunk.with_suffix(".outcome.jsonl")
+
+
+def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
+    """Import one chunk and record the entries Threekit confirmed in the ledger.
+
+    A retry resumes from the importer's outcome file; entries already confirmed are not sent
+    again. The ledger is written only after the import returned.
+    """
+    from threekit_pipeline.threekit.importer import import_jsonl
+
+    config: PipelineConfig = env.config
+    chunk = Path(chunk_path)
+    result_path = chunk_result_path(chunk)
+    result_path.unlink(missing_ok=True)
+
+    def progress(done: int, total: int) -> None:
+        log.info("%s: %d/%d entries processed", chunk.name, done, total)
+
+    summary = import_jsonl(
+        client,
+        chunk,
+        chunk_outcome_path(chunk),
+        batch_size=config.batch_size,
+        mode=config.import_mode,
+        concurrency=config.import_concurrency,
+        job_deadline_s=config.job_deadline_seconds,
+        progress=progress,
+    )
+    hashes = _read_json(chunk.with_suffix(".hashes.json"))
+    confirmed: list[tuple[str, str]] = []
+    for record in _read_outcomes(chunk_outcome_path(chunk)):
+        status = record.get("status")
+        if status in CONFIRMED or (status == "skipped" and record.get("previous_status") in CONFIRMED):
+            key = record.get("key")
+            if key in hashes:
+                confirmed.append((key, hashes[key]))
+    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        ledger.record(confirmed, run_id=env.run_id)
+    result = {
+        "chunk": chunk.name,
+        "total": summary.total,
+        "created": summary.created,
+        "updated": summary.updated,
+        "skipped": summary.skipped,
+        "rejected": summary.rejected,
+        "confirmed": len(confirmed),
+    }
+    _write_json(result_path, result)
+    log.info(
+        "%s: %d entries, %d created, %d updated, %d resumed, %d rejected by Threekit; ledger updated for %d",
+        chunk.name,
+        summary.total,
+        summary.created,
+        summary.updated,
+        summary.skipped,
+        summary.rejected,
+        len(confirmed),
+    )
+    return result
+
+
+def _read_outcomes(path: Path) -> Iterable[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    return records
+
+
+# --- 5. finalize -----------------------------------------------------------------------------------
+
+
+def _report_from_plan(env: Any, plan: Mapping[str, Any]) -> RunReport:
+    window = SelectionWindow.from_dict(plan["window"])
+    report = RunReport(
+        dag_id=env.dag_id,
+        run_id=env.run_id,
+        run_type=env.run_type,
+        selection=f"file {env.only_file}" if env.only_file else window.describe(),
+        dry_run=bool(plan["dry_run"]),
+        force_full_resend=bool(plan["force_full_resend"]),
+    )
+    report.files = [FileOutcome(**f) for f in plan["files"]]
+    report.rejected = [RejectedRow(**r) for r in plan["rejected"]]
+    report.counts = dict(plan["counts"])
+    return report
+
+
+def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
+    """Archive or quarantine the source files and upload the run report.
+
+    When a chunk did not land (its import task failed), no file is moved, the report says
+    which chunks are missing and :class:`ImportIncomplete` is raised after the upload. On a
+    dry run nothing is moved or uploaded; the report is written to the staging folder only.
+    """
+    config: PipelineConfig = env.config
+    plan_path = env.run_dir() / PLAN_FILE
+    if not plan_path.exists():
+        raise NothingToProcess("no files were prepared in this run")
+    plan = _read_json(plan_path)
+    report = _report_from_plan(env, plan)
+    sku_files: dict[str, list[str]] = {}
+    for name, skus in plan["skus_by_file"].items():
+        for sku in skus:
+            sku_files.setdefault(sku, []).append(name)
+
+    missing: list[str] = []
+    totals = {"created": 0, "updated": 0, "resumed": 0, "threekit_rejected": 0}
+    for chunk_name in plan["chunks"]:
+        chunk = Path(chunk_name)
+        result_path = chunk_result_path(chunk)
+        if not result_path.exists():
+            missing.append(chunk.name)
+            continue
+        result = _read_json(result_path)
+        report.chunks.append(result)
+        totals["created"] += result["created"]
+        totals["updated"] += result["updated"]
+        totals["resumed"] += result["skipped"]
+        totals["threekit_rejected"] += result["rejected"]
+        for record in _read_outcomes(chunk_outcome_path(chunk)):
+            if record.get("status") == "rejected":
+                sku = str(record.get("key") or "")
+                report.rejected.append(
+                    RejectedRow(
+                        stage="threekit",
+                        file=", ".join(sku_files.get(sku, [])),
+                        line="",
+                        column="",
+                        value="",
+                        sku=sku,
+                        reason=str(record.get("reason") or ""),
+                    )
+                )
+    report.counts.update(totals)
+    report_dir = env.run_dir("report", fresh=True)
+
+    if report.rejected:
+        log.warning(
+            "Rejected rows and entries (%d), first %d:\n%s",
+            len(report.rejected),
+            min(TABLE_ROWS, len(report.rejected)),
+            format_table(
+                [r.to_dict() for r in report.rejected],
+                ["stage", "file", "line", "column", "sku", "reason"],
+                limit=TABLE_ROWS,
+            ),
+        )
+
+    if report.dry_run:
+        for outcome in report.files:
+            outcome.status = "dry_run" if outcome.status != "rejected" else "rejected"
+            outcome.destination = "(dry run: not moved)"
+        report.notes.append("dry run: nothing was sent to Threekit and no file was moved")
+        paths = report.write(report_dir)
+        log.info("Dry run: nothing sent or moved; report written to %s", paths["json"])
+        return {"status": "dry_run", "report": str(paths["json"]), **report.counts}
+
+    if missing:
+        report.status = "failed"
+        report.notes.append(
+            f"{len(missing)} of {len(plan['chunks'])} chunk(s) did not land in Threekit ({', '.join(missing)}); "
+            "every source file was left in place and the next run re-sends what is missing"
+        )
+        for outcome in report.files:
+            outcome.status = "failed" if outcome.status != "rejected" else outcome.status
+            outcome.destination = outcome.remote_path + " (left in place)"
+        remote = upload_report(ftp, report, report_dir, config.folder("reports"), REPORTS_SUBDIR)
+        log.error("Import incomplete: %s. Report: %s", report.notes[-1], remote["json"])
+        raise ImportIncomplete(report.notes[-1])
+
+    moves = _move_files(env, ftp, plan, report, report_dir)
+    report.counts["files_archived"] = sum(1 for m in moves if m["action"] != "rejected")
+    remote = upload_report(ftp, report, report_dir, config.folder("reports"), REPORTS_SUBDIR)
+    log.info(
+        "Where each file went:\n%s",
+        format_table(
+            [{"file": o.file, "status": o.status, "destination": o.destination} for o in report.files],
+            ["file", "status", "destination"],
+            limit=500,
+            width=100,
+        ),
+    )
+    log.info("Run report: %s", ", ".join(remote.values()))
+    return {
+        "status": report.status,
+        "report": remote["json"],
+        "changed": totals["created"] + totals["updated"],
+        **report.counts,
+    }
+
+
+def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, report_dir: Path) -> list[dict]:
+    config: PipelineConfig = env.config
+    day = date.fromisoformat(plan["processing_day"])
+    moves = []
+    by_file: dict[str, list[RejectedRow]] = {}
+    for row in report.rejected:
+        if row.stage == "transform":
+            by_file.setdefault(row.file, []).append(row)
+    errors_dir = report_dir / "file_errors"
+    for outcome in report.files:
+        if outcome.status == "rejected":
+            errors_dir.mkdir(exist_ok=True)
+            errors_csv = errors_dir / f"{outcome.file}.errors.csv"
+            rows = by_file.get(outcome.file) or [
+                RejectedRow("transform", outcome.file, "", "", "", outcome.reason or "file rejected")
+            ]
+            write_csv(errors_csv, REJECTED_COLUMNS, (r.to_dict() for r in rows))
+            move = reject_file(
+                ftp,
+                outcome.remote_path,
+                rejected_root=config.folder("rejected"),
+                source=SOURCE,
+                errors_csv=errors_csv,
+                archive_root=config.folder("archive"),
+            )
+            outcome.errors_path = move.errors_path or ""
+        else:
+            move = archive_file(
+                ftp,
+                outcome.remote_path,
+                archive_root=config.folder("archive"),
+                source=SOURCE,
+                processing_day=day,
+                scratch_dir=report_dir,
+            )
+            outcome.status = "imported"
+        outcome.destination = move.destination
+        moves.append(move.to_dict())
+    return moves
+
+
+def should_publish(result: Mapping[str, Any] | None) -> bool:
+    """Whether the catalog Asset gets an event: something was created or updated in Threekit."""
+    return bool(result) and result.get("status") == "success" and int(result.get("changed", 0)) > 0
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
