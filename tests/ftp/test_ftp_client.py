@@ -100,12 +100,26 @@ def test_listing_without_mlsd_still_has_sizes_and_times(tmp_path):
             assert listing["b c.csv"].size == 0 and not listing["b c.csv"].is_dir
             assert listing["sub"].is_dir and listing["empty"].is_dir
             assert client.list_dir("/in/empty") == []
+            with pytest.raises(FtpNotFound):
+                client.list_dir("/in/missing")
             assert client.stat("/in/a.csv").size == 1234
             assert client.stat("/in/sub").is_dir
             assert client.stat("/in/nothing") is None
             # The fallback must leave the session in binary mode: uploads verify sizes with SIZE.
             client.write_bytes_atomic(b"12345", "/in/new.csv")
             assert client.stat("/in/new.csv").size == 5
+
+
+@pytest.mark.parametrize("no_mlsd", [False, True], ids=["mlsd", "nlst"])
+def test_non_ascii_and_spaced_names(tmp_path, no_mlsd):
+    with FtpSandboxProcess(root=tmp_path / "root", user=USER, password=PASSWORD, no_mlsd=no_mlsd) as server:
+        with FtpClient(server.settings()) as client:
+            client.makedirs("/entrée/prix été")
+            client.write_bytes_atomic("ü".encode(), "/entrée/prix été/tarifs 2024 é.csv")
+            [entry] = client.list_dir("/entrée/prix été")
+            assert (entry.name, entry.size) == ("tarifs 2024 é.csv", 2)
+            assert client.read_bytes(entry.path).decode() == "ü"
+        assert (server.root / "entrée" / "prix été" / "tarifs 2024 é.csv").exists()
 
 
 def test_mlsd_listing_reports_times_in_utc(plain_sandbox):

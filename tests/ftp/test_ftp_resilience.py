@@ -133,3 +133,25 @@ def test_client_recovers_when_the_server_comes_back(sandbox):
         client.write_bytes_atomic(b"after", "/state.txt")
         client.delete("/state.txt")
         assert not client.exists("/state.txt")
+
+
+def test_download_starts_over_when_the_remote_file_changes_between_attempts(sandbox, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="threekit_pipeline.ftp.client")
+    remote_file = sandbox.root / "stock.csv"
+    remote_file.write_bytes(os.urandom(8 * 1024 * 1024))
+    replacement = os.urandom(6 * 1024 * 1024)
+    state = {"changed": False}
+
+    def change_then_drop(done: int, total: int | None) -> None:
+        if not state["changed"] and done >= 2 * 1024 * 1024:
+            state["changed"] = True
+            remote_file.write_bytes(replacement)  # the partner replaced the file meanwhile
+            sandbox.restart()
+
+    target = tmp_path / "stock.csv"
+    with FtpClient(sandbox.settings(retry_backoff=0.05)) as client:
+        client.download("/stock.csv", target, progress=change_then_drop)
+
+    assert state["changed"]
+    assert target.read_bytes() == replacement, "bytes of two versions were spliced together"
+    assert "changed on the server during the download" in caplog.text

@@ -617,18 +617,21 @@ class FtpClient:
         part = _part_path(local)
         part.unlink(missing_ok=True)  # never resume from an unrelated earlier run
         tracker = _TransferProgress("Downloading", remote, progress)
-        state: dict[str, Any] = {"expected": None, "resumed": 0}
+        state: dict[str, Any] = {"version": None, "resumed": 0}
 
         def attempt(ftp: ftplib.FTP) -> int:
             size = self._size_or_none(ftp, remote)
+            # Size and modification time identify the version being downloaded: resuming is only
+            # correct while the remote file is the same one.
+            version = (size, self._mdtm_or_none(ftp, remote))
             offset = part.stat().st_size if part.exists() else 0
-            if offset and state["expected"] is not None and size != state["expected"]:
+            if offset and state["version"] is not None and version != state["version"]:
                 log.warning("%s changed on the server during the download (%s -> %s); starting over",
-                            remote, _human(state["expected"]), _human(size))
+                            remote, _human(state["version"][0]), _human(size))
                 offset = 0
             if size is not None and offset > size:
                 offset = 0
-            state["expected"] = size
+            state["version"] = version
             with open(part, "r+b" if part.exists() else "wb") as handle:
                 handle.truncate(offset)
                 handle.seek(offset)
