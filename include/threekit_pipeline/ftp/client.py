@@ -236,6 +236,7 @@ class FtpClient:
             ftp.connect(settings.host, settings.port, timeout=settings.connect_timeout)
             login_stage = True
             ftp.login(settings.user, settings.password)  # FTP_TLS.login sends AUTH TLS first
+            login_stage = False
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
             ftp.set_pasv(settings.passive)
