@@ -1,0 +1,85 @@
+"""End-to-end runs of the render export DAG against real sandboxes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from _dag_runs import ftp_files, load_dag, request_count, run_dag, running_stack, seed_products
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+DAY = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+DESTINATIONS = ["/outbound/renders/dam", "/outbound/renders/partner"]
+
+
+def _manifest(stack, destination: str) -> list[dict[str, str]]:
+    path = Path(stack.ftp.root) / destination.strip("/") / "manifest_20261123.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_path):
+    variable = {"render_tags": ["featured"], "render_destinations": DESTINATIONS}
+    with running_stack(tmp_path, variable) as stack:
+        items = seed_products(
+            stack,
+            [
+                {"sku": "SOFA-1", "name": "Oslo Sofa", "tags": ["featured"]},
+                {"sku": "../../etc/CHAIR 2", "name": "Bergen Chair", "tags": ["featured"]},
+                {"sku": "TABLE-3", "name": "Not rendered", "tags": ["other"]},
+            ],
+        )
+        ids = {item["metadata"]["SKU"]: item["id"] for item in items}
+        dag = load_dag("threekit_render_export")
+
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "success", tasks
+        assert tasks["deliver_renders"] == ["success", "success"]  # one mapped task per destination
+        for destination in DESTINATIONS:
+            files = ftp_files(stack, destination)
+            manifest = _manifest(stack, destination)
+            assert {row["sku"] for row in manifest} == {"SOFA-1", "../../etc/CHAIR 2"}
+            for row in manifest:
+                assert row["file"] in files
+                assert row["asset_id"] == ids[row["sku"]]
+                local = Path(stack.ftp.root) / destination.strip("/") / row["file"]
+                assert hashlib.sha256(local.read_bytes()).hexdigest() == row["sha256"]
+                assert int(row["size"]) == local.stat().st_size
+            # SKU folder names are made safe: no traversal out of the destination.
+            folders = {name.split("/")[0] for name in files if "/" in name}
+            assert folders == {"SOFA-1", "etc_CHAIR_2"}
+            assert not (Path(stack.ftp.root) / "etc").exists()
+        first = {d: ftp_files(stack, d) for d in DESTINATIONS}
+        downloads = request_count(stack, "GET /api/files/:id/content")
+
+        # Re-run: nothing uploaded and no image downloaded again.
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "success", tasks
+        assert {d: ftp_files(stack, d) for d in DESTINATIONS} == first
+        assert request_count(stack, "GET /api/files/:id/content") == downloads
+
+        # One item changes: only its image is uploaded again (and the manifest listing it).
+        seed_products(stack, [{"sku": "SOFA-1", "name": "Oslo Sofa XL", "tags": ["featured"]}])
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "success", tasks
+        for destination in DESTINATIONS:
+            after = ftp_files(stack, destination)
+            replaced = sorted(n for n in after if n not in first[destination] or after[n][2] != first[destination][n][2])
+            sofa_file = next(r["file"] for r in _manifest(stack, destination) if r["sku"] == "SOFA-1")
+            assert replaced == sorted({sofa_file, "manifest_20261123.csv"}), replaced
+
+
+def test_render_export_dry_run_uploads_nothing(tmp_path):
+    with running_stack(tmp_path) as stack:
+        seed_products(stack, [{"sku": "SOFA-1", "name": "Oslo Sofa"}])
+        dag = load_dag("threekit_render_export")
+        state, tasks = run_dag(dag, logical_date=DAY, conf={"dry_run": True})
+        assert state == "success", tasks
+        assert ftp_files(stack, "/outbound/renders") == {}
+        # The manifest was still written to staging for inspection.
+        staged = list((tmp_path / "staging" / "threekit_render_export").rglob("manifest_20261123.csv"))
+        assert len(staged) == 1
