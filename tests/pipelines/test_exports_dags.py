@@ -119,7 +119,9 @@ def test_translations_export_per_locale_and_rerun(tmp_path):
     with running_stack(tmp_path, {"translations_per_locale": True}) as stack:
         seed_products(stack, PRODUCTS[:1])
         source = tmp_path / "fr_de.csv"
-        source.write_text('"Canonical Name","fr","de"\n"Oslo Sofa","Canapé Oslo","Sofa Oslo"\n"Red","Rouge",""\n')
+        source.write_text(
+            '"Canonical Name","fr","de"\n"Oslo Sofa","Canapé Oslo","Sofa Oslo"\n"Red","Rouge",""\n'
+        )
         with threekit_client(stack) as client:
             client.import_translations(source)
         dag = load_dag("threekit_translations_export")

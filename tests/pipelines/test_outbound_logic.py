@@ -91,7 +91,10 @@ def test_job_failure_reads_failed_runs():
     ok_job = {"id": "j1", "taskResultFailures": 0}
     assert source_assets.job_failure(ok_job, [{"resultCode": "Success", "resultMessage": ""}]) is None
     failed = [{"resultCode": "Failed", "resultMessage": "unsupported file type .xyz"}]
-    assert source_assets.job_failure({"id": "j2", "taskResultFailures": 1}, failed) == "unsupported file type .xyz"
+    assert (
+        source_assets.job_failure({"id": "j2", "taskResultFailures": 1}, failed)
+        == "unsupported file type .xyz"
+    )
     # A failure count without a message still names the job.
     assert "j3" in source_assets.job_failure({"id": "j3", "taskResultFailures": 1}, [])
 
@@ -110,7 +113,12 @@ def test_source_asset_report_marks_files_without_outcome_as_failed(tmp_path):
     ]
     outcomes = [
         {"file": "chair.glb", "remote_path": "/inbound/assets/chair.glb", "status": "imported", "assets": []},
-        {"file": "broken.xyz", "remote_path": "/inbound/assets/broken.xyz", "status": "rejected", "reason": "bad"},
+        {
+            "file": "broken.xyz",
+            "remote_path": "/inbound/assets/broken.xyz",
+            "status": "rejected",
+            "reason": "bad",
+        },
         None,
     ]
     report = source_assets.build_report(env, "all waiting", selected, outcomes)
@@ -141,4 +149,6 @@ def test_translations_rejection_reasons():
     assert "max_error_ratio" in translations.rejection_reason(_validated(10, 8), 0.05)
     assert translations.rejection_reason(_validated(10, 10, locales=()), 0.05) == "no valid locale column"
     assert translations.rejection_reason(_validated(0, 0), 0.05) == "no valid row to import"
-    assert translations.rejection_reason(_validated(5, 0, file_error="missing column"), 0.05) == "missing column"
+    assert (
+        translations.rejection_reason(_validated(5, 0, file_error="missing column"), 0.05) == "missing column"
+    )

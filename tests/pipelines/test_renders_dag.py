@@ -68,7 +68,9 @@ def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_
         assert state == "success", tasks
         for destination in DESTINATIONS:
             after = ftp_files(stack, destination)
-            replaced = sorted(n for n in after if n not in first[destination] or after[n][2] != first[destination][n][2])
+            replaced = sorted(
+                n for n in after if n not in first[destination] or after[n][2] != first[destination][n][2]
+            )
             sofa_file = next(r["file"] for r in _manifest(stack, destination) if r["sku"] == "SOFA-1")
             assert replaced == sorted({sofa_file, "manifest_20261123.csv"}), replaced
 
