@@ -149,6 +149,7 @@ def threekit_catalog_import():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def finalize() -> dict:
         """Archive or quarantine the files (only if every chunk landed) and upload the report."""
+        from airflow.sdk.exceptions import AirflowFailException
         from threekit_pipeline.pipelines import catalog_import
 
         env = _env()
@@ -159,6 +160,9 @@ def threekit_catalog_import():
                 return catalog_import.finalize(env, ftp)
         except catalog_import.NothingToProcess as exc:
             raise _skip(exc) from None
+        except catalog_import.ImportIncomplete as exc:
+            # The chunks' own retries are spent; retrying this task cannot make them land.
+            raise AirflowFailException(str(exc)) from None
 
     @task(outlets=[THREEKIT_CATALOG])
     def publish_catalog(result: dict) -> dict:

@@ -520,6 +520,7 @@ def _report_from_plan(env: Any, plan: Mapping[str, Any]) -> RunReport:
         dag_id=env.dag_id,
         run_id=env.run_id,
         run_type=env.run_type,
+        logical_date=env.logical_date.isoformat() if env.logical_date else "",
         selection=f"file {env.only_file}" if env.only_file else window.describe(),
         dry_run=bool(plan["dry_run"]),
         force_full_resend=bool(plan["force_full_resend"]),

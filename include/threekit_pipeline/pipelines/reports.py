@@ -99,6 +99,7 @@ class RunReport:
     dag_id: str
     run_id: str
     run_type: str = ""
+    logical_date: str = ""
     selection: str = ""
     dry_run: bool = False
     force_full_resend: bool = False
