@@ -71,9 +71,16 @@ class DagRunResult:
     xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+TEST_BUNDLE = "airflow-layer-tests"
+
+
 @pytest.fixture
-def run_dag(airflow_db, tmp_path):
-    """``run_dag(body, **format_args) -> DagRunResult``; ``body`` defines the tasks of DAG ``dag``."""
+def run_dag(airflow_db, tmp_path, monkeypatch):
+    """``run_dag(body, **format_args) -> DagRunResult``; ``body`` defines the tasks of DAG ``dag``.
+
+    The DAG files live in a bundle of their own (next to the regular dags folder), so
+    ``dag.test()`` re-parses only them, not the project's DAGs.
+    """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.taskinstance import TaskInstance
@@ -82,6 +89,16 @@ def run_dag(airflow_db, tmp_path):
 
     folder = tmp_path / "dag_bundle"
     folder.mkdir()
+    local_bundle = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    monkeypatch.setenv(
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+        json.dumps(
+            [
+                {"name": "dags-folder", "classpath": local_bundle, "kwargs": {}},
+                {"name": TEST_BUNDLE, "classpath": local_bundle, "kwargs": {"path": str(folder)}},
+            ]
+        ),
+    )
 
     def run(body: str, **format_args: Any) -> DagRunResult:
         dag_id = f"airflow_layer_{uuid.uuid4().hex[:10]}"
@@ -93,10 +110,10 @@ def run_dag(airflow_db, tmp_path):
         )
         path = folder / f"{dag_id}.py"
         path.write_text(source)
-        bag = BundleDagBag(dag_folder=str(path), bundle_path=Path(folder), bundle_name="dags-folder")
+        bag = BundleDagBag(dag_folder=str(path), bundle_path=Path(folder), bundle_name=TEST_BUNDLE)
         assert not bag.import_errors, bag.import_errors
         DagBundlesManager().sync_bundles_to_db()
-        sync_bag_to_db(bag, "dags-folder", None)
+        sync_bag_to_db(bag, TEST_BUNDLE, None)
         dagrun = bag.dags[dag_id].test()
         with create_session() as session:
             tis = session.query(TaskInstance).filter(
