@@ -113,13 +113,21 @@ class CeleryWorkerSpec:
 # --- processes ----------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Run in the child before exec: own process group, and SIGTERM if the launching process dies."""
-    os.setsid()
-    with contextlib.suppress(Exception):  # Linux only; elsewhere the explicit stop() still applies
-        import ctypes
+def own_group_dying_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets its own process group and ``signum`` if the launcher dies.
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    The own group lets ``stop()`` signal the whole tree; the parent-death signal keeps a crashed test
+    runner from leaving Airflow components behind (Linux only; elsewhere ``stop()`` still applies).
+    """
+
+    def _preexec() -> None:
+        os.setsid()
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum))
+
+    return _preexec
 
 
 class ManagedProcess:
@@ -148,7 +156,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=own_group_dying_with_parent(signal.SIGTERM),
             )
         log.info("Started %s (pid %d), output in %s", self.name, self.popen.pid, self.log_path)
 
@@ -231,6 +239,23 @@ def clean_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def link_dags_folders(target: Path, sources: Mapping[str, Path]) -> Path:
+    """A DAGs folder made of symlinks ``target/<name> -> source`` (Airflow follows them).
+
+    Lets one Airflow deployment parse the project's ``dags/`` next to extra DAG folders (probe DAGs of
+    the tests) without copying files. A single source is returned as is.
+    """
+    if len(sources) == 1:
+        return Path(next(iter(sources.values()))).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        link = target / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(source).resolve(), target_is_directory=True)
+    return target
+
+
 # --- REST client ----------------------------------------------------------------------------------
 
 
@@ -291,7 +316,31 @@ class AirflowRestClient:
         return self.session.get(f"{self.base_url}/api/v2/version", timeout=self.timeout).json()
 
     def health(self) -> dict:
-        return self.request("GET", "/monitor/health")
+        """``/api/v2/monitor/health`` (public: needs no login)."""
+        response = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=self.timeout)
+        if response.status_code != 200:
+            raise ClusterError(f"GET /monitor/health answered HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def wait_until_healthy(
+        self, components: Iterable[str], timeout: float, is_alive: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Wait until the health endpoint reports each of ``components`` (e.g. ``scheduler``) healthy."""
+        wanted = set(components)
+        deadline = time.monotonic() + timeout
+        healthy: set[str] = set()
+        while time.monotonic() < deadline:
+            if not is_alive():
+                raise ClusterError(f"Airflow at {self.base_url} exited while waiting for {sorted(wanted)}")
+            try:
+                health = self.health()
+                healthy = {n for n in wanted if (health.get(n) or {}).get("status") == "healthy"}
+                if healthy == wanted:
+                    return
+            except (ClusterError, requests.RequestException):
+                pass
+            time.sleep(1)
+        raise ClusterError(f"not healthy after {timeout:.0f}s: {sorted(wanted - healthy)}")
 
     def dags(self) -> list[dict]:
         return self.request("GET", "/dags", params={"limit": 1000})["dags"]
