@@ -12,6 +12,7 @@ from threekit_pipeline.airflow.hooks.threekit import (
     ThreekitConnectionError,
     ThreekitHook,
     client_options,
+    plain_extras,
     threekit_base_url,
 )
 
@@ -58,6 +59,11 @@ def test_client_options_from_extras():
     assert client_options({"org_id": "x"}) == {}
     with pytest.raises(ThreekitConnectionError, match="'max_retries' must be a number"):
         client_options({"max_retries": "many"})
+
+
+def test_prefixed_extras_from_older_forms_are_understood():
+    assert plain_extras({"extra__threekit__org_id": "o-1", "timeout": 5}) == {"org_id": "o-1", "timeout": 5}
+    assert plain_extras({"org_id": "kept", "extra__threekit__org_id": "ignored"}) == {"org_id": "kept"}
 
 
 def _connection_forms(sandbox) -> dict[str, str]:
@@ -158,3 +164,23 @@ def test_token_is_registered_with_the_secret_masker(threekit_conn):
     with ThreekitHook().get_client():
         pass
     assert redact(f"Authorization: Bearer {threekit_conn.token}") == "Authorization: Bearer ***"
+
+
+@pytest.mark.parametrize("token_ok", [True, False])
+def test_connection_test_as_the_api_server_runs_it(threekit_sandbox, token_ok):
+    # The UI's "Test" button: a transient connection exported as a URI env var, then
+    # Connection.test_connection(), which finds ThreekitHook through the provider registry.
+    from airflow.models.connection import Connection
+
+    token = threekit_sandbox.token if token_ok else "tk-not-valid-0123456789"
+    conn = Connection(
+        conn_id="transient_threekit_test",
+        conn_type="threekit",
+        host=threekit_sandbox.base_url,
+        password=token,
+        extra=json.dumps({"org_id": threekit_sandbox.org_id}),
+    )
+    with mock.patch.dict("os.environ", AIRFLOW_CONN_TRANSIENT_THREEKIT_TEST=conn.get_uri()):
+        ok, message = conn.test_connection()
+    assert ok is token_ok, message
+    assert token not in message

@@ -73,6 +73,16 @@ def threekit_base_url(host: str | None, port: int | None, extra: Mapping[str, An
     return f"{scheme}://{netloc}{path}"
 
 
+def plain_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Extras with the ``extra__threekit__`` prefix (older connection forms) removed."""
+    prefix = "extra__threekit__"
+    plain = {k: v for k, v in extra.items() if not k.startswith(prefix)}
+    for key, value in extra.items():
+        if key.startswith(prefix) and value not in (None, ""):
+            plain.setdefault(key[len(prefix) :], value)
+    return plain
+
+
 def client_options(extra: Mapping[str, Any]) -> dict[str, Any]:
     """``ThreekitClient`` keyword arguments taken from the connection extras (only those set)."""
     options: dict[str, Any] = {}
@@ -127,7 +137,7 @@ class ThreekitHook(BaseHook):
         conn = self.get_connection(self.threekit_conn_id)
         if conn.password:
             mask_secret(conn.password)
-        extra = conn.extra_dejson
+        extra = plain_extras(conn.extra_dejson)
         if not conn.password:
             raise ThreekitConnectionError(
                 f"connection {self.threekit_conn_id!r} has no API token: put the private token in the password"
@@ -140,7 +150,7 @@ class ThreekitHook(BaseHook):
     def base_url(self) -> str:
         """The connection's Threekit base URL (never contains the token)."""
         conn = self.get_connection(self.threekit_conn_id)
-        return threekit_base_url(conn.host, conn.port, conn.extra_dejson)
+        return threekit_base_url(conn.host, conn.port, plain_extras(conn.extra_dejson))
 
     def get_client(self) -> ThreekitClient:
         """A new client for the connection; close it (or use it in a ``with`` block)."""
