@@ -169,6 +169,20 @@ def test_execute_complete_skips_on_timeout_and_fails_on_error():
         sensor.execute_complete(context={}, event={"status": "error", "message": "cannot list /inbound: 550"})
 
 
+def test_airflow_deferral_timeout_also_becomes_a_skip():
+    # Backstop path: the triggerer never answered and Airflow's own deferral timeout fired.
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+    with pytest.raises(AirflowSkipException, match=r"No complete file matching \*\.csv in /inbound"):
+        _sensor().resume_execution(
+            TRIGGER_FAIL_REPR, {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, context={}
+        )
+    # A trigger failure that is not a timeout still fails the task.
+    with pytest.raises(Exception) as failed:
+        _sensor().resume_execution(TRIGGER_FAIL_REPR, {"error": "Trigger crashed"}, context={})
+    assert not isinstance(failed.value, AirflowSkipException)
+
+
 async def _first_event(trigger):
     async for event in trigger.run():
         return event
