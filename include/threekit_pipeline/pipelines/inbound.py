@@ -120,12 +120,15 @@ def stamp_day(name: str, processing_day: date) -> date:
 def matches_patterns(name: str, patterns: Sequence[str]) -> bool:
     """True when the bare file name matches one of the glob patterns (case-insensitive).
 
-    An empty pattern list matches everything except sidecar files (``*.errors.csv``, markers
-    are the sensor's business).
+    Errors sidecars written by the pipelines (``*.errors.csv``) never match: ``products*.csv``
+    must not pick up ``products_20261123.csv.errors.csv``. An empty pattern list matches every
+    other name.
     """
     base = posixpath.basename(name).lower()
+    if base.endswith(".errors.csv"):
+        return False
     if not patterns:
-        return not base.endswith(".errors.csv")
+        return True
     return any(fnmatch.fnmatchcase(base, pattern.lower()) for pattern in patterns)
 
 
@@ -208,14 +211,27 @@ def _parse_dt(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# "name.N.ext": the collision-safe name the FTP client gives a later file whose name was taken.
+_COLLISION_RE = re.compile(r"^(?P<stem>.+)\.(?P<n>\d+)(?P<ext>\.[^.]+)?$")
+
+
+def _name_order(name: str) -> tuple[str, int]:
+    """``products_20261122.1.csv`` sorts right after ``products_20261122.csv`` (it arrived later)."""
+    match = _COLLISION_RE.match(name)
+    if match:
+        return match.group("stem") + (match.group("ext") or ""), int(match.group("n"))
+    return name, 0
+
+
 def order_files(files: Iterable[InboundFile]) -> list[InboundFile]:
-    """Oldest stamp first, unstamped files last; archive copies before inbound ones of the same name."""
+    """Oldest stamp first, unstamped files last; within a stamp by name, a name's renamed later
+    copies after it, archive copies before a file of the same name still waiting inbound."""
     far_future = datetime.max.replace(tzinfo=UTC)
     return sorted(
         files,
         key=lambda f: (
             f.stamp or far_future,
-            f.name,
+            _name_order(f.name),
             0 if f.origin == ORIGIN_ARCHIVE else 1,
             f.path,
         ),
