@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -135,3 +136,33 @@ def seed_products(stack: LocalStack, products: list[dict[str, Any]]) -> list[dic
         )
     with threekit_client(stack) as client:
         return client.import_products_sync(entries)["products"]
+
+
+class GrowingUpload:
+    """A second client still uploading ``path``: appends ``line`` (``{n}`` = counter) every 0.2 s.
+
+    Use as a context manager around a DAG run; the file grows until the block ends.
+    """
+
+    def __init__(self, path: Path, start: bytes, line: bytes) -> None:
+        self.path = path
+        self.line = line
+        self.stop = threading.Event()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(start)
+        self.thread = threading.Thread(target=self._grow, daemon=True)
+
+    def _grow(self) -> None:
+        counter = 0
+        while not self.stop.wait(0.2):
+            counter += 1
+            with open(self.path, "ab") as handle:
+                handle.write(self.line.replace(b"{n}", str(counter).encode()))
+
+    def __enter__(self) -> GrowingUpload:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join()

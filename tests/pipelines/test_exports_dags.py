@@ -148,16 +148,18 @@ def test_translations_export_per_locale_and_rerun(tmp_path):
 
 def test_asset_export_by_ids_and_tags_mapped_in_chunks(tmp_path):
     with running_stack(tmp_path) as stack:
-        created = seed_products(stack, PRODUCTS)
+        extra = [{"sku": f"LAMP-{i:02d}", "name": f"Lamp {i}", "tags": ["featured"]} for i in range(25)]
+        created = seed_products(stack, PRODUCTS + extra)
         ids = {item["metadata"]["SKU"]: item["id"] for item in created}
         set_variable(stack, {"export_asset_ids": [ids["=HYPERLINK(1)"]], "export_asset_tags": ["featured"]})
         dag = load_dag("threekit_asset_export")
 
         state, tasks = run_dag(dag, logical_date=DAY)
         assert state == "success", tasks
-        assert tasks["export_assets"] == ["success"]  # three assets: one chunk
+        assert tasks["export_assets"] == ["success", "success"]  # 28 assets: chunks of 25 and 3
         files = ftp_files(stack, "/outbound/assets")
-        assert set(files) == {f"{ids[sku]}.json" for sku in ("=HYPERLINK(1)", "SOFA-1", "CHAIR-2")}
+        expected = {"=HYPERLINK(1)", "SOFA-1", "CHAIR-2", *(p["sku"] for p in extra)}
+        assert set(files) == {f"{ids[sku]}.json" for sku in expected}
         exported = json.loads((Path(stack.ftp.root) / f"outbound/assets/{ids['SOFA-1']}.json").read_text())
         assert exported["id"] == ids["SOFA-1"]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from _dag_runs import (
+    GrowingUpload,
     ftp_files,
     load_dag,
     put_ftp_file,
@@ -33,31 +33,6 @@ def _translations(stack, locale: str) -> dict[str, str]:
 def _csv(rows: list[list[str]]) -> bytes:
     lines = [",".join(f'"{cell}"' for cell in row) for row in rows]
     return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-class _GrowingUpload:
-    """A second client still uploading a file: appends a line every 0.2 s until stopped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.stop = threading.Event()
-        path.write_bytes(_csv([["Canonical Name", "fr"], ["Late", "En retard"]]))
-        self.thread = threading.Thread(target=self._grow, daemon=True)
-
-    def _grow(self) -> None:
-        counter = 0
-        while not self.stop.wait(0.2):
-            counter += 1
-            with open(self.path, "ab") as handle:
-                handle.write(f'"Late {counter}","En retard {counter}"\n'.encode())
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_good_files_imported_bad_file_quarantined_growing_file_left(tmp_path):
@@ -85,7 +60,9 @@ def test_good_files_imported_bad_file_quarantined_growing_file_left(tmp_path):
         dag = load_dag("threekit_translations_import")
 
         growing = Path(stack.ftp.root) / INBOUND.strip("/") / "late_20261123.csv"
-        with _GrowingUpload(growing):
+        with GrowingUpload(
+            growing, _csv([["Canonical Name", "fr"], ["Late", "En retard"]]), b'"Late {n}","En retard {n}"\n'
+        ):
             state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
         assert state == "success", tasks
 
