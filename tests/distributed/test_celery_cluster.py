@@ -9,6 +9,7 @@ another DAG distributed.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable
@@ -104,36 +105,43 @@ def check_staging_handoff(result: RunResult) -> None:
 
 # --- threekit_catalog_import -------------------------------------------------------------------------
 
-CATALOG_FILE = "products_20260105_080000.csv"
-CATALOG_CSV = (
-    "sku,name,description,category,price,currency,color,material,active\n"
-    "CHAIR-001,Oslo Chair,Oak dining chair,chairs,129.00,EUR,natural,oak,true\n"
-    "CHAIR-002,Bergen Chair,Upholstered chair,chairs,189.50,EUR,grey,fabric,true\n"
-    "TABLE-001,Fjord Table,Extendable table,tables,799.00,EUR,white,ash,true\n"
-)
+CATALOG_PRODUCTS = 12
 
 
 def prepare_catalog_import(stack: LocalStack) -> dict[str, Any]:
     import io
 
+    from threekit_pipeline.samples.catalog import generate_catalog
+
+    files = generate_catalog(
+        stack.work_dir / "catalog", products=CATALOG_PRODUCTS, stamp="20261123", options_per_product=2,
+        prices_per_product=1, locales=(),
+    )
     with stack.ftp_session() as ftp:
-        ftp.storbinary(f"STOR /inbound/catalog/{CATALOG_FILE}", io.BytesIO(CATALOG_CSV.encode()))
-    # Complete = unchanged for stable_seconds; make sure that much time passes before the sensor looks.
-    time.sleep(1.5)
-    return {"file": CATALOG_FILE, "skus": {"CHAIR-001", "CHAIR-002", "TABLE-001"}}
+        for path in files.values():
+            ftp.storbinary(f"STOR /inbound/catalog/{path.name}", io.BytesIO(path.read_bytes()))
+    with open(files["products"], newline="", encoding="utf-8") as handle:
+        names_by_sku = {row["sku"]: row["name"] for row in csv.DictReader(handle)}
+    return {"files": sorted(path.name for path in files.values()), "names_by_sku": names_by_sku}
 
 
 def check_catalog_import(result: RunResult) -> None:
-    items = result.stack.threekit.items()
-    imported_skus = {item.get("metadata", {}).get("sku") or item.get("sku") or item.get("name") for item in items}
-    missing = result.prepared["skus"] - imported_skus
-    assert not missing, f"products missing in Threekit: {sorted(missing)} (have {sorted(map(str, imported_skus))})"
-    archived = sorted(p.relative_to(result.stack.ftp.root) for p in Path(result.stack.ftp.root).rglob(CATALOG_FILE))
-    day = datetime.now(UTC)
-    assert any(
-        str(path).startswith("archive/") and f"{day:%Y/%m/%d}" in str(path) for path in archived
-    ), f"{CATALOG_FILE} not archived under /archive/.../{day:%Y/%m/%d}/: found {archived}"
-    assert not (Path(result.stack.ftp.root) / "inbound" / "catalog" / CATALOG_FILE).exists()
+    stack = result.stack
+    imported = {
+        (item.get("metadata") or {}).get("SKU"): item["name"] for item in stack.threekit.items()
+    }
+    assert imported == result.prepared["names_by_sku"], "Threekit products differ from the uploaded catalog"
+
+    ftp_root = Path(stack.ftp.root)
+    assert not [p.name for p in (ftp_root / "inbound" / "catalog").iterdir()], "files left in the inbound folder"
+    days = set()
+    for run in result.cluster.client.dag_runs(result.dag_id):
+        moment = run.get("logical_date") or run.get("data_interval_start") or run["run_after"]
+        days.add(datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y/%m/%d"))
+    archive = ftp_root / "archive" / "catalog"
+    archived = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file())
+    for name in result.prepared["files"]:
+        assert any(f"{day}/{name}" in archived for day in days), f"{name} not archived by day {days}: {archived}"
 
 
 SCENARIOS: dict[str, DagScenario] = {
@@ -142,12 +150,20 @@ SCENARIOS: dict[str, DagScenario] = {
         dags_folder=REPO / "dags",
         check=check_catalog_import,
         prepare=prepare_catalog_import,
-        variable={"stable_seconds": 1, "poke_interval_seconds": 1, "sensor_timeout_seconds": 120},
+        # Chunks of 4 products: three mapped import tasks spread over both workers. A run finding no
+        # file (the scheduled run created on unpausing, say) gives up after 10 s.
+        variable={
+            "stable_seconds": 1,
+            "poke_interval_seconds": 1,
+            "sensor_timeout_seconds": 10,
+            "batch_size": 4,
+            "import_concurrency": 2,
+        },
     ),
 }
 
 #: The DAGs this module proves on the cluster (each needs an entry in SCENARIOS).
-DAGS_UNDER_TEST: tuple[str, ...] = ("distributed_staging_handoff",)
+DAGS_UNDER_TEST: tuple[str, ...] = ("distributed_staging_handoff", "threekit_catalog_import")
 
 
 # --- the cluster -------------------------------------------------------------------------------------
@@ -196,12 +212,19 @@ def cluster_runs(tmp_path_factory):
                 client.unpause(dag_id)
                 started[dag_id] = (client.trigger(dag_id), prepared)
             results = {}
+            deadline = time.monotonic() + RUN_TIMEOUT
             for dag_id, (run_id, prepared) in started.items():
+                # Unpausing a scheduled DAG also creates its latest scheduled run: wait for all runs.
+                states = {}
                 try:
-                    state = client.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+                    for run in client.dag_runs(dag_id):
+                        remaining = max(1.0, deadline - time.monotonic())
+                        states[run["dag_run_id"]] = client.wait_for_run(dag_id, run["dag_run_id"], remaining)
                 except ClusterError as exc:
-                    state = f"not finished: {exc}"
-                results[dag_id] = RunResult(dag_id, run_id, state, stack, cluster, prepared)
+                    states[run_id] = f"not finished: {exc}"
+                failed = {rid: state for rid, state in states.items() if state != "success"}
+                bad_run = next(iter(failed), run_id)
+                results[dag_id] = RunResult(dag_id, bad_run, failed.get(bad_run, "success"), stack, cluster, prepared)
             processes = _processes_of(cluster)
             secrets = (stack.ftp.password, stack.threekit.token)
             yield ClusterRuns(stack, cluster, results, secrets)

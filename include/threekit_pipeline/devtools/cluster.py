@@ -366,6 +366,9 @@ class AirflowRestClient:
             body["dag_run_id"] = run_id
         return self.request("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body)["dag_run_id"]
 
+    def dag_runs(self, dag_id: str) -> list[dict]:
+        return self.request("GET", f"/dags/{quote(dag_id, safe='')}/dagRuns", params={"limit": 1000})["dag_runs"]
+
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}")
 
