@@ -172,12 +172,14 @@ class InboundFile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InboundFile:
+        """Inverse of :meth:`to_dict`; a missing stamp is read from the name."""
+        name = data.get("name") or posixpath.basename(data["path"])
         return cls(
             path=data["path"],
-            name=data.get("name") or posixpath.basename(data["path"]),
+            name=name,
             size=data.get("size"),
             modified=_parse_dt(data.get("modified")),
-            stamp=_parse_dt(data.get("stamp")),
+            stamp=_parse_dt(data.get("stamp")) or parse_stamp(name),
             origin=data.get("origin", ORIGIN_INBOUND),
         )
 
