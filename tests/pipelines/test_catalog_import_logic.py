@@ -71,7 +71,7 @@ def _chunk_entries(chunks: list[str]) -> dict[str, dict]:
     return entries
 
 
-def test_newest_batch_wins_and_the_delta_skips_what_the_ledger_vouches_for(tmp_path):
+def test_batches_merge_oldest_to_newest_and_the_delta_skips_what_the_ledger_vouches_for(tmp_path):
     day22 = _catalog(tmp_path, "20261122", seed=1)
     day23 = _catalog(tmp_path, "20261123", seed=2)
     env = _env(tmp_path)
@@ -104,7 +104,7 @@ def test_newest_batch_wins_and_the_delta_skips_what_the_ledger_vouches_for(tmp_p
     assert forced["to_send"] == 12 and forced["unchanged_skipped"] == 0
 
     dry_env = _env(tmp_path, dry_run=True)
-    dry = catalog_import.transform_and_plan(dry_env, _collected(dry_env, list(day23.values())))
+    dry = catalog_import.transform_and_plan(dry_env, _collected(dry_env, [*day22.values(), *day23.values()]))
     assert dry["chunks"] == [] and dry["to_send"] == 7
 
 
@@ -155,6 +155,39 @@ def test_entries_threekit_rejects_are_reported_not_recorded(tmp_path, threekit_s
     assert [e["sku"] for e in errors if e["stage"] == "threekit"] == [bad_sku]
     archived = sorted(p.name for p in (Path(ftp_sandbox.root) / "archive/catalog/2026/11/23").iterdir())
     assert archived == sorted(p.name for p in files.values())
+
+
+def test_merged_entry_equals_importing_both_in_order():
+    sku = {"metadata": [{"name": "SKU", "defaultValue": "S-1", "type": "String"}]}
+    older = {
+        "query": sku,
+        "product": {
+            "name": "Oslo Sofa",
+            "type": "item",
+            "metadata": [{"name": "SKU", "defaultValue": "S-1"}, {"name": "Designer", "defaultValue": "Liv"}],
+            "attributes": [{"type": "String", "name": "Color", "values": ["Sand"]}],
+        },
+    }
+    prices_only = {
+        "query": sku,
+        "product": {
+            "type": "item",
+            "metadata": [{"name": "SKU", "defaultValue": "S-1"}, {"name": "Designer", "defaultValue": "Erik"}],
+            "attributes": [{"type": "Pricing", "name": "Pricing", "values": [{"pricebook": "eu"}]}],
+        },
+    }
+    merged = catalog_import.merge_entries(older, prices_only)
+    assert merged["query"] == sku
+    assert merged["product"]["name"] == "Oslo Sofa"  # a newer batch without the field keeps it
+    assert [a["name"] for a in merged["product"]["attributes"]] == ["Color", "Pricing"]
+    assert merged["product"]["metadata"] == [
+        {"name": "SKU", "defaultValue": "S-1"},
+        {"name": "Designer", "defaultValue": "Erik"},
+    ]
+    recolored = {"query": sku, "product": {"attributes": [{"type": "String", "name": "Color", "values": ["Moss"]}]}}
+    again = catalog_import.merge_entries(merged, recolored)
+    assert [a.get("values") for a in again["product"]["attributes"]] == [["Moss"], [{"pricebook": "eu"}]]
+    assert older["product"]["attributes"] == [{"type": "String", "name": "Color", "values": ["Sand"]}]  # untouched
 
 
 def test_finalize_without_a_plan_has_nothing_to_do(tmp_path):

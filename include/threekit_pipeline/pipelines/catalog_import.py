@@ -18,19 +18,22 @@ Nothing but paths and small summaries leaves a task. Everything a task writes li
 ``<staging>/<dag_id>/<run>/`` and is rebuilt when the task runs again; the ledger
 (``<staging>/ledger/catalog_import.sqlite``) is shared by all runs.
 
-When several stamp batches contain the same SKU in one run, the newest batch's version is
-the one sent (the import is an upsert, so sending the older one first would change nothing
-in the end state but could race with the newer one in parallel chunks).
+When several stamp batches of one run carry the same SKU, one entry is sent: the batches'
+entries merged oldest to newest the way Threekit applies successive imports (fields of a
+newer entry replace older ones, metadata and attributes merge by name). Sending each
+version separately could race in parallel chunks; a newer batch that carries only prices
+must not drop what an older batch set.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -215,6 +218,12 @@ def collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
             for entry in ftp.list_dir(config.folder("inbound_catalog"))
             if not entry.is_dir and matches_patterns(entry.name, patterns)
         ]
+        # The sensor's list may be older than the folder (a retried task, another process).
+        present = {entry.path: entry for entry in waiting}
+        gone = [f for f in selected if f.path not in present]
+        for item in gone:
+            log.info("%s is no longer in the inbound folder; skipped", item.path)
+        selected = [replace(f, size=present[f.path].size) for f in selected if f.path in present]
         selected, held = hold_back_incomplete_batches(selected, waiting)
         for item in held:
             log.info("Held back %s: another file stamped %s is still incomplete", item.name, item.stamp_label)
@@ -359,6 +368,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
         for sku, content_hash, line in result.entries:
             if sku in latest:
                 superseded += 1
+                content_hash, line = _merged_line(latest[sku][1], line)
             latest[sku] = (content_hash, line)
         for outcome in result.outcomes:
             log.info(
@@ -370,7 +380,9 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
                 f" -> FILE REJECTED: {outcome.reason}" if outcome.status == "rejected" else "",
             )
     if superseded:
-        log.info("%d product(s) appear in several batches; the newest batch's version is sent", superseded)
+        log.info(
+            "%d product(s) appear in several batches; their entries are merged oldest to newest", superseded
+        )
 
     with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
         delta = ledger.plan(((sku, value[0]) for sku, value in latest.items()), force=env.force_full_resend)
@@ -413,6 +425,37 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
     path = env.run_dir() / PLAN_FILE
     _write_json(path, plan)
     return {"plan": str(path), "chunks": chunks, **plan["counts"]}
+
+
+def _merge_named(older: Any, newer: Any) -> Any:
+    """Merge two metadata/attribute collections by name (newer wins, order kept)."""
+    if isinstance(older, dict) and isinstance(newer, dict):
+        return {**older, **newer}
+    if not (isinstance(older, list) and isinstance(newer, list)):
+        return newer
+    merged: dict[Any, Any] = {}
+    for position, item in enumerate([*older, *newer]):
+        name = item.get("name") if isinstance(item, dict) else None
+        merged[name if name is not None else ("#", position)] = item
+    return list(merged.values())
+
+
+def merge_entries(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
+    """One import entry equivalent to importing ``older`` then ``newer`` (same SKU)."""
+    merged = {**older, **{k: v for k, v in newer.items() if k != "product"}}
+    product = dict(older.get("product") or {})
+    for key, value in (newer.get("product") or {}).items():
+        product[key] = _merge_named(product[key], value) if key in ("metadata", "attributes") and key in product else value
+    merged["product"] = product
+    return merged
+
+
+def _merged_line(older_line: str, newer_line: str) -> tuple[str, str]:
+    """(content hash, JSONL line) of two entries merged; the hash is the line's SHA-256, as the transform's."""
+    line = json.dumps(
+        merge_entries(json.loads(older_line), json.loads(newer_line)), ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(line.encode("utf-8")).hexdigest(), line
 
 
 def _write_chunks(folder: Path, skus: Sequence[str], latest: Mapping[str, tuple[str, str]], size: int) -> list[str]:
