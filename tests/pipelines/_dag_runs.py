@@ -7,6 +7,7 @@ Airflow at it through ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` and runs a DAG with `
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -60,6 +61,12 @@ def threekit_client(stack: LocalStack) -> ThreekitClient:
     return ThreekitClient(stack.threekit.base_url, stack.threekit.token, stack.org_id, max_retry_time=20)
 
 
+# Param defaults of each loaded DAG, captured before any run: in-process runs write a run's
+# conf into the DAG's Param objects (``ParamsDict.update`` resolves them in place), so without
+# resetting, one run's ``dry_run=True`` would leak into the next run of the same DAG object.
+_PARAM_DEFAULTS: dict[int, dict[str, Any]] = {}
+
+
 def load_dag(dag_id: str, *, retry_delay_s: float = 0.5):
     """The DAG from ``dags/<dag_id>.py`` with task retries that wait ``retry_delay_s`` only."""
     from airflow.dag_processing.dagbag import DagBag
@@ -70,14 +77,18 @@ def load_dag(dag_id: str, *, retry_delay_s: float = 0.5):
     for task in dag.tasks:
         task.retry_delay = timedelta(seconds=retry_delay_s)
         task.retry_exponential_backoff = 0
+    _PARAM_DEFAULTS[id(dag)] = copy.deepcopy(dag.params.dump())
     return dag
 
 
 def run_dag(
     dag, *, logical_date=None, conf: dict[str, Any] | None = None
 ) -> tuple[str, dict[str, list[str]]]:
-    """``dag.test()``; returns the run state and each task's instance states (mapped: one per index)."""
-    kwargs: dict[str, Any] = {"run_conf": conf or {}}
+    """``dag.test()``; returns the run state and each task's instance states (mapped: one per index).
+
+    Params not given in ``conf`` take the DAG's defaults (see ``_PARAM_DEFAULTS``).
+    """
+    kwargs: dict[str, Any] = {"run_conf": {**_PARAM_DEFAULTS.get(id(dag), {}), **(conf or {})}}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date
     dag_run = dag.test(**kwargs)

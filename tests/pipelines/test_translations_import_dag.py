@@ -152,3 +152,27 @@ def test_three_day_replay_from_the_archive_is_deterministic(tmp_path):
         # Replayed files stay in the archive, unchanged; nothing was quarantined.
         assert ftp_files(stack, "/archive/translations") == archived
         assert ftp_files(stack, "/rejected") == {}
+
+
+def test_dry_run_validates_only_and_file_param_picks_one_file(tmp_path):
+    with running_stack(tmp_path) as stack:
+        put_ftp_file(stack, f"{INBOUND}/fr_20261123.csv", _csv([["Canonical Name", "fr"], ["Red", "Rouge"]]))
+        put_ftp_file(stack, f"{INBOUND}/de_20261123.csv", _csv([["Canonical Name", "de"], ["Red", "Rot"]]))
+        dag = load_dag("threekit_translations_import")
+        moment = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+        state, tasks = run_dag(dag, logical_date=moment, conf={"dry_run": True})
+        assert state == "success", tasks
+        assert request_count(stack, POST_TRANSLATIONS) == 0
+        assert set(ftp_files(stack, INBOUND)) == {"fr_20261123.csv", "de_20261123.csv"}
+        assert ftp_files(stack, "/reports") == {} and ftp_files(stack, "/archive") == {}
+        staged = list((tmp_path / "staging" / "threekit_translations_import").rglob("*/report/*.json"))
+        assert [f["status"] for f in json.loads(staged[0].read_text())["files"]] == ["dry_run", "dry_run"]
+
+        state, tasks = run_dag(
+            dag, logical_date=moment + timedelta(hours=1), conf={"file": "de_20261123.csv"}
+        )
+        assert state == "success", tasks
+        assert tasks["wait_for_files"] == ["skipped"]  # a named file is processed without waiting
+        assert _translations(stack, "de") == {"Red": "Rot"} and _translations(stack, "fr") == {}
+        assert set(ftp_files(stack, INBOUND)) == {"fr_20261123.csv"}

@@ -329,7 +329,11 @@ def flatten_sensor_output(sensor_output: Any) -> list[Any] | None:
     """
     if sensor_output is None:
         return None
-    items = list(sensor_output)
+    try:
+        # One slice request instead of item-by-item reads that end in a "not found" lookup.
+        items = list(sensor_output[:])
+    except TypeError:
+        items = list(sensor_output)
     if items and all(isinstance(item, (list, tuple)) or item is None for item in items):
         results = [item for item in items if item is not None]
         if not results:
