@@ -1,0 +1,187 @@
+"""The Airflow UI of ``make airflow`` (``airflow standalone`` + the sandboxes), seen by a real browser.
+
+Headless Chromium renders Airflow 3's React UI (``--dump-dom`` after the scripts ran) and the test
+reads the visible text: the DAG list shows every DAG of ``dags/``, the home page reports no DAG
+import error, and a run triggered through the REST API is shown as successful. A broken DAG file
+added at the end must make the import-error notice appear, proving the check can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from threekit_pipeline.devtools.cluster import link_dags_folders
+from threekit_pipeline.devtools.stack import LocalStack, free_port
+from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_standalone_environment
+
+REPO = Path(__file__).resolve().parents[2]
+PROBE_DAGS = REPO / "tests" / "distributed" / "dags"
+PROBE_DAG_ID = "distributed_staging_handoff"
+CHROMIUM = Path("/usr/bin/chromium")
+IMPORT_ERROR_NOTICE = "Dag Import Error"  # the home page's stat card ("1 Dag Import Error", "2 ... Errors")
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster")]
+
+
+class _VisibleText(HTMLParser):
+    """Text a person would see: everything outside <style>, <script> and <svg>."""
+
+    HIDDEN = {"style", "script", "svg", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hidden_depth = 0
+        self.chunks: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.HIDDEN:
+            self._hidden_depth += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN and self._hidden_depth:
+            self._hidden_depth -= 1
+
+    def handle_data(self, data):
+        if not self._hidden_depth and data.strip():
+            self.chunks.append(data.strip())
+
+
+def _ensure_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "install-chromium.sh")], capture_output=True, text=True, timeout=900
+    )
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium unavailable and scripts/install-chromium.sh failed: {result.stderr[-500:]}")
+
+
+def page_text(url: str, profile_dir: Path) -> str:
+    """The page's visible text after its scripts ran, as rendered by headless Chromium."""
+    shutil.rmtree(profile_dir, ignore_errors=True)
+    result = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile_dir}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"chromium failed on {url}: {result.stderr[-1000:]}"
+    parser = _VisibleText()
+    parser.feed(result.stdout)
+    return " | ".join(parser.chunks)
+
+
+def _expected_dag_ids() -> set[str]:
+    """DAG ids in dags/, parsed independently of the running Airflow."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return set(bag.dag_ids)
+
+
+@pytest.mark.timeout(600)
+def test_ui_lists_every_dag_and_shows_the_finished_run(tmp_path):
+    _ensure_chromium()
+    expected = _expected_dag_ids() | {PROBE_DAG_ID}
+    dags_folder = link_dags_folders(tmp_path / "dags", {"project": REPO / "dags", "probe": PROBE_DAGS})
+    base_env = clean_standalone_environment(REPO)
+    # Rescan the DAGs folder every few seconds so the broken file added at the end is noticed quickly.
+    base_env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "5"
+    profile = tmp_path / "chromium-profile"
+
+    with LocalStack(tmp_path / "stack") as stack:
+        airflow = StandaloneAirflow(
+            tmp_path / "airflow_home",
+            base_env=base_env,
+            extra_env=stack.airflow_env(),
+            dags_folder=dags_folder,
+            port=free_port(),
+            all_admins=True,
+            output=tmp_path / "standalone.log",
+        )
+        with airflow:
+            try:
+                airflow.wait_ready(timeout=240)
+                client = airflow.client
+                client.wait_for_dags(expected, timeout=120)
+                client.unpause(PROBE_DAG_ID)
+                run_id = client.trigger(PROBE_DAG_ID)
+                state = client.wait_for_run(PROBE_DAG_ID, run_id, timeout=180)
+                assert state == "success", client.describe_run(PROBE_DAG_ID, run_id)
+
+                dag_list = page_text(f"{airflow.api_url}/dags?limit=100", profile)
+                missing = sorted(dag_id for dag_id in expected if dag_id not in dag_list)
+                assert not missing, f"DAG list page lacks {missing}: {dag_list[:2000]}"
+
+                home = page_text(f"{airflow.api_url}/", profile)
+                assert "Scheduler" in home and "Dag Processor" in home, home[:2000]  # the health card
+                assert IMPORT_ERROR_NOTICE not in home, home[:2000]
+
+                run_page = page_text(
+                    f"{airflow.api_url}/dags/{PROBE_DAG_ID}/runs/{quote(run_id, safe='')}", profile
+                )
+                assert run_id in run_page and "Success" in run_page, run_page[:2000]
+                for task_id in ("write_handoff", "read_handoff", "check_connections", "summarize"):
+                    assert task_id in run_page
+
+                # Negative control: the same check sees an import error once there is one.
+                (tmp_path / "dags" / "broken_dag.py").write_text(
+                    "from airflow.sdk import dag\nimport module_that_does_not_exist\n"
+                )
+                deadline = time.monotonic() + 90
+                while not client.import_errors():
+                    assert time.monotonic() < deadline, "the broken DAG file was never reported"
+                    time.sleep(2)
+                assert IMPORT_ERROR_NOTICE in page_text(f"{airflow.api_url}/", profile)
+            except BaseException:
+                log_file = tmp_path / "standalone.log"
+                if log_file.exists():
+                    tail = log_file.read_text(errors="replace").splitlines()[-60:]
+                    print("airflow standalone output (tail):\n" + "\n".join(tail))
+                raise
+
+
+def test_standalone_environment_ignores_inherited_airflow_settings(monkeypatch, tmp_path):
+    """Settings of the launching shell (a test runner's, say) never leak into standalone."""
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW_CONN_SOMETHING", "ftp://user:secret@elsewhere")
+    env = clean_standalone_environment(REPO)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert "AIRFLOW_CONN_SOMETHING" not in env
+    airflow = StandaloneAirflow(tmp_path / "home", base_env=env, port=free_port(), all_admins=False)
+    assert airflow.env["AIRFLOW_HOME"] == str((tmp_path / "home").resolve())
+    assert airflow.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"{airflow.api_url}/execution/"
+    assert airflow.env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_admin_password_file_is_created_private_and_kept(tmp_path):
+    airflow = StandaloneAirflow(tmp_path / "home", base_env={}, port=free_port())
+    airflow.ensure_admin_password()
+    first = airflow.password_file.read_text()
+    assert oct(airflow.password_file.stat().st_mode & 0o777) == "0o600"
+    assert '"admin"' in first
+    airflow.ensure_admin_password()
+    assert airflow.password_file.read_text() == first, "an existing password must not be replaced"
