@@ -3,34 +3,39 @@
 
 Reads ERP/PIM catalog files (products, options, prices, parts) from the FTP folder
 `folders.inbound_catalog` (default `/inbound/catalog`), turns them into Threekit products
-with the configured `mapping` and imports them; then archives the files and uploads a run
-report.
+with the configured `mapping`, imports them, archives the files and uploads a run report.
 
-**Flow**: wait for complete files (size/mtime stable for `stable_seconds`, or a marker file
-per `marker_suffixes`; skipped when nothing arrives within `sensor_timeout_seconds`) ->
-download to staging -> transform per stamp batch -> skip products whose content is unchanged
-since their last successful import (ledger `<staging>/ledger/catalog_import.sqlite`) ->
-import in chunks of `batch_size` entries (one mapped task per chunk) -> archive each file in
-`<archive>/catalog/YYYY/MM/DD/` (or quarantine it in `<rejected>/catalog/` with
-`<file>.errors.csv`) -> upload the run report -> update the Asset `threekit://catalog` (only when products were created or updated), which the
-export DAGs are scheduled on.
+**Flow**: wait for complete files (size and mtime stable for `stable_seconds`, or a marker
+file per `marker_suffixes`; the run is skipped when nothing arrives within
+`sensor_timeout_seconds`) -> download to staging -> transform per stamp batch -> skip
+products whose content is unchanged since their last successful import (ledger
+`<staging>/ledger/catalog_import.sqlite`) -> import in chunks of `batch_size` entries (one
+mapped task per chunk) -> archive each file in `<archive>/catalog/YYYY/MM/DD/`, or
+quarantine it in `<rejected>/catalog/` with `<file>.errors.csv` -> upload the run report ->
+update the Asset `threekit://catalog` (only when products were created or updated), which
+the export DAGs are scheduled on.
 
-**Writes**: Threekit products; FTP `<archive>/catalog/...`, `<rejected>/catalog/...`,
-`<reports>/catalog_import/<run>.json|.csv|.errors.csv` (counts, per-file outcome, rejected rows and
-entries with reasons).
+**Writes**: Threekit products; on FTP `<archive>/catalog/...`, `<rejected>/catalog/...` and
+`<reports>/catalog_import/<run>.json|.csv|.errors.csv` (counts, per-file outcome, rejected
+rows and entries with their reasons).
 
 **File selection**: a scheduled or manual run takes every complete file waiting, oldest
-`_YYYYMMDD[_HHMMSS]` stamp first, files with the same stamp as one batch, unstamped files
-last. A backfill (`airflow backfill create --dag-id threekit_catalog_import --from-date ...
---to-date ...`) or a manual run with `replay` replays the files whose stamp falls in the
-run's data interval (or `replay_start`..`replay_end`), taking already processed files from
-the archive; they stay there. If an import fails after its retries, no file is moved: the
-next run picks them up again and the ledger keeps it from re-sending what already landed.
+`_YYYYMMDD[_HHMMSS]` stamp first; files sharing a stamp are one batch (held back while one
+of them is still being uploaded); unstamped files come last. A backfill
+(`airflow backfill create --dag-id threekit_catalog_import --from-date ... --to-date ...`)
+or a manual run with `replay` processes the files whose stamp falls in the run's data
+interval (or `replay_start`..`replay_end`), taking already processed files from the archive,
+where they stay. If an import still fails after its retries, no file is moved: the next run
+picks them up again and the ledger keeps it from re-sending what already landed.
+
+**Params**: `dry_run`, `file`, `force_full_resend`, `replay`, `replay_start`, `replay_end`
+(see each param's description).
 
 **Configuration**: Airflow Variable `threekit_pipeline` (JSON; keys `mapping`, `folders`,
-`batch_size`, `import_mode`, `import_concurrency`, `stable_seconds`, `poke_interval_seconds`,
-`sensor_timeout_seconds`, `marker_suffixes`, `staging_dir`, ...), connections `ftp_default`
-and `threekit_default` (ids configurable in the Variable). Read when tasks run.
+`batch_size`, `import_mode`, `import_concurrency`, `job_deadline_seconds`,
+`stable_seconds`, `poke_interval_seconds`, `sensor_timeout_seconds`, `marker_suffixes`,
+`staging_dir`, ...) and the connections `ftp_default` and `threekit_default` (ids
+configurable in the Variable), all read when the tasks run.
 """
 
 from __future__ import annotations

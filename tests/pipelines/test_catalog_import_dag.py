@@ -76,6 +76,21 @@ def _catalog_state(stack) -> dict[str, dict]:
     return {sku: {f: copies[0].get(f) for f in fields} for sku, copies in _items(stack).items()}
 
 
+def _catalog_asset_events() -> int:
+    """How many catalog Asset events this DAG has emitted (in this worker's metadata DB)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
+
+    with create_session() as session:
+        return (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == THREEKIT_CATALOG.uri, AssetEvent.source_dag_id == DAG_ID)
+            .count()
+        )
+
+
 def _ledger(stack) -> dict[str, tuple[str, str]]:
     path = Path(stack.staging_dir) / "ledger" / "catalog_import.sqlite"
     if not path.exists():
@@ -112,10 +127,12 @@ def test_golden_path_imports_archives_reports_and_updates_ledger(tmp_path, dag):
     with running_stack(tmp_path / "stack", VARIABLE) as stack:
         files = _catalog(tmp_path, "20261123")
         names = _upload(stack, files)
+        events_before = _catalog_asset_events()
 
         state, tasks = run_dag(dag, logical_date=_at(10))
 
         assert state == "success", tasks
+        assert _catalog_asset_events() == events_before + 1
         assert tasks["wait_for_files"] == ["success"]
         assert tasks["import_chunk"] == ["success"] * 3  # 30 products in chunks of 10
         assert tasks["publish_catalog"] == ["success"]
@@ -150,8 +167,10 @@ def test_rerun_sends_nothing_twice_and_duplicates_nothing(tmp_path, dag):
 
         # The ERP sends the very same files again.
         _upload(stack, files)
+        events_before = _catalog_asset_events()
         state, tasks = run_dag(dag, logical_date=_at(11))
         assert state == "success", tasks
+        assert _catalog_asset_events() == events_before  # nothing changed: exports are not triggered
         assert tasks["import_chunk"] == ["skipped"]  # nothing changed: no chunk at all
         assert tasks["publish_catalog"] == ["skipped"]
         assert request_count(stack, IMPORT_ROUTE) == imports_after_first
