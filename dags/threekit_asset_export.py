@@ -15,6 +15,9 @@ reported and fails the run (after the other assets were delivered).
 
 **Idempotent:** uploads are atomic and skipped when an asset's export did not change.
 
+**Backfill:** not meaningful: an export is a snapshot of Threekit as it is now, whatever the run's
+date; re-run the latest run instead.
+
 **Params:** `dry_run` exports to staging only.
 """
 
@@ -48,15 +51,20 @@ def threekit_asset_export():
     @task
     def plan_assets() -> list[list[str]]:
         """Resolve the configured asset ids and tags into chunks of asset ids."""
-        from threekit_pipeline.pipelines.exports import plan_asset_export
+        from airflow.sdk.exceptions import AirflowFailException
+        from threekit_pipeline.pipelines.exports import ExportConfigError, plan_asset_export
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
-        with env.threekit() as client:
-            return plan_asset_export(env, client)
+        try:
+            with env.threekit() as client:
+                return plan_asset_export(env, client)
+        except ExportConfigError as exc:
+            # Nothing configured to export: retrying cannot help.
+            raise AirflowFailException(str(exc)) from None
 
     @task(
-        map_index_template="{{ task.op_kwargs['asset_ids'][0] }} (+{{ task.op_kwargs['asset_ids'] | length - 1 }})"
+        map_index_template="{{ task.op_kwargs['asset_ids'] | length }} assets from {{ task.op_kwargs['asset_ids'][0] }}"
     )
     def export_assets(asset_ids: list[str]) -> dict:
         """Export one chunk of assets and upload the JSON files that changed."""

@@ -17,6 +17,9 @@ runs: the day they ran), so later runs of the same day replace that day's files.
 **Idempotent:** files are uploaded atomically and only when their content changed (delivery
 ledger in the staging directory); a re-run with an unchanged catalog uploads nothing.
 
+**Backfill:** not meaningful: an export is a snapshot of Threekit as it is now, whatever the run's
+date; re-run the latest run instead.
+
 **Params:** `dry_run` exports to staging and reports what would be uploaded, without uploading.
 """
 

@@ -18,6 +18,9 @@ destination; the manifest is uploaded after the images it lists.
 **Idempotent:** only new or changed images are uploaded (SHA-256 compared with the delivery
 ledger); images of items that disappeared are left in place.
 
+**Backfill:** not meaningful: an export is a snapshot of Threekit as it is now, whatever the run's
+date; re-run the latest run instead.
+
 **Params:** `dry_run` downloads and writes the manifest to staging only.
 """
 

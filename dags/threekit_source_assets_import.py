@@ -96,7 +96,8 @@ def threekit_source_assets_import():
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def select_files(complete) -> list[dict]:
         """The files of this run (skipped when there is none)."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from threekit_pipeline.pipelines.inbound import InboundSelectionError
         from threekit_pipeline.pipelines.runtime import NothingToProcess, TaskEnv, select_run_files
         from threekit_pipeline.pipelines.source_assets import SOURCE
 
@@ -108,6 +109,9 @@ def threekit_source_assets_import():
                 )
         except NothingToProcess as exc:
             raise AirflowSkipException(str(exc)) from None
+        except InboundSelectionError as exc:
+            # A wrong "file" param or replay window: retrying cannot help.
+            raise AirflowFailException(str(exc)) from None
 
     @task(map_index_template="{{ task.op_kwargs['selected']['name'] }}")
     def import_file(selected: dict) -> dict:

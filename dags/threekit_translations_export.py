@@ -14,6 +14,9 @@ through unchanged (these files are meant to come back through `threekit_translat
 
 **Idempotent:** uploads are atomic and skipped when the content did not change.
 
+**Backfill:** not meaningful: an export is a snapshot of Threekit as it is now, whatever the run's
+date; re-run the latest run instead.
+
 **Params:** `dry_run` exports to staging only.
 """
 

@@ -99,7 +99,8 @@ def threekit_translations_import():
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def select_files(complete) -> list[dict]:
         """The files of this run, oldest stamp first (skipped when there is none)."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from threekit_pipeline.pipelines.inbound import InboundSelectionError
         from threekit_pipeline.pipelines.runtime import NothingToProcess, TaskEnv, select_run_files
         from threekit_pipeline.pipelines.translations import PATTERNS, SOURCE
 
@@ -116,6 +117,9 @@ def threekit_translations_import():
                 )
         except NothingToProcess as exc:
             raise AirflowSkipException(str(exc)) from None
+        except InboundSelectionError as exc:
+            # A wrong "file" param or replay window: retrying cannot help.
+            raise AirflowFailException(str(exc)) from None
 
     @task
     def import_translations(files: list[dict]) -> dict:

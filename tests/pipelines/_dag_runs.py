@@ -177,3 +177,24 @@ class GrowingUpload:
     def __exit__(self, *exc_info: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+def map_labels(dag_id: str, task_id: str) -> list[str | None]:
+    """Rendered map index labels (``map_index_template``) of a mapped task in the DAG's latest run."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+        tis = (
+            session.query(TaskInstance)
+            .filter(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run.run_id,
+                TaskInstance.task_id == task_id,
+            )
+            .order_by(TaskInstance.map_index)
+            .all()
+        )
+        return [ti.rendered_map_index for ti in tis]

@@ -13,6 +13,7 @@ import pytest
 from _dag_runs import (
     ftp_files,
     load_dag,
+    map_labels,
     request_count,
     run_dag,
     running_stack,
@@ -157,6 +158,10 @@ def test_asset_export_by_ids_and_tags_mapped_in_chunks(tmp_path):
         state, tasks = run_dag(dag, logical_date=DAY)
         assert state == "success", tasks
         assert tasks["export_assets"] == ["success", "success"]  # 28 assets: chunks of 25 and 3
+        assert [label.split(" from ")[0] for label in map_labels(dag.dag_id, "export_assets")] == [
+            "25 assets",
+            "3 assets",
+        ]
         files = ftp_files(stack, "/outbound/assets")
         expected = {"=HYPERLINK(1)", "SOFA-1", "CHAIR-2", *(p["sku"] for p in extra)}
         assert set(files) == {f"{ids[sku]}.json" for sku in expected}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _dag_runs import ftp_files, load_dag, request_count, run_dag, running_stack, seed_products
+from _dag_runs import ftp_files, load_dag, map_labels, request_count, run_dag, running_stack, seed_products
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -39,6 +39,7 @@ def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_
         state, tasks = run_dag(dag, logical_date=DAY)
         assert state == "success", tasks
         assert tasks["deliver_renders"] == ["success", "success"]  # one mapped task per destination
+        assert map_labels(dag.dag_id, "deliver_renders") == DESTINATIONS
         for destination in DESTINATIONS:
             files = ftp_files(stack, destination)
             manifest = _manifest(stack, destination)

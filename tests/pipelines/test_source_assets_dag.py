@@ -12,6 +12,7 @@ from _dag_runs import (
     GrowingUpload,
     ftp_files,
     load_dag,
+    map_labels,
     put_ftp_file,
     request_count,
     run_dag,
@@ -51,6 +52,9 @@ def test_source_assets_imported_rejected_and_never_duplicated(tmp_path):
             state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
         assert state == "success", tasks
         assert tasks["import_file"] == ["success"] * 4  # one mapped task per file
+        assert sorted(map_labels(dag.dag_id, "import_file")) == sorted(
+            ["chair_20261123.glb", "oak_20261123.png", "notes_20261123.xyz", "empty_20261123.obj"]
+        )
 
         models = {a["name"]: a for a in _assets(stack, "model")}
         textures = {a["name"]: a for a in _assets(stack, "texture")}

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from threekit_pipeline.pipelines.config import VARIABLE_NAME, PipelineConfig, load_config
+from threekit_pipeline.pipelines.config import VARIABLE_NAME, ConfigError, PipelineConfig, load_config
 from threekit_pipeline.pipelines.reports import sanitize_run_id
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,13 @@ class TaskEnv:
         ti = ctx.get("ti") or ctx.get("task_instance")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", None) or ctx["dag"].dag_id
         run_type = getattr(dag_run, "run_type", None)
-        config = load_config(Variable.get(VARIABLE_NAME, default=None))
+        try:
+            config = load_config(Variable.get(VARIABLE_NAME, default=None))
+        except ConfigError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # A malformed Variable does not heal by retrying: fail at once, saying what is wrong.
+            raise AirflowFailException(str(exc)) from None
         return cls(
             dag_id=dag_id,
             run_id=ctx.get("run_id") or dag_run.run_id,
