@@ -157,6 +157,40 @@ def test_entries_threekit_rejects_are_reported_not_recorded(tmp_path, threekit_s
     assert archived == sorted(p.name for p in files.values())
 
 
+def test_backfill_run_collects_its_interval_from_the_archive(tmp_path, ftp_sandbox):
+    day22 = _catalog(tmp_path, "20261122", seed=1)
+    root = Path(ftp_sandbox.root)
+    for path in day22.values():
+        target = root / "archive/catalog/2026/11/22" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    waiting = root / "inbound/catalog/products_20261123.csv"  # outside the interval: not taken
+    waiting.parent.mkdir(parents=True)
+    waiting.write_bytes(b"sku,name\n")
+    env = TaskEnv(
+        dag_id=catalog_import.DAG_ID,
+        run_id="backfill__2026-11-22T00:00:00+00:00",
+        config=load_config({"staging_dir": str(tmp_path / "staging")}),
+        run_type="backfill",
+        logical_date=datetime(2026, 11, 22, tzinfo=UTC),
+        data_interval_start=datetime(2026, 11, 22, tzinfo=UTC),
+        data_interval_end=datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    assert catalog_import.plan_run(env) == []  # no sensor instance: nothing to wait for
+
+    with FtpClient(ftp_sandbox.settings()) as ftp:
+        collected = catalog_import.collect_files(env, [], ftp)
+
+    state = json.loads(Path(collected["collected"]).read_text())
+    assert sorted(f["path"] for f in state["files"]) == sorted(
+        f"/archive/catalog/2026/11/22/{p.name}" for p in day22.values()
+    )
+    assert all(f["origin"] == "archive" for f in state["files"])
+    assert all(Path(f["local"]).read_bytes() == day22[k].read_bytes() for k in day22 for f in state["files"]
+               if f["name"] == day22[k].name)
+    assert waiting.exists()
+
+
 def test_merged_entry_equals_importing_both_in_order():
     sku = {"metadata": [{"name": "SKU", "defaultValue": "S-1", "type": "String"}]}
     older = {
