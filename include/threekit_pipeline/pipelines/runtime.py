@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 _TRUE_TEXT = {"1", "true", "yes", "on"}
 
+#: HTTP statuses with which Threekit condemns an uploaded file itself (not the connection or the
+#: credentials): the inbound DAGs quarantine the file instead of retrying.
+THREEKIT_FILE_REJECTIONS = frozenset({400, 413, 415, 422})
+
 
 def truthy(value: Any) -> bool:
     """Param values arrive as booleans or, from the CLI/REST API, as text."""

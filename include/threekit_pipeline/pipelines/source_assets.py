@@ -35,7 +35,8 @@ from threekit_pipeline.pipelines.reports import (
     upload_report,
     write_csv,
 )
-from threekit_pipeline.pipelines.runtime import TaskEnv, locate_selected
+from threekit_pipeline.pipelines.runtime import THREEKIT_FILE_REJECTIONS, TaskEnv, locate_selected
+from threekit_pipeline.threekit.errors import ThreekitAPIError
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,16 @@ def import_source_file(env: TaskEnv, client: Any, ftp: Any, selected: dict[str, 
             log.info("%s: %s", item.name, outcome["reason"])
             return outcome
         else:
-            record = client.upload_file(local, filename=item.name)
-            job_id = client.import_asset_file(record["id"], item.name)
+            try:
+                record = client.upload_file(local, filename=item.name)
+                job_id = client.import_asset_file(record["id"], item.name)
+            except ThreekitAPIError as exc:
+                if exc.status not in THREEKIT_FILE_REJECTIONS:
+                    raise  # authentication and other errors fail the task; the file stays for the next run
+                outcome["status"] = STATUS_REJECTED
+                outcome["reason"] = f"Threekit rejected the file (HTTP {exc.status}): {exc.message}"
+                log.error("%s: %s", item.name, outcome["reason"])
+                return _quarantine(env, ftp, item, local, outcome)
             outcome["job_id"] = job_id
             job = client.wait_for_job(job_id, poll_interval=0.5, deadline_s=cfg.job_deadline_seconds)
             runs = client.get_job_runs(job_id)

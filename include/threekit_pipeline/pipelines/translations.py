@@ -37,7 +37,8 @@ from threekit_pipeline.pipelines.reports import (
     upload_report,
     write_csv,
 )
-from threekit_pipeline.pipelines.runtime import TaskEnv, locate_selected
+from threekit_pipeline.pipelines.runtime import THREEKIT_FILE_REJECTIONS, TaskEnv, locate_selected
+from threekit_pipeline.threekit.errors import ThreekitAPIError
 
 log = logging.getLogger(__name__)
 
@@ -120,94 +121,115 @@ def import_translation_files(
 
     Returns the data of the run report (``files`` outcomes and ``rejected`` rows as dicts).
     """
-    cfg = env.config
     files: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for position, wanted in enumerate(selected, start=1):
-        item, note = locate_selected(ftp, wanted, env=env, source=SOURCE)
-        outcome = FileOutcome(file=wanted["name"], remote_path=wanted["path"], size=wanted.get("size"))
-        if item is None:
-            outcome.status, outcome.reason = STATUS_REJECTED, note
-            files.append(outcome.to_dict())
-            continue
-        if note:
-            log.info("%s: %s", item.name, note)
-        outcome.stamp = item.stamp_label
-        workdir = env.run_dir("files", f"{position:04d}", fresh=True)
-        from threekit_pipeline.ftp.paths import safe_local_path
-
-        local = safe_local_path(workdir, item.name)
-        ftp.download(item.path, local)
-        validated = validate_file(local, item.name, workdir, cfg.max_error_ratio)
-        outcome.rows_read = validated.rows
-        outcome.rows_rejected = validated.bad_rows
-        reason = rejection_reason(validated, cfg.max_error_ratio)
-        log.info(
-            "File %d/%d %s: %d rows, %d valid, locales %s%s",
-            position,
-            len(selected),
-            item.name,
-            validated.rows,
-            validated.valid_rows,
-            ", ".join(validated.locales) or "(none)",
-            f"; REJECTED: {reason}" if reason else "",
-        )
-        if reason is not None:
-            outcome.status, outcome.reason = STATUS_REJECTED, reason
-            if not any(r.line in ("", None) for r in validated.rejected_rows):
-                validated.rejected_rows.insert(
-                    0,
-                    RejectedRow(
-                        stage="validation", file=item.name, line="", column="", value="", reason=reason
-                    ),
-                )
-            rejected.extend(r.to_dict() for r in validated.rejected_rows)
-            if not env.dry_run:
-                errors_csv = validated.errors_path or workdir / f"{local.name}.errors.csv"
-                # The quarantined file's errors CSV always states the file-level reason first.
-                write_csv(
-                    errors_csv,
-                    ERRORS_COLUMNS,
-                    [r.to_dict() for r in validated.rejected_rows],
-                )
-                moved = inbound.reject_file(
-                    ftp,
-                    item.path,
-                    rejected_root=cfg.folder("rejected"),
-                    source=SOURCE,
-                    errors_csv=errors_csv,
-                    archive_root=cfg.folder("archive"),
-                )
-                outcome.destination, outcome.errors_path = moved.destination, moved.errors_path or ""
-            files.append(outcome.to_dict())
-            continue
-
-        rejected.extend(r.to_dict() for r in validated.rejected_rows)
-        outcome.products_written = validated.valid_rows
-        if env.dry_run:
-            outcome.status, outcome.reason = STATUS_DRY_RUN, "valid; would be imported (dry run)"
-            files.append(outcome.to_dict())
-            continue
-        answer = client.import_translations(validated.clean_path)
-        stored = len(answer.get("translations") or []) if isinstance(answer, dict) else 0
-        log.info("%s: Threekit stored %d translation value(s)", item.name, stored)
-        moved = inbound.archive_file(
-            ftp,
-            item.path,
-            archive_root=cfg.folder("archive"),
-            source=SOURCE,
-            processing_day=env.day,
-            local_copy=local,
-            scratch_dir=env.run_dir("scratch"),
-        )
-        outcome.status = STATUS_IMPORTED
-        outcome.reason = f"{stored} translation value(s) stored" + (
-            f"; {validated.bad_rows} row(s) left out (see errors)" if validated.bad_rows else ""
-        )
-        outcome.destination = moved.destination
-        log.info("%s: %s -> %s", item.name, moved.action, moved.destination)
+        outcome, rows = _process_file(env, client, ftp, wanted, position, len(selected))
         files.append(outcome.to_dict())
+        rejected.extend(r.to_dict() for r in rows)
     return {"files": files, "rejected": rejected}
+
+
+def _process_file(
+    env: TaskEnv, client: Any, ftp: Any, wanted: dict[str, Any], position: int, total: int
+) -> tuple[FileOutcome, list[RejectedRow]]:
+    from threekit_pipeline.ftp.paths import safe_local_path
+
+    cfg = env.config
+    outcome = FileOutcome(file=wanted["name"], remote_path=wanted["path"], size=wanted.get("size"))
+    item, note = locate_selected(ftp, wanted, env=env, source=SOURCE)
+    if item is None:
+        outcome.status, outcome.reason = STATUS_REJECTED, note
+        return outcome, []
+    if note:
+        log.info("%s: %s", item.name, note)
+    outcome.stamp = item.stamp_label
+    workdir = env.run_dir("files", f"{position:04d}", fresh=True)
+    local = safe_local_path(workdir, item.name)
+    ftp.download(item.path, local)
+    validated = validate_file(local, item.name, workdir, cfg.max_error_ratio)
+    outcome.rows_read = validated.rows
+    outcome.rows_rejected = validated.bad_rows
+    reason = rejection_reason(validated, cfg.max_error_ratio)
+    log.info(
+        "File %d/%d %s: %d rows, %d valid, locales %s%s",
+        position,
+        total,
+        item.name,
+        validated.rows,
+        validated.valid_rows,
+        ", ".join(validated.locales) or "(none)",
+        f"; REJECTED: {reason}" if reason else "",
+    )
+    rows = list(validated.rejected_rows)
+    if reason is not None:
+        return _quarantine(
+            env, ftp, item, workdir / f"{local.name}.errors.csv", outcome, rows, reason, "validation"
+        )
+
+    outcome.products_written = validated.valid_rows
+    if env.dry_run:
+        outcome.status, outcome.reason = STATUS_DRY_RUN, "valid; would be imported (dry run)"
+        return outcome, rows
+    try:
+        answer = client.import_translations(validated.clean_path)
+    except ThreekitAPIError as exc:
+        if exc.status not in THREEKIT_FILE_REJECTIONS:
+            raise  # authentication and other errors fail the task; the file stays for the next run
+        log.error("%s: Threekit rejected the file: %s", item.name, exc.message)
+        reason = f"Threekit rejected the file (HTTP {exc.status}): {exc.message}"
+        return _quarantine(
+            env, ftp, item, workdir / f"{local.name}.errors.csv", outcome, rows, reason, "threekit"
+        )
+    stored = len(answer.get("translations") or []) if isinstance(answer, dict) else 0
+    log.info("%s: Threekit stored %d translation value(s)", item.name, stored)
+    moved = inbound.archive_file(
+        ftp,
+        item.path,
+        archive_root=cfg.folder("archive"),
+        source=SOURCE,
+        processing_day=env.day,
+        local_copy=local,
+        scratch_dir=env.run_dir("scratch"),
+    )
+    outcome.status = STATUS_IMPORTED
+    outcome.reason = f"{stored} translation value(s) stored" + (
+        f"; {validated.bad_rows} row(s) left out (see errors)" if validated.bad_rows else ""
+    )
+    outcome.destination = moved.destination
+    log.info("%s: %s -> %s", item.name, moved.action, moved.destination)
+    return outcome, rows
+
+
+def _quarantine(
+    env: TaskEnv,
+    ftp: Any,
+    item: inbound.InboundFile,
+    errors_csv: Path,
+    outcome: FileOutcome,
+    rows: list[RejectedRow],
+    reason: str,
+    stage: str,
+) -> tuple[FileOutcome, list[RejectedRow]]:
+    """Move a rejected file to ``<rejected>/translations/`` with its errors CSV (not in a dry run)."""
+    outcome.status, outcome.reason = STATUS_REJECTED, reason
+    if not any(r.line in ("", None) and r.reason == reason for r in rows):
+        # The errors CSV always states the file-level reason first.
+        rows.insert(0, RejectedRow(stage=stage, file=item.name, line="", column="", value="", reason=reason))
+    if env.dry_run:
+        return outcome, rows
+    write_csv(errors_csv, ERRORS_COLUMNS, [r.to_dict() for r in rows])
+    moved = inbound.reject_file(
+        ftp,
+        item.path,
+        rejected_root=env.config.folder("rejected"),
+        source=SOURCE,
+        errors_csv=errors_csv,
+        archive_root=env.config.folder("archive"),
+    )
+    outcome.destination, outcome.errors_path = moved.destination, moved.errors_path or ""
+    log.info("%s: quarantined at %s, errors in %s", item.name, moved.destination, moved.errors_path)
+    return outcome, rows
 
 
 def build_report(env: TaskEnv, selection: str, data: dict[str, Any]) -> RunReport:
