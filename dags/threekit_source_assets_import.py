@@ -127,8 +127,14 @@ def threekit_source_assets_import():
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def report(files: list[dict], outcomes: list[dict]) -> dict:
         """Upload the run report; fails the run when a file's task failed."""
+        from airflow.sdk.exceptions import AirflowFailException
         from threekit_pipeline.pipelines.runtime import TaskEnv, describe_selection
-        from threekit_pipeline.pipelines.source_assets import build_report, check_complete, publish_report
+        from threekit_pipeline.pipelines.source_assets import (
+            SourceAssetImportError,
+            build_report,
+            check_complete,
+            publish_report,
+        )
 
         env = TaskEnv.from_context()
         run_report = build_report(env, describe_selection(env), files, outcomes)
@@ -137,7 +143,11 @@ def threekit_source_assets_import():
         else:
             with env.ftp() as ftp:
                 result = publish_report(env, ftp, run_report)
-        check_complete(run_report)
+        try:
+            check_complete(run_report)
+        except SourceAssetImportError as exc:
+            # The file tasks already used their retries; the report says which files wait.
+            raise AirflowFailException(str(exc)) from None
         return result
 
     selected = select_files(wait_for_files.output)

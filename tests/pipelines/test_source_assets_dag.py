@@ -128,3 +128,27 @@ def test_source_assets_dry_run_sends_and_moves_nothing(tmp_path):
         assert request_count(stack, "POST /api/files") == 0 and request_count(stack, IMPORT_JOBS) == 0
         assert set(ftp_files(stack, INBOUND)) == {"chair.glb"}
         assert ftp_files(stack, "/reports") == {}
+
+
+def test_threekit_outage_leaves_files_in_place_and_a_rerun_converges(tmp_path):
+    with running_stack(tmp_path) as stack:
+        put_ftp_file(stack, f"{INBOUND}/chair.glb", GLB)
+        put_ftp_file(stack, f"{INBOUND}/oak.png", PNG)
+        dag = load_dag("threekit_source_assets_import")
+        stack.threekit.set_faults(fail_rate=1.0)
+        try:
+            state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
+        finally:
+            stack.threekit.set_faults(fail_rate=0.0)
+        assert state == "failed"
+        assert tasks["import_file"] == ["failed", "failed"] and tasks["report"] == ["failed"]
+        # Nothing moved: the files wait for the next run; the report says so.
+        assert set(ftp_files(stack, INBOUND)) == {"chair.glb", "oak.png"}
+        assert ftp_files(stack, "/archive") == {}
+        assert {f["status"] for f in _report(stack)["files"]} == {"failed"}
+
+        state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 11, tzinfo=UTC))
+        assert state == "success", tasks
+        assert ftp_files(stack, INBOUND) == {}
+        assert [a["name"] for a in _assets(stack, "model")] == ["chair.glb"]
+        assert [a["name"] for a in _assets(stack, "texture")] == ["oak.png"]
