@@ -27,8 +27,8 @@ products file of the batch is rejected, the other files of the batch are rejecte
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,8 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from threekit_pipeline.transform.batches import classify
 from threekit_pipeline.transform.currencies import ISO_4217_CODES
@@ -70,7 +73,10 @@ _TRUE = frozenset({"true", "1", "yes", "y", "x"})
 _FALSE = frozenset({"false", "0", "no", "n", ""})
 _PROGRESS_EVERY = 50_000
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False).encode
+# Compact UTF-8 JSON, keys in insertion order (byte-identical to json.dumps with
+# separators=(",", ":") and ensure_ascii=False, several times faster). Entries are checked
+# to hold only finite numbers before they are encoded.
+_encode = msgspec.json.Encoder().encode
 
 
 # --- Result --------------------------------------------------------------------------------
@@ -239,9 +245,15 @@ def transform_files(
             _apply_error_ratio(sf)
 
     accepted = [sf for sf in source_files if sf.status == "ok" and sf.frame is not None]
-    written_skus, schema_errors, entry_counts = _write_output(
-        mapping, accepted, output, hashes_path, progress
-    )
+    # Millions of small dicts and lists, none of them cyclic: the cyclic garbage collector
+    # would rescan the growing heap over and over (several seconds) for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        written_skus, schema_errors, entry_counts = _write_output(mapping, accepted, output, hashes_path, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     result.products_written, result.attributes_written = entry_counts
 
     for sf in source_files:
@@ -507,6 +519,17 @@ def _mask(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=bool, na_value=False)
 
 
+def _isin(series: pd.Series, values) -> np.ndarray:
+    """Vectorised membership test of a string Series (pyarrow; pandas' isin is slow on large sets)."""
+    array = pa.array(series.astype("str"))
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        value_set = values
+    else:
+        value_set = pa.array(list(values), type=pa.large_string())
+    value_set = value_set.cast(array.type)
+    return pc.is_in(array, value_set=value_set).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
 def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
     frame = sf.frame
     assert frame is not None
@@ -531,9 +554,9 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
         sf.flag(_mask(frame["value"] == ""), "value", "empty option value")
         if "default" in frame.columns:
             lowered = frame["default"].str.lower()
-            bad_default = ~_mask(lowered.isin(_TRUE | _FALSE))
+            bad_default = ~_isin(lowered, _TRUE | _FALSE)
             sf.flag(bad_default, "default", "default must be true or false")
-            frame["default"] = lowered.isin(_TRUE)
+            frame["default"] = _isin(lowered, _TRUE)
     elif source == "prices":
         _validate_prices(sf)
     elif source == "parts":
@@ -592,7 +615,7 @@ def _validate_prices(sf: _SourceFile) -> None:
     currency = frame["currency"].str.upper()
     empty_currency = _mask(currency == "")
     sf.flag(empty_currency, "currency", "empty currency")
-    unknown = ~empty_currency & ~_mask(currency.isin(ISO_4217_CODES))
+    unknown = ~empty_currency & ~_isin(currency, ISO_4217_CODES)
     sf.flag(unknown, "currency", "unknown currency code (not ISO 4217): " + frame["currency"])
     frame["currency"] = currency
 
@@ -601,7 +624,7 @@ def _validate_prices(sf: _SourceFile) -> None:
     empty = _mask(raw_price == "")
     sf.flag(empty, "price", "empty price")
     valid = _mask(normalised.str.fullmatch(_NUMBER))
-    not_finite = ~valid & _mask(raw_price.str.strip().str.lower().isin(_NOT_FINITE))
+    not_finite = ~valid & _isin(raw_price.str.strip().str.lower(), _NOT_FINITE)
     sf.flag(not_finite, "price", "price is NaN or infinite")
     sf.flag(~empty & ~valid & ~not_finite, "price", "price is not a number")
     amounts = pd.to_numeric(normalised.where(valid, "nan"), errors="coerce").to_numpy(dtype=np.float64)
@@ -637,7 +660,7 @@ def _validate_parts(sf: _SourceFile) -> None:
         asset_type = pd.Series(np.full(len(frame), "item", dtype=object), dtype="str")
         sf.headers["asset_type"] = "(default asset_type)"
     sf.flag(
-        ~_mask(asset_type.isin(ASSET_TYPES)),
+        ~_isin(asset_type, ASSET_TYPES),
         "asset_type",
         f"unknown asset_type (allowed: {', '.join(ASSET_TYPES)})",
         values=frame["asset_type"] if "asset_type" in frame.columns else asset_type,
@@ -695,25 +718,27 @@ def _check_duplicate_products(products: list[_SourceFile]) -> None:
 def _check_against_products(products: list[_SourceFile], others: list[_SourceFile]) -> None:
     """Rows for SKUs the batch's products file(s) do not define, or define in a rejected row."""
     readable = [sf for sf in products if sf.readable]
-    good: set[str] = set()
-    rejected_at: dict[str, str] = {}
-    for sf in readable:
-        skus = sf.frame["sku"].to_numpy()
-        good.update(skus[~sf.bad].tolist())
-        lines = sf.frame[LINE_COLUMN].to_numpy()
-        for sku, line in zip(skus[sf.bad].tolist(), lines[sf.bad].tolist(), strict=True):
-            rejected_at.setdefault(sku, f"{sf.name} line {line}")
-    rejected_at = {sku: where for sku, where in rejected_at.items() if sku not in good}
+    good_parts = [pa.array(sf.frame["sku"]).filter(pa.array(~sf.bad)) for sf in readable]
+    good = pa.chunked_array(good_parts, type=pa.large_string()).combine_chunks() if good_parts else pa.array(
+        [], type=pa.large_string()
+    )
     names = ", ".join(sf.name for sf in products)
-    good_index = pd.Index(list(good))
+    rejected_at: dict[str, str] | None = None
     for sf in others:
         if not sf.readable:
             continue
         sku = sf.frame["sku"]
-        known = _mask(sku.isin(good_index))
-        candidates = ~known & ~sf.bad
+        candidates = ~_isin(sku, good) & ~sf.bad
         if not candidates.any():
             continue
+        if rejected_at is None:
+            # Only needed when some row does not match: where each rejected product row was.
+            rejected_at = {}
+            for product_file in readable:
+                skus = product_file.frame["sku"].to_numpy()[product_file.bad].tolist()
+                lines = product_file.frame[LINE_COLUMN].to_numpy()[product_file.bad].tolist()
+                for product_sku, line in zip(skus, lines, strict=True):
+                    rejected_at.setdefault(product_sku, f"{product_file.name} line {line}")
         where = sku.map(rejected_at)
         reasons = ("product row for this SKU rejected (" + where + ")").fillna(
             f"SKU not in the batch products file ({names})"
@@ -762,16 +787,174 @@ def _number_values(values: pd.Series, decimal: str, thousands: str | None) -> li
 
 
 def _split_list(text: str, separator: str) -> list[str]:
-    items: list[str] = []
-    for piece in text.split(separator):
-        piece = piece.strip()
-        if piece and piece not in items:
-            items.append(piece)
+    """``a; b;a`` -> ``["a", "b"]``: trimmed, empty items dropped, first occurrence kept."""
+    parts = text.split(separator)
+    if len(parts) == 1:
+        return [text]
+    items = [part.strip() for part in parts]
+    if "" in items or len(set(items)) != len(items):
+        items = list(dict.fromkeys(item for item in items if item))
     return items
 
 
-def _price_number(amount: float):
-    return int(amount) if amount.is_integer() and abs(amount) < 2**53 else amount
+def _json_numbers(amounts: np.ndarray) -> list:
+    """Float amounts as JSON-ready Python numbers: integral values as int (``12`` not ``12.0``)."""
+    values = amounts.astype(object)
+    integral = np.isfinite(amounts) & (np.mod(amounts, 1) == 0) & (np.abs(amounts) < 2**53)
+    if integral.any():
+        values[integral] = amounts[integral].astype(np.int64).astype(object)
+    return values.tolist()
+
+
+@dataclass
+class _Attributes:
+    """Prebuilt attribute objects of one source: SKU -> range of ``items`` (in output order)."""
+
+    by_sku: dict[str, tuple[int, int]]
+    items: list[dict[str, Any]]
+
+
+_NO_ATTRIBUTES = _Attributes({}, [])
+
+
+def _runs(sku_codes: np.ndarray, run_keys: np.ndarray, sku_names: pd.Index):
+    """For rows sorted by SKU: run starts/ends (where ``run_keys`` changes) and SKU -> run range."""
+    n = len(run_keys)
+    change = np.ones(n, dtype=bool)
+    change[1:] = run_keys[1:] != run_keys[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    run_skus = sku_codes[starts]
+    sku_change = np.ones(len(starts), dtype=bool)
+    sku_change[1:] = run_skus[1:] != run_skus[:-1]
+    first_run = np.flatnonzero(sku_change)
+    end_run = np.append(first_run[1:], len(starts))
+    names = sku_names.take(run_skus[first_run]).tolist()
+    by_sku = dict(zip(names, zip(first_run.tolist(), end_run.tolist(), strict=True), strict=True))
+    return starts, ends, by_sku, change
+
+
+def _first_appearance_order(rows: pd.DataFrame):
+    """Sort order: by SKU, then attribute in order of first appearance, then file order."""
+    position = np.arange(len(rows))
+    rows = rows.assign(_position=position)
+    first_position = rows.groupby(["sku", "attribute"], sort=False)["_position"].transform("min").to_numpy()
+    sku_codes, sku_names = pd.factorize(rows["sku"], sort=True)
+    order = np.lexsort((position, first_position, sku_codes))
+    return order, sku_codes[order], first_position[order], sku_names
+
+
+def _group_options(frames: list[pd.DataFrame]) -> _Attributes:
+    """String attributes: per SKU, attributes in order of first appearance, values in file order
+    without duplicates; the default is the first row marked default, else the first value."""
+    rows = pd.concat([f.loc[:, ["sku", "attribute", "value", "default"]] for f in frames], ignore_index=True)
+    if not len(rows):
+        return _NO_ATTRIBUTES
+    order, sku_sorted, run_key, sku_names = _first_appearance_order(rows)
+    values = rows["value"].to_numpy(dtype=object)[order]
+    is_default = rows["default"].to_numpy(dtype=bool)[order]
+    attributes = rows["attribute"].to_numpy(dtype=object)[order]
+    starts, _ends, _by_sku, change = _runs(sku_sorted, run_key, sku_names)
+    run_id = np.cumsum(change) - 1
+    defaults = values[starts].copy()
+    marked = np.flatnonzero(is_default)
+    if len(marked):
+        runs_marked, first = np.unique(run_id[marked], return_index=True)
+        defaults[runs_marked] = values[marked[first]]
+    # Drop repeated values within a run (the first occurrence stays; no run becomes empty).
+    keep = ~pd.DataFrame({"run": run_id, "value": values}).duplicated().to_numpy()
+    starts, ends, by_sku, _change = _runs(sku_sorted[keep], run_key[keep], sku_names)
+    kept = values[keep].tolist()
+    items = [
+        {"type": "String", "name": name, "values": kept[a:b], "defaultValue": default}
+        for name, a, b, default in zip(
+            attributes[keep][starts].tolist(), starts.tolist(), ends.tolist(), defaults.tolist(), strict=True
+        )
+    ]
+    return _Attributes(by_sku, items)
+
+
+def _group_parts(frames: list[pd.DataFrame]) -> _Attributes:
+    """Asset attributes: per SKU, attributes in order of first appearance, references without duplicates."""
+    rows = pd.concat([f.loc[:, ["sku", "attribute", "asset", "asset_type"]] for f in frames], ignore_index=True)
+    rows = rows.drop_duplicates(["sku", "attribute", "asset"], ignore_index=True)
+    if not len(rows):
+        return _NO_ATTRIBUTES
+    order, sku_sorted, run_key, sku_names = _first_appearance_order(rows)
+    starts, ends, by_sku, _change = _runs(sku_sorted, run_key, sku_names)
+    assets = rows["asset"].to_numpy(dtype=object)[order].tolist()
+    references = [asset if asset.startswith("#") else {"assetId": asset} for asset in assets]
+    names = rows["attribute"].to_numpy(dtype=object)[order][starts].tolist()
+    asset_types = rows["asset_type"].to_numpy(dtype=object)[order][starts].tolist()
+    items = [
+        {"type": "Asset", "name": name, "assetType": asset_type, "values": references[a:b]}
+        for name, asset_type, a, b in zip(names, asset_types, starts.tolist(), ends.tolist(), strict=True)
+    ]
+    return _Attributes(by_sku, items)
+
+
+def _group_prices(frames: list[pd.DataFrame]) -> _Attributes:
+    """One Pricing attribute per SKU: pricebooks sorted by name, currencies sorted by code."""
+    rows = pd.concat([f.loc[:, ["sku", "pricebook", "currency", "price"]] for f in frames], ignore_index=True)
+    if not len(rows):
+        return _NO_ATTRIBUTES
+    sku_codes, sku_names = pd.factorize(rows["sku"], sort=True)
+    book_codes, books = pd.factorize(rows["pricebook"], sort=True)
+    currency_codes, _currencies = pd.factorize(rows["currency"], sort=True)
+    order = np.lexsort((currency_codes, book_codes, sku_codes))
+    sku_sorted = sku_codes[order]
+    # One run per (SKU, pricebook).
+    run_key = sku_sorted.astype(np.int64) * (len(books) + 1) + book_codes[order]
+    starts, ends, by_book_runs, _change = _runs(sku_sorted, run_key, sku_names)
+    currencies = rows["currency"].to_numpy(dtype=object)[order].tolist()
+    amounts = _json_numbers(rows["price"].to_numpy(dtype=np.float64)[order])
+    book_names = rows["pricebook"].to_numpy(dtype=object)[order][starts].tolist()
+    book_items = [
+        {"pricebook": book, "currencies": dict(zip(currencies[a:b], amounts[a:b], strict=True))}
+        for book, a, b in zip(book_names, starts.tolist(), ends.tolist(), strict=True)
+    ]
+    by_sku: dict[str, tuple[int, int]] = {}
+    items: list[dict[str, Any]] = []
+    for sku, (first, end) in by_book_runs.items():
+        by_sku[sku] = (len(items), len(items) + 1)
+        items.append({"type": "Pricing", "name": "Pricing", "values": book_items[first:end], "defaultValue": {}})
+    return _Attributes(by_sku, items)
+
+
+def _build_products(
+    columns: dict[str, list], meta_lists: list[tuple[str, str, list]], list_separator: str
+) -> list[dict[str, Any]]:
+    """Product objects (without attributes) in the order of the accepted product rows."""
+    products: list[dict[str, Any]] = []
+    split = _split_list
+    for i, (sku, name, description, keywords, tags, model) in enumerate(
+        zip(
+            columns["sku"],
+            columns["name"],
+            columns["description"],
+            columns["keywords"],
+            columns["tags"],
+            columns["model_asset_id"],
+            strict=True,
+        )
+    ):
+        product: dict[str, Any] = {"name": name, "type": "item"}
+        if description:
+            product["description"] = description
+        if keywords:
+            product["keywords"] = split(keywords, list_separator) if list_separator in keywords else [keywords]
+        if tags:
+            product["tags"] = split(tags, list_separator) if list_separator in tags else [tags]
+        if model:
+            product["asset"] = {"assetId": model, "type": "model"}
+        metadata = [{"name": "SKU", "defaultValue": sku, "type": "String"}]
+        for key, kind, values in meta_lists:
+            value = values[i]
+            if value is not None:
+                metadata.append({"name": key, "defaultValue": value, "type": kind})
+        product["metadata"] = metadata
+        products.append(product)
+    return products
 
 
 def _write_output(
@@ -781,40 +964,37 @@ def _write_output(
     hashes_path: Path,
     progress: Progress | None,
 ) -> tuple[set[str], pd.DataFrame | None, tuple[int, int]]:
-    by_source: dict[str, list[_SourceFile]] = {}
+    by_source: dict[str, list[pd.DataFrame]] = {}
+    product_files: list[_SourceFile] = []
     for sf in accepted:
-        by_source.setdefault(sf.source, []).append(sf)
-
-    def good_rows(sf: _SourceFile) -> pd.DataFrame:
-        return sf.frame.loc[~sf.bad]
+        by_source.setdefault(sf.source, []).append(sf.frame.loc[~sf.bad])
+        if sf.source == "products":
+            product_files.append(sf)
 
     # Products: one accepted row per SKU (duplicates were rejected).
-    product_rows: dict[str, tuple] = {}
-    product_origin: dict[str, tuple[str, int]] = {}
-    meta_keys: list[str] = []
-    if "products" in by_source:
+    spec = mapping.sources.get("products")
+    product_index: dict[str, int] = {}
+    products: list[dict[str, Any]] = []
+    origins: list[tuple[str, int]] = []
+    if product_files:
         frames = []
-        for sf in by_source["products"]:
-            good = good_rows(sf).copy()
-            good["_file"] = sf.name
-            rename = {f"meta\x00{header}": f"meta\x00{key}" for header, key in sf.meta}
-            good = good.rename(columns=rename)
+        meta_keys: list[str] = []
+        for sf in product_files:
+            good = sf.frame.loc[~sf.bad].rename(columns={f"meta\x00{h}": f"meta\x00{k}" for h, k in sf.meta})
             frames.append(good)
-            for _header, key in sf.meta:
-                if key not in meta_keys:
-                    meta_keys.append(key)
-        products = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        n = len(products)
-        spec = mapping.sources["products"]
-
-        def column(name: str) -> list:
-            return products[name].tolist() if name in products.columns else [""] * n
-
+            origins.extend((sf.name, line) for line in good[LINE_COLUMN].tolist())
+            meta_keys.extend(key for _header, key in sf.meta if key not in meta_keys)
+        rows = pd.concat(frames, ignore_index=True)
+        n = len(rows)
+        columns = {
+            name: rows[name].tolist() if name in rows.columns else [""] * n
+            for name in ("sku", "name", "description", "keywords", "tags", "model_asset_id")
+        }
+        product_index = {sku: i for i, sku in enumerate(columns["sku"])}
         meta_lists: list[tuple[str, str, list]] = []
         for key in meta_keys:
-            name = f"meta\x00{key}"
-            values = products[name] if name in products.columns else pd.Series([""] * n, dtype="str")
-            values = values.fillna("")
+            values = rows.get(f"meta\x00{key}")
+            values = values.fillna("") if values is not None else pd.Series([""] * n, dtype="str")
             forced = spec.metadata_types.get(key)
             numbers = None if forced == "String" else _number_values(values, spec.decimal, spec.thousands)
             if forced == "Number" and numbers is None:
@@ -823,162 +1003,76 @@ def _write_output(
                 meta_lists.append((key, "Number", numbers))
             else:
                 meta_lists.append((key, "String", [v if v != "" else None for v in values.tolist()]))
-        columns = [column(c) for c in ("sku", "name", "description", "keywords", "tags", "model_asset_id")]
-        metas = [m[2] for m in meta_lists]
-        lines = products[LINE_COLUMN].tolist() if n else []
-        files = products["_file"].tolist() if n else []
-        for i, row in enumerate(zip(*columns, strict=True)):
-            product_rows[row[0]] = row + (tuple(m[i] for m in metas),)
-            product_origin[row[0]] = (files[i], lines[i])
-        products_spec = spec
-    else:
-        meta_lists = []
-        products_spec = None
+        products = _build_products(columns, meta_lists, spec.list_separator)
+        del rows, columns, meta_lists
 
-    # Options: sku -> {attribute: [values, seen, default]} in file order.
-    options: dict[str, dict[str, list]] = {}
-    for sf in by_source.get("options", []):
-        good = good_rows(sf)
-        defaults = good["default"].tolist() if "default" in good.columns else [False] * len(good)
-        for sku, attribute, value, is_default in zip(
-            good["sku"].tolist(), good["attribute"].tolist(), good["value"].tolist(), defaults, strict=True
-        ):
-            attributes = options.get(sku)
-            if attributes is None:
-                attributes = options[sku] = {}
-            slot = attributes.get(attribute)
-            if slot is None:
-                slot = attributes[attribute] = [[], set(), None]
-            if value not in slot[1]:
-                slot[1].add(value)
-                slot[0].append(value)
-            if is_default and slot[2] is None:
-                slot[2] = value
+    options = _group_options(by_source["options"]) if "options" in by_source else _NO_ATTRIBUTES
+    parts = _group_parts(by_source["parts"]) if "parts" in by_source else _NO_ATTRIBUTES
+    prices = _group_prices(by_source["prices"]) if "prices" in by_source else _NO_ATTRIBUTES
+    del by_source
 
-    # Parts: sku -> {attribute: [asset_type, values, seen]}.
-    parts: dict[str, dict[str, list]] = {}
-    for sf in by_source.get("parts", []):
-        good = good_rows(sf)
-        for sku, attribute, asset, asset_type in zip(
-            good["sku"].tolist(),
-            good["attribute"].tolist(),
-            good["asset"].tolist(),
-            good["asset_type"].tolist(),
-            strict=True,
-        ):
-            attributes = parts.setdefault(sku, {})
-            slot = attributes.get(attribute)
-            if slot is None:
-                slot = attributes[attribute] = [asset_type, [], set()]
-            if asset not in slot[2]:
-                slot[2].add(asset)
-                slot[1].append(asset if asset.startswith("#") else {"assetId": asset})
-
-    # Prices: sku -> {pricebook: {currency: amount}}.
-    prices: dict[str, dict[str, dict[str, Any]]] = {}
-    for sf in by_source.get("prices", []):
-        good = good_rows(sf)
-        for sku, pricebook, currency, amount in zip(
-            good["sku"].tolist(),
-            good["pricebook"].tolist(),
-            good["currency"].tolist(),
-            good["price"].tolist(),
-            strict=True,
-        ):
-            books = prices.get(sku)
-            if books is None:
-                books = prices[sku] = {}
-            books.setdefault(pricebook, {})[currency] = _price_number(amount)
-
-    all_skus = set(product_rows) | set(options) | set(parts) | set(prices)
-    ordered = sorted(all_skus)
+    ordered = sorted(product_index.keys() | options.by_sku.keys() | parts.by_sku.keys() | prices.by_sku.keys())
     total = len(ordered)
-    list_separator = products_spec.list_separator if products_spec else ";"
-    meta_names = [(key, kind) for key, kind, _ in meta_lists]
-    origin_of_other: dict[str, str] = {}
-    written: set[str] = set()
+    failed: set[str] = set()
     schema_errors: list[ErrorRow] = []
-    products_written = 0
     attributes_written = 0
     sha256 = hashlib.sha256
+    hash_rows: list[tuple[str, str]] = []
+    pending: list[bytes] = []
+    option_runs, option_items = options.by_sku, options.items
+    part_runs, part_items = parts.by_sku, parts.items
+    price_runs, price_items = prices.by_sku, prices.items
 
-    with (
-        atomic_write(output, newline="\n") as out,
-        atomic_write(hashes_path, newline="") as hashes_handle,
-    ):
-        hashes_writer = csv.writer(hashes_handle, lineterminator="\n")
-        hashes_writer.writerow(["sku", "content_hash"])
-        hash_rows = []
+    with atomic_write(output, mode="wb") as out:
         for done, sku in enumerate(ordered, start=1):
-            sku_meta = {"name": "SKU", "defaultValue": sku, "type": "String"}
-            product: dict[str, Any] = {}
-            row = product_rows.get(sku)
-            metadata = [sku_meta]
-            if row is not None:
-                _sku, name, description, keywords, tags, model_asset_id, meta_values = row
-                product["name"] = name
-                product["type"] = "item"
-                if description:
-                    product["description"] = description
-                if keywords:
-                    items = _split_list(keywords, list_separator)
-                    if items:
-                        product["keywords"] = items
-                if tags:
-                    items = _split_list(tags, list_separator)
-                    if items:
-                        product["tags"] = items
-                if model_asset_id:
-                    product["asset"] = {"assetId": model_asset_id, "type": "model"}
-                for (key, kind), value in zip(meta_names, meta_values, strict=True):
-                    if value is not None:
-                        metadata.append({"name": key, "defaultValue": value, "type": kind})
+            i = product_index.get(sku)
+            if i is not None:
+                product = products[i]
+                sku_meta = product["metadata"][0]
             else:
-                product["type"] = "item"
-            product["metadata"] = metadata
-            attributes: list[dict[str, Any]] = []
-            for attribute, (values, _seen, default) in options.get(sku, {}).items():
-                attributes.append(
-                    {"type": "String", "name": attribute, "values": values, "defaultValue": default or values[0]}
-                )
-            for attribute, (asset_type, values, _seen) in parts.get(sku, {}).items():
-                attributes.append({"type": "Asset", "name": attribute, "assetType": asset_type, "values": values})
-            books = prices.get(sku)
-            if books:
-                attributes.append(
-                    {
-                        "type": "Pricing",
-                        "name": "Pricing",
-                        "values": [
-                            {"pricebook": book, "currencies": dict(sorted(books[book].items()))}
-                            for book in sorted(books)
-                        ],
-                        "defaultValue": {},
-                    }
-                )
+                sku_meta = {"name": "SKU", "defaultValue": sku, "type": "String"}
+                product = {"type": "item", "metadata": [sku_meta]}
+            span = option_runs.get(sku)
+            attributes = option_items[span[0] : span[1]] if span else []
+            span = part_runs.get(sku)
+            if span:
+                attributes += part_items[span[0] : span[1]]
+            span = price_runs.get(sku)
+            if span:
+                attributes.append(price_items[span[0]])
             if attributes:
                 product["attributes"] = attributes
+                attributes_written += len(attributes)
             entry = {"query": {"metadata": [sku_meta]}, "product": product}
             problems = check_entry(entry)
             if problems:
-                file_name, line = product_origin.get(sku, (origin_of_other.get(sku, ""), None))
+                attributes_written -= len(attributes)
+                failed.add(sku)
+                file_name, line = origins[i] if i is not None else ("", None)
                 schema_errors.append(
                     ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]))
                 )
                 continue
-            text = _dumps(entry)
-            out.write(text)
-            out.write("\n")
-            hash_rows.append((sku, sha256(text.encode("utf-8")).hexdigest()))
-            written.add(sku)
-            products_written += 1
-            attributes_written += len(attributes)
-            if done % _PROGRESS_EVERY == 0:
-                log.info("Wrote %d of %d products", done, total)
-                if progress:
-                    progress("write", done, total)
-        hashes_writer.writerows(hash_rows)
+            line = _encode(entry)
+            pending.append(line)
+            hash_rows.append((sku, sha256(line).hexdigest()))
+            if done % 10_000 == 0:
+                pending.append(b"")
+                out.write(b"\n".join(pending))
+                pending = []
+                if done % _PROGRESS_EVERY == 0:
+                    log.info("Wrote %d of %d products", done, total)
+                    if progress:
+                        progress("write", done, total)
+        if pending:
+            pending.append(b"")
+            out.write(b"\n".join(pending))
+    with atomic_write(hashes_path, newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["sku", "content_hash"])
+        writer.writerows(hash_rows)
     if progress:
         progress("write", total, total)
     frame = errors_frame(schema_errors) if schema_errors else None
-    return written, frame, (products_written, attributes_written)
+    written = set(ordered) - failed if failed else set(ordered)
+    return written, frame, (len(written), attributes_written)

@@ -326,12 +326,72 @@ def read_csv_bytes(
         raise FileRejected("contains NUL bytes: a binary file, not CSV text")
     if not utf8.strip():
         raise FileRejected("file is empty (no header line)")
+    sample = utf8[:65536].decode("utf-8", errors="ignore")
     if separator is None:
-        separator = sniff_separator(utf8[:65536].decode("utf-8", errors="ignore"))
+        separator = sniff_separator(sample)
 
-    frame: pd.DataFrame | None = None
+    physical = _physical_lines(utf8)
+    table = _read_csv_arrow(utf8, name=name, separator=separator, encoding=used_encoding, sample=sample)
+    if table is None or len(table.frame) + 1 != physical:
+        table = None
+        frame = _read_csv_pandas(utf8, separator)
+        if frame is not None and len(frame) == physical:
+            header_raw = [str(v) for v in frame.iloc[0].tolist()]
+            headers, duplicates = _header_names(header_raw)
+            body = frame.iloc[1:].set_axis(headers, axis=1).reset_index(drop=True)
+            body.insert(0, LINE_COLUMN, np.arange(2, len(frame) + 1, dtype=np.int64))
+            table = RawTable(name, headers, body, used_encoding, separator, duplicates)
+    if table is None:
+        # Records spanning lines, ragged rows: parse record by record for exact line numbers.
+        table = _read_csv_careful(utf8, name=name, separator=separator, encoding=used_encoding)
+    table.frame = _drop_blank_rows(table.frame)
+    return table
+
+
+def _read_csv_arrow(utf8: bytes, *, name: str, separator: str, encoding: str, sample: str) -> RawTable | None:
+    """Multi-threaded parse with pyarrow; None when the file needs a more forgiving parser."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     try:
-        frame = pd.read_csv(
+        header_raw = next(csv.reader(io.StringIO(sample, newline=""), delimiter=separator))
+    except (StopIteration, csv.Error):
+        return None
+    width = len(header_raw)
+    try:
+        parsed = pa_csv.read_csv(
+            pa.py_buffer(utf8),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, block_size=1 << 22),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=separator,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=True,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(width)},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # blank or short lines, ragged rows, unbalanced quotes: handled by the next parser
+    if parsed.num_columns != width or parsed.num_rows == 0:
+        return None
+    header_raw = [str(v) for v in parsed.slice(0, 1).to_pylist()[0].values()]
+    headers, duplicates = _header_names(header_raw)
+    body = parsed.slice(1).rename_columns(headers).to_pandas()
+    body.insert(0, LINE_COLUMN, np.arange(2, len(body) + 2, dtype=np.int64))
+    return RawTable(name, headers, body, encoding, separator, duplicates)
+
+
+def _read_csv_pandas(utf8: bytes, separator: str) -> pd.DataFrame | None:
+    """pandas' C parser: tolerates blank and short lines; None for ragged rows."""
+    try:
+        return pd.read_csv(
             io.BytesIO(utf8),
             sep=separator,
             header=None,
@@ -348,23 +408,9 @@ def read_csv_bytes(
     except pd.errors.ParserError as exc:
         if "EOF inside string" in str(exc):
             _raise_unterminated_quote(utf8, separator)
-        frame = None  # ragged rows: the careful path below reports them row by row
+        return None
     except pd.errors.EmptyDataError:
         raise FileRejected("file is empty (no header line)") from None
-
-    if frame is not None and len(frame) == _physical_lines(utf8):
-        header_raw = [str(v) for v in frame.iloc[0].tolist()]
-        body = frame.iloc[1:]
-        lines = np.arange(2, len(frame) + 1, dtype=np.int64)
-        headers, duplicates = _header_names(header_raw)
-        body = body.set_axis(headers, axis=1)
-        body = body.reset_index(drop=True)
-        body.insert(0, LINE_COLUMN, lines)
-        table = RawTable(name, headers, body, used_encoding, separator, duplicates)
-    else:
-        table = _read_csv_careful(utf8, name=name, separator=separator, encoding=used_encoding)
-    table.frame = _drop_blank_rows(table.frame)
-    return table
 
 
 def _raise_unterminated_quote(utf8: bytes, separator: str) -> None:

@@ -68,12 +68,12 @@ class TranslationsResult:
     """Outcome of validating one translations CSV (JSON-ready via :meth:`to_dict`)."""
 
     file: str
-    output: str | None
-    errors: str
+    clean_path: str | None  # None when the file is rejected
+    errors_path: str
     status: str = "ok"  # "ok" | "rejected"
     reason: str = ""
-    rows_read: int = 0
-    rows_written: int = 0
+    rows: int = 0  # data rows read
+    valid_rows: int = 0  # rows written to the clean CSV
     rows_rejected: int = 0
     locales: list[str] = field(default_factory=list)
     rejected_columns: list[dict[str, str]] = field(default_factory=list)
@@ -82,30 +82,36 @@ class TranslationsResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def file_error(self) -> str:
+        """Why the whole file is unusable ("" when it is usable)."""
+        return self.reason if self.status != "ok" else ""
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def validate_translations_csv(
     path: Path,
-    output: Path | None = None,
-    errors: Path | None = None,
+    clean_path: Path | None = None,
+    errors_path: Path | None = None,
     max_error_ratio: float | None = None,
     limits: InputLimits | None = None,
 ) -> TranslationsResult:
-    """Validate a translations CSV; write the clean CSV (default ``<name>.clean.csv``) and errors CSV.
+    """Validate a translations CSV; write the clean CSV and the errors CSV.
 
+    Defaults: ``<stem>.clean.csv`` beside the input and ``<clean>.errors.csv`` beside that.
     The clean CSV is not written when the file is rejected (an existing one is removed so
     a stale upload cannot happen).
     """
     path = Path(path)
-    output = Path(output) if output is not None else path.with_name(path.stem + ".clean.csv")
-    errors = Path(errors) if errors is not None else output.with_name(output.name + ".errors.csv")
-    result = TranslationsResult(file=path.name, output=str(output), errors=str(errors))
+    output = Path(clean_path) if clean_path is not None else path.with_name(path.stem + ".clean.csv")
+    errors = Path(errors_path) if errors_path is not None else output.with_name(output.name + ".errors.csv")
+    result = TranslationsResult(file=path.name, clean_path=str(output), errors_path=str(errors))
     error_rows: list[ErrorRow] = []
 
     def reject(reason: str) -> TranslationsResult:
-        result.status, result.reason, result.output = "rejected", reason, None
+        result.status, result.reason, result.clean_path = "rejected", reason, None
         error_rows.append(ErrorRow(path.name, None, "", "", reason))
         write_errors_csv(errors, [errors_frame(error_rows)])
         output.unlink(missing_ok=True)
@@ -121,7 +127,7 @@ def validate_translations_csv(
         return reject(exc.reason)
 
     frame = table.frame
-    result.rows_read = table.rows
+    result.rows = table.rows
     for line, reason in table.row_errors:
         error_rows.append(ErrorRow(table.name, line, "", "", reason))
 
@@ -189,13 +195,13 @@ def validate_translations_csv(
     result.rows_rejected = len(table.row_errors) + int(bad.sum())
     all_errors = pd.concat([errors_frame(error_rows), *messages], ignore_index=True)
     all_errors = all_errors.sort_values("line", kind="stable", na_position="first")
-    if max_error_ratio is not None and result.rows_read and result.rows_rejected / result.rows_read > max_error_ratio:
-        share = result.rows_rejected / result.rows_read
+    if max_error_ratio is not None and result.rows and result.rows_rejected / result.rows > max_error_ratio:
+        share = result.rows_rejected / result.rows
         reason = (
-            f"too many bad rows: {result.rows_rejected} of {result.rows_read} ({share:.1%}) rejected, "
+            f"too many bad rows: {result.rows_rejected} of {result.rows} ({share:.1%}) rejected, "
             f"above the limit of {max_error_ratio:.1%}"
         )
-        result.status, result.reason, result.output = "rejected", reason, None
+        result.status, result.reason, result.clean_path = "rejected", reason, None
         write_errors_csv(errors, [errors_frame([ErrorRow(path.name, None, "", "", reason)]), all_errors])
         output.unlink(missing_ok=True)
         log.warning("Rejected translations file %s: %s", path.name, reason)
@@ -206,13 +212,13 @@ def validate_translations_csv(
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
         writer.writerow([KEY_COLUMN] + result.locales)
         writer.writerows(clean.itertuples(index=False, name=None))
-    result.rows_written = len(clean)
+    result.valid_rows = len(clean)
     write_errors_csv(errors, [all_errors])
     log.info(
         "Translations %s: %d rows read, %d written, %d rejected; locales %s",
         path.name,
-        result.rows_read,
-        result.rows_written,
+        result.rows,
+        result.valid_rows,
         result.rows_rejected,
         ", ".join(result.locales),
     )

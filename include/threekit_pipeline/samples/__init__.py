@@ -1,0 +1,1 @@
+"""Sample data generators: furniture catalogs, translations and asset source files."""
