@@ -82,3 +82,129 @@ def ftp_sandbox(tmp_path):
         yield proc
     finally:
         proc.stop()
+
+
+# --- Secret-leak watch ------------------------------------------------------------
+# Every test is checked, at teardown, for the tokens and passwords of the servers it
+# used: in its log records, its captured stdout/stderr, its failure text, every file
+# under its tmp_path (reports, staging, server logs) and the Airflow task logs written
+# while it ran. A leak fails the test; the report names where, never the secret.
+
+import logging  # noqa: E402
+import time  # noqa: E402
+
+_SECRETS: set[str] = {SANDBOX_TOKEN, FTP_PASSWORD}
+_MAX_SCAN_BYTES = 8 << 20
+
+
+def register_secret(value: str | None) -> None:
+    """Watch ``value`` (a token or password of a server a test started) for leaks."""
+    if value and len(value) >= 8:
+        _SECRETS.add(value)
+
+
+def _register_launcher_secrets() -> None:
+    patches = [
+        ("threekit_pipeline.sandbox.threekit_process", "ThreekitSandboxProcess", ("token",)),
+        ("threekit_pipeline.sandbox.ftp_process", "FtpSandboxProcess", ("password",)),
+        ("threekit_pipeline.devtools.stack", "LocalStack", ("_token", "_ftp_password")),
+    ]
+    for module_name, class_name, attributes in patches:
+        try:
+            module = __import__(module_name, fromlist=[class_name])
+        except ImportError:
+            continue
+        cls = getattr(module, class_name, None)
+        if cls is None or getattr(cls.start, "_watched", False):
+            continue
+        original = cls.start
+
+        def start(self, *args, __original=original, __attributes=attributes, **kwargs):
+            for attribute in __attributes:
+                register_secret(getattr(self, attribute, None))
+            return __original(self, *args, **kwargs)
+
+        start._watched = True
+        cls.start = start
+
+
+_register_launcher_secrets()
+
+
+class _RecordCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is not our business here
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + repr(record.exc_info[1]) + str(record.exc_info[1])
+        self.texts.append(text)
+
+
+def _leaks_in_text(text: str) -> bool:
+    return any(secret in text for secret in _SECRETS)
+
+
+def _leaking_files(folder: Path, since: float | None = None) -> list[str]:
+    found = []
+    secrets = [s.encode() for s in _SECRETS]
+    if not folder.exists():
+        return found
+    for path in folder.rglob("*"):
+        try:
+            if not path.is_file() or path.is_symlink():
+                continue
+            stat = path.stat()
+            if since is not None and stat.st_mtime < since:
+                continue
+            if stat.st_size > _MAX_SCAN_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if any(secret in data for secret in secrets):
+            found.append(str(path))
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    collector = _RecordCollector()
+    logging.getLogger().addHandler(collector)
+    item._secret_watch = {"collector": collector, "texts": [], "since": time.time()}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    watch = getattr(item, "_secret_watch", None)
+    if watch is None:
+        return
+    if report.longrepr is not None:
+        watch["texts"].append(str(report.longrepr))
+    if report.when != "teardown":
+        return
+    collector = watch["collector"]
+    logging.getLogger().removeHandler(collector)
+    places = []
+    if any(_leaks_in_text(text) for text in collector.texts):
+        places.append("a log record")
+    if any(_leaks_in_text(text) for text in watch["texts"]):
+        places.append("the failure text")
+    for name, content in report.sections:
+        if _leaks_in_text(content):
+            places.append(f"section '{name}'")
+    tmp = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
+    if tmp is not None:
+        places += [f"file {p}" for p in _leaking_files(Path(tmp))]
+    places += [f"Airflow log {p}" for p in _leaking_files(_home / "logs", since=watch["since"])]
+    if places and report.outcome == "passed":
+        report.outcome = "failed"
+        report.longrepr = "a token or password of a sandbox leaked into: " + "; ".join(places[:20])
