@@ -8,8 +8,10 @@ added at the end must make the import-error notice appear, proving the check can
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -185,3 +187,54 @@ def test_admin_password_file_is_created_private_and_kept(tmp_path):
     assert '"admin"' in first
     airflow.ensure_admin_password()
     assert airflow.password_file.read_text() == first, "an existing password must not be replaced"
+
+
+@pytest.mark.timeout(420)
+def test_run_standalone_prints_where_to_log_in_and_stops_cleanly_on_ctrl_c(tmp_path):
+    """What `make airflow` does, in a subprocess: banner without secrets, Ctrl-C stops everything."""
+    import psutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "dags").symlink_to(PROBE_DAGS, target_is_directory=True)
+    (repo / "plugins").mkdir()
+    env = clean_standalone_environment(repo)
+    env["AIRFLOW_HOME"] = str(tmp_path / "airflow_home")
+    port = free_port()
+    script = (
+        "import sys; from pathlib import Path; "
+        "from threekit_pipeline.devtools.standalone import run_standalone; "
+        "raise SystemExit(run_standalone(Path(sys.argv[1]), port=int(sys.argv[2])))"
+    )
+    output_path = tmp_path / "make-airflow.out"
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, str(repo), str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Stop with Ctrl-C" not in output_path.read_text(errors="replace"):
+            assert process.poll() is None, output_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "no banner after 300 s"
+            time.sleep(1)
+        tree = psutil.Process(process.pid).children(recursive=True)
+        password_file = tmp_path / "airflow_home" / "simple_auth_manager_passwords.json.generated"
+        banner = output_path.read_text(errors="replace")
+        assert f"http://localhost:{port}" in banner
+        assert f"user 'admin', password stored in {password_file}" in banner
+        password = json.loads(password_file.read_text())["admin"]
+        assert password not in banner, "the admin password was printed"
+        assert str(repo / ".demo" / "ftproot" / "inbound" / "catalog") in banner
+
+        process.send_signal(signal.SIGINT)  # what Ctrl-C delivers to `make airflow`
+        assert process.wait(timeout=90) == 0
+        assert "Stopping Airflow and the sandboxes" in output_path.read_text(errors="replace")
+        gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "processes left behind"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8080
 PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
 STANDALONE_COMPONENTS = ("scheduler", "dag_processor", "triggerer")
+LOG_SERVER_PORTS = {
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": 8793,
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": 8794,
+}
 
 
 def _port_is_free(port: int) -> bool:
@@ -96,6 +100,11 @@ class StandaloneAirflow:
                 "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
             }
         )
+        # Log servers of the LocalExecutor workers and the triggerer: Airflow's ports when free, else
+        # any free port (another Airflow on this machine must not make standalone half-start).
+        for setting, default in LOG_SERVER_PORTS.items():
+            if setting not in env:
+                env[setting] = str(default if _port_is_free(default) else free_port())
         if dags_folder is not None:
             env["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(dags_folder).resolve())
         self.env = env
@@ -253,19 +262,22 @@ def run_standalone(
             with airflow:
                 try:
                     airflow.wait_ready(ready_timeout)
+                    if on_ready is not None:
+                        on_ready(stack, airflow)
+                    print(_banner(airflow, stack), flush=True)
+                    while airflow.is_running():
+                        time.sleep(0.5)
                 except ClusterError as exc:
                     print(f"Airflow did not become ready: {exc}", file=sys.stderr, flush=True)
                     return 1
-                if on_ready is not None:
-                    on_ready(stack, airflow)
-                print(_banner(airflow, stack), flush=True)
-                while airflow.is_running():
-                    time.sleep(0.5)
+                except KeyboardInterrupt:
+                    print("\nStopping Airflow and the sandboxes...", flush=True)
+                    return 0
                 print(f"airflow standalone exited with code {airflow.process.returncode}", file=sys.stderr)
                 return airflow.process.returncode or 1
-    except KeyboardInterrupt:
-        print("\nStopping Airflow and the sandboxes...", flush=True)
-        return 0
+    except KeyboardInterrupt:  # Ctrl-C while starting: everything started so far is stopped
+        print("\nInterrupted; servers stopped.", flush=True)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
 
