@@ -614,11 +614,16 @@ class CeleryCluster:
 
     # Lifecycle.
 
-    def start(self, timeout: float = 180.0) -> None:
-        """Prepare DB and broker, migrate, start all components and wait until they are healthy."""
+    def start(self, timeout: float = 180.0, lock_timeout: float = 900.0) -> None:
+        """Prepare DB and broker, migrate, start all components and wait until they are healthy.
+
+        Two clusters on one machine would drop each other's database and flush each other's broker,
+        so a lock file per database makes a second one wait (up to ``lock_timeout``) instead.
+        """
         if self.processes:
             raise ClusterError("cluster already started")
         started = time.monotonic()
+        self._acquire_lock(timeout=lock_timeout)
         try:
             self.airflow_home.mkdir(parents=True, exist_ok=True)
             self._write_password_file()
@@ -654,6 +659,35 @@ class CeleryCluster:
             except Exception as exc:  # the next run recreates it anyway
                 log.warning("Could not drop database %s: %s", self.database, exc)
         self.processes = {}
+        self._release_lock()
+
+    def _acquire_lock(self, timeout: float) -> None:
+        import fcntl
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / f"threekit-pipeline-cluster-{self.database}.lock"
+        handle = open(path, "a")  # noqa: SIM115 - held until stop()
+        deadline = time.monotonic() + timeout
+        waiting_logged = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock_handle = handle
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.close()
+                    raise ClusterError(f"another local cluster held {path} for {timeout:.0f}s") from None
+                if not waiting_logged:
+                    log.info("Waiting for another local cluster using database %s to stop", self.database)
+                    waiting_logged = True
+                time.sleep(2)
+
+    def _release_lock(self) -> None:
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()  # closing releases the flock
+            self._lock_handle = None
 
     def _component_names(self) -> list[str]:
         servers = [n for n in SERVER_COMPONENTS if self.with_triggerer or n != "triggerer"]
