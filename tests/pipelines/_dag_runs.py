@@ -179,8 +179,7 @@ class GrowingUpload:
         self.thread.join()
 
 
-def map_labels(dag_id: str, task_id: str) -> list[str | None]:
-    """Rendered map index labels (``map_index_template``) of a mapped task in the DAG's latest run."""
+def _latest_tis(dag_id: str, task_id: str) -> list[Any]:
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -197,4 +196,15 @@ def map_labels(dag_id: str, task_id: str) -> list[str | None]:
             .order_by(TaskInstance.map_index)
             .all()
         )
-        return [ti.rendered_map_index for ti in tis]
+        session.expunge_all()
+        return tis
+
+
+def map_labels(dag_id: str, task_id: str) -> list[str | None]:
+    """Rendered map index labels (``map_index_template``) of a mapped task in the DAG's latest run."""
+    return [ti.rendered_map_index for ti in _latest_tis(dag_id, task_id)]
+
+
+def try_numbers(dag_id: str, task_id: str) -> list[int]:
+    """How many attempts each instance of a task took in the DAG's latest run."""
+    return [ti.try_number for ti in _latest_tis(dag_id, task_id)]

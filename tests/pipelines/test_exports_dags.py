@@ -20,6 +20,7 @@ from _dag_runs import (
     seed_products,
     set_variable,
     threekit_client,
+    try_numbers,
 )
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -96,24 +97,37 @@ def test_catalog_export_golden_path_rerun_and_csv_injection(tmp_path):
         assert skus == {"SOFA-1", "CHAIR-2"}
 
 
+def _heal_after(stack, route: str, failed_requests: int, stop: threading.Event) -> None:
+    """Clear the sandbox's faults once ``route`` has been refused ``failed_requests`` times."""
+    while not stop.wait(0.05):
+        if request_count(stack, route) >= failed_requests:
+            stack.threekit.set_faults(fail_rate=0.0)
+            return
+
+
 def test_catalog_export_survives_a_threekit_outage(tmp_path):
     with running_stack(tmp_path) as stack:
         seed_products(stack, PRODUCTS[:1])
         dag = load_dag("threekit_catalog_export")
-        # Threekit answers 500 to everything for a few seconds: the first task attempts give up
-        # (2 s retry budget in the connection), Airflow retries the task, and the run converges.
+        route = "GET /api/products/export/:format"
+        # Threekit answers 500 to everything until the first task attempt has spent its retry
+        # budget (3 HTTP attempts, see the connection extras): the attempt fails, Airflow retries
+        # the task, and the run converges.
         stack.threekit.set_faults(fail_rate=1.0)
-        healer = threading.Timer(4.0, stack.threekit.set_faults, kwargs={"fail_rate": 0.0})
+        stop = threading.Event()
+        healer = threading.Thread(target=_heal_after, args=(stack, route, 3, stop), daemon=True)
         healer.start()
         try:
             state, tasks = run_dag(dag, logical_date=DAY)
         finally:
-            healer.cancel()
+            stop.set()
+            healer.join()
             stack.threekit.set_faults(fail_rate=0.0)
         assert state == "success", tasks
         exported = json.loads((Path(stack.ftp.root) / "outbound/catalog/catalog_20261123.json").read_text())
         assert [entry["product"]["name"] for entry in exported] == ["Oslo Sofa"]
-        assert request_count(stack, "GET /api/products/export/:format") >= 2
+        assert try_numbers(dag.dag_id, "export_catalog")[0] >= 2  # failed attempt(s), then a retry
+        assert request_count(stack, route) >= 4  # three refused in the failed attempt, then answered
 
 
 def test_translations_export_per_locale_and_rerun(tmp_path):
