@@ -73,7 +73,10 @@ TABLE_ROWS = 20
 
 COLLECTED_FILE = "collected.json"
 PLAN_FILE = "plan.json"
-CONFIRMED = ("created", "updated")
+# Outcomes meaning "the product is in Threekit": ``imported`` comes from synchronous imports
+# (sync mode, or isolating the invalid entries of a refused batch), whose answer does not
+# say whether the item was new.
+CONFIRMED = ("created", "updated", "imported")
 
 
 class NothingToProcess(Exception):
@@ -521,17 +524,20 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
         "total": summary.total,
         "created": summary.created,
         "updated": summary.updated,
+        "imported": summary.imported,
         "skipped": summary.skipped,
         "rejected": summary.rejected,
         "confirmed": len(confirmed),
     }
     _write_json(result_path, result)
     log.info(
-        "%s: %d entries, %d created, %d updated, %d resumed, %d rejected by Threekit; ledger updated for %d",
+        "%s: %d entries, %d created, %d updated, %d imported (sync), %d resumed, %d rejected by Threekit; "
+        "ledger updated for %d",
         chunk.name,
         summary.total,
         summary.created,
         summary.updated,
+        summary.imported,
         summary.skipped,
         summary.rejected,
         len(confirmed),
@@ -593,7 +599,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
             sku_files.setdefault(sku, []).append(name)
 
     missing: list[str] = []
-    totals = {"created": 0, "updated": 0, "resumed": 0, "threekit_rejected": 0}
+    totals = {"created": 0, "updated": 0, "imported": 0, "resumed": 0, "threekit_rejected": 0}
     for chunk_name in plan["chunks"]:
         chunk = Path(chunk_name)
         result_path = chunk_result_path(chunk)
@@ -604,6 +610,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         report.chunks.append(result)
         totals["created"] += result["created"]
         totals["updated"] += result["updated"]
+        totals["imported"] += result.get("imported", 0)
         totals["resumed"] += result["skipped"]
         totals["threekit_rejected"] += result["rejected"]
         for record in _read_outcomes(chunk_outcome_path(chunk)):
@@ -673,7 +680,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
     return {
         "status": report.status,
         "report": remote["json"],
-        "changed": totals["created"] + totals["updated"],
+        "changed": totals["created"] + totals["updated"] + totals["imported"],
         **report.counts,
     }
 

@@ -138,6 +138,8 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
         elif key in _TUPLE_FIELDS:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, tuple):
+                value = list(value)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
             kwargs[key] = tuple(value)
