@@ -22,6 +22,10 @@ from _dag_runs import (
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
+# The growing upload appends every 0.2 s; a 2 s stability window keeps it "incomplete" even
+# when the test process is starved for a moment on a busy machine.
+GROWING_SAFE = {"stable_seconds": 2}
+
 INBOUND = "/inbound/assets"
 IMPORT_JOBS = "POST /api/asset-jobs/import"
 GLB = b"glTF\x02\x00\x00\x00" + bytes(range(256)) * 8
@@ -40,7 +44,7 @@ def _report(stack) -> dict:
 
 
 def test_source_assets_imported_rejected_and_never_duplicated(tmp_path):
-    with running_stack(tmp_path) as stack:
+    with running_stack(tmp_path, GROWING_SAFE) as stack:
         put_ftp_file(stack, f"{INBOUND}/chair_20261123.glb", GLB)
         put_ftp_file(stack, f"{INBOUND}/oak_20261123.png", PNG)
         put_ftp_file(stack, f"{INBOUND}/notes_20261123.xyz", b"not a model")

@@ -21,6 +21,10 @@ from _dag_runs import (
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
+# The growing upload appends every 0.2 s; a 2 s stability window keeps it "incomplete" even
+# when the test process is starved for a moment on a busy machine.
+GROWING_SAFE = {"stable_seconds": 2}
+
 INBOUND = "/inbound/translations"
 POST_TRANSLATIONS = "POST /api/products/translations"
 
@@ -36,7 +40,7 @@ def _csv(rows: list[list[str]]) -> bytes:
 
 
 def test_good_files_imported_bad_file_quarantined_growing_file_left(tmp_path):
-    with running_stack(tmp_path) as stack:
+    with running_stack(tmp_path, GROWING_SAFE) as stack:
         put_ftp_file(
             stack,
             f"{INBOUND}/fr_20261123.csv",
