@@ -739,11 +739,13 @@ def _check_against_products(products: list[_SourceFile], others: list[_SourceFil
                 lines = product_file.frame[LINE_COLUMN].to_numpy()[product_file.bad].tolist()
                 for product_sku, line in zip(skus, lines, strict=True):
                     rejected_at.setdefault(product_sku, f"{product_file.name} line {line}")
-        where = sku.map(rejected_at)
-        reasons = ("product row for this SKU rejected (" + where + ")").fillna(
-            f"SKU not in the batch products file ({names})"
-        )
-        sf.flag(candidates, "sku", reasons.astype("str"))
+        reasons = np.full(len(sku), f"SKU not in the batch products file ({names})", dtype=object)
+        if rejected_at:
+            where = sku.map(rejected_at)
+            known = where.notna().to_numpy(dtype=bool)
+            if known.any():
+                reasons[known] = [f"product row for this SKU rejected ({w})" for w in where[known].tolist()]
+        sf.flag(candidates, "sku", pd.Series(reasons, dtype="str"))
         _count_rejected(sf)
 
 
@@ -847,7 +849,10 @@ def _first_appearance_order(rows: pd.DataFrame):
 def _group_options(frames: list[pd.DataFrame]) -> _Attributes:
     """String attributes: per SKU, attributes in order of first appearance, values in file order
     without duplicates; the default is the first row marked default, else the first value."""
-    rows = pd.concat([f.loc[:, ["sku", "attribute", "value", "default"]] for f in frames], ignore_index=True)
+    rows = pd.concat(
+        [f.loc[:, ["sku", "attribute", "value"]].assign(default=f["default"] if "default" in f else False) for f in frames],
+        ignore_index=True,
+    )
     if not len(rows):
         return _NO_ATTRIBUTES
     order, sku_sorted, run_key, sku_names = _first_appearance_order(rows)
