@@ -12,6 +12,13 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo -n"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+# Parallel test workers may call these scripts at the same time: one apt run at a time.
+exec 9>/tmp/threekit-pipeline-apt.lock
+flock -w 900 9
+if docker-compose version >/dev/null 2>&1; then
+    exit 0
+fi
+APT_OPTS=(-o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${APT_OPTS[@]}" update -qq
+$SUDO apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends docker-compose >/dev/null
 docker-compose version

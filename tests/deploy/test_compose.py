@@ -47,6 +47,9 @@ AIRFLOW_SERVICES = (
 LONG_RUNNING = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer")
 SANDBOXES = ("threekit-sandbox", "ftp-sandbox")
 
+# Whichever test runs first may install docker-compose (apt) on a fresh machine.
+pytestmark = pytest.mark.timeout(900)
+
 #: Values for the secrets .env.example leaves empty (what a person fills in).
 FILLED_SECRETS = {
     "AIRFLOW_FERNET_KEY": "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE=",

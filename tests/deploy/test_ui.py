@@ -104,7 +104,7 @@ def _expected_dag_ids() -> set[str]:
     return set(bag.dag_ids)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)  # includes installing Chromium on a fresh machine
 def test_ui_lists_every_dag_and_shows_the_finished_run(tmp_path):
     _ensure_chromium()
     expected = _expected_dag_ids() | {PROBE_DAG_ID}
