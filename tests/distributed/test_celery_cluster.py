@@ -227,7 +227,7 @@ def cluster_runs(tmp_path_factory):
                 bad_run = next(iter(failed), run_id)
                 results[dag_id] = RunResult(dag_id, bad_run, failed.get(bad_run, "success"), stack, cluster, prepared)
             processes = _processes_of(cluster)
-            secrets = (stack.ftp.password, stack.threekit.token)
+            secrets = (stack.ftp.password, stack.threekit.token, *cluster.secrets)
             yield ClusterRuns(stack, cluster, results, secrets)
         finally:
             processes = processes or _processes_of(cluster)
@@ -270,4 +270,4 @@ def test_no_secret_in_component_or_task_logs(cluster_runs):
     for path in log_files:
         text = path.read_text(errors="replace")
         for secret in cluster_runs.secrets:
-            assert secret not in text, f"a connection secret appears in {path}"
+            assert secret not in text, f"a secret appears in {path}"

@@ -764,6 +764,16 @@ class CeleryCluster:
     # Introspection for tests and people.
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """The cluster's own secrets (admin password, JWT and session keys): for leak checks."""
+        return (
+            self._admin_password,
+            self.env["AIRFLOW__API_AUTH__JWT_SECRET"],
+            self.env["AIRFLOW__API__SECRET_KEY"],
+            self.env["AIRFLOW__CORE__FERNET_KEY"],
+        )
+
+    @property
     def component_pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.processes.items() if process.pid}
 
