@@ -46,8 +46,8 @@ DEMO_VARIABLE = {
     "sensor_timeout_seconds": 30,
     "batch_size": 500,
     "export_tags": [],
-    "render_tags": ["featured"],
-    "export_asset_tags": ["featured"],
+    "render_tags": ["new"],
+    "export_asset_tags": ["new"],
     "render_destinations": ["/outbound/renders/dam", "/outbound/renders/partner"],
 }
 
