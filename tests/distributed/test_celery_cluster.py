@@ -216,11 +216,17 @@ def cluster_runs(tmp_path_factory):
             deadline = time.monotonic() + RUN_TIMEOUT
             for dag_id, (run_id, prepared) in started.items():
                 # Unpausing a scheduled DAG also creates its latest scheduled run: wait for all runs.
-                states = {}
+                # Keep listing until every listed run has finished (a run created meanwhile is waited for).
+                states: dict[str, str] = {}
                 try:
-                    for run in client.dag_runs(dag_id):
-                        remaining = max(1.0, deadline - time.monotonic())
-                        states[run["dag_run_id"]] = client.wait_for_run(dag_id, run["dag_run_id"], remaining)
+                    while True:
+                        listed = [run["dag_run_id"] for run in client.dag_runs(dag_id)]
+                        unfinished = [other_run for other_run in listed if other_run not in states]
+                        if not unfinished:
+                            break
+                        for other_run in unfinished:
+                            remaining = max(1.0, deadline - time.monotonic())
+                            states[other_run] = client.wait_for_run(dag_id, other_run, remaining)
                 except ClusterError as exc:
                     states[run_id] = f"not finished: {exc}"
                 failed = {rid: state for rid, state in states.items() if state != "success"}
