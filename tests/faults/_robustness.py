@@ -73,6 +73,9 @@ INBOUND = "/inbound/catalog"
 IMPORT_ROUTE = "POST /api/products/import"
 FREEZE_WATCH = Path(__file__).with_name("_freeze_watch.py")
 
+# Padded products files carry fields far above the csv module's default 128 KiB limit.
+csv.field_size_limit(1 << 30)
+
 
 # --- catalogs --------------------------------------------------------------------------------
 
