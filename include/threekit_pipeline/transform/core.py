@@ -264,17 +264,12 @@ def transform_files(
         all_errors.append(schema_errors)
     result.error_lines = write_errors_csv(errors_path, all_errors)
 
-    skus_by_file: dict[str, set[str]] = {}
-    for sf in accepted:
-        assert sf.frame is not None and sf.bad is not None
-        skus = set(pd.unique(sf.frame["sku"].to_numpy()[~sf.bad]).tolist())
-        skus_by_file.setdefault(sf.input_name, set()).update(skus & written_skus)
-    result.skus_by_file = {name: sorted(skus) for name, skus in skus_by_file.items()}
-    with atomic_write(skus_path, newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["file", "sku"])
-        for name in sorted(result.skus_by_file):
-            writer.writerows([name, sku] for sku in result.skus_by_file[name])
+    result.skus_by_file = _skus_by_file(accepted, written_skus)
+    _write_pairs_csv(
+        skus_path,
+        ("file", "sku"),
+        ((name, skus) for name, skus in sorted(result.skus_by_file.items())),
+    )
 
     for sf in source_files:
         result.rows_read += sf.rows
@@ -533,7 +528,9 @@ def _isin(series: pd.Series, values) -> np.ndarray:
 def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
     frame = sf.frame
     assert frame is not None
-    _check_sku(sf, mapping)
+    # Values of constants and value maps come from the mapping, never from the file.
+    control_free = sf.table is not None and sf.table.control_free
+    _check_sku(sf, mapping, control_free)
     for canonical in [c for c in frame.columns if c not in (LINE_COLUMN, "sku", "_column")]:
         values = frame[canonical]
         meta = canonical.startswith("meta\x00")
@@ -541,7 +538,8 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
         if meta:
             header = canonical.split("\x00", 1)[1]
             sf.headers.setdefault(canonical, header)
-        sf.flag(_mask(values.str.contains(pattern, regex=True)), canonical, "contains control characters")
+        if not control_free:
+            sf.flag(_mask(values.str.contains(pattern, regex=True)), canonical, "contains control characters")
         limit = mapping.max_length("metadata" if meta else canonical)
         too_long = _mask(values.str.len() > limit)
         sf.flag(too_long, canonical, f"longer than {limit} characters")
@@ -571,14 +569,15 @@ def _count_rejected(sf: _SourceFile) -> None:
     sf.rejected_rows = parse_errors + int(np.unique(lines).size)
 
 
-def _check_sku(sf: _SourceFile, mapping: Mapping) -> None:
+def _check_sku(sf: _SourceFile, mapping: Mapping, control_free: bool = False) -> None:
     sku = sf.frame["sku"]
     stripped = sku.str.strip()
     empty = _mask(stripped == "")
     sf.flag(empty, "sku", "empty SKU")
     sf.flag(~empty & _mask(stripped != sku), "sku", "SKU has leading or trailing whitespace")
     sf.flag(_mask(sku.str.contains(r"[/\\]", regex=True)), "sku", "SKU contains a path character (/ or \\)")
-    sf.flag(_mask(sku.str.contains(_CONTROL_STRICT, regex=True)), "sku", "SKU contains control characters")
+    if not control_free:
+        sf.flag(_mask(sku.str.contains(_CONTROL_STRICT, regex=True)), "sku", "SKU contains control characters")
     limit = mapping.max_length("sku")
     sf.flag(_mask(sku.str.len() > limit), "sku", f"SKU longer than {limit} characters")
 
@@ -749,6 +748,53 @@ def _check_against_products(products: list[_SourceFile], others: list[_SourceFil
         _count_rejected(sf)
 
 
+def _skus_by_file(accepted: list[_SourceFile], written: set[str]) -> dict[str, list[str]]:
+    """Input file name -> sorted SKUs its accepted rows contributed to the output."""
+    arrays: dict[str, list[pa.Array]] = {}
+    for sf in accepted:
+        skus = pa.array(sf.frame["sku"])
+        if sf.bad.any():
+            skus = skus.filter(pa.array(~sf.bad))
+        arrays.setdefault(sf.input_name, []).append(skus)
+    result: dict[str, list[str]] = {}
+    for name, parts in arrays.items():
+        unique = pc.unique(pa.chunked_array(parts, type=pa.large_string()).combine_chunks())
+        # Arrow sorts strings by UTF-8 bytes, which is code point order: the same as sorted().
+        skus = unique.take(pc.array_sort_indices(unique)).to_pylist()
+        result[name] = skus if written.issuperset(skus) else [sku for sku in skus if sku in written]
+    return result
+
+
+_NEEDS_QUOTING = frozenset(',"\r\n')
+
+
+def _csv_field(text: str) -> str:
+    if _NEEDS_QUOTING.isdisjoint(text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _write_pairs_csv(path: Path, header: tuple[str, str], groups, values_first: bool = False) -> None:
+    """Write a two-column CSV fast (same bytes as csv.writer with minimal quoting).
+
+    ``groups`` yields ``(first, seconds)``: a constant first column and a list for the
+    second (``values_first=False``), or two parallel lists (``values_first=True``).
+    """
+    with atomic_write(path, newline="") as handle:
+        handle.write(f"{header[0]},{header[1]}\n")
+        for first, seconds in groups:
+            if values_first:
+                firsts = [_csv_field(v) for v in first]
+                seconds = [_csv_field(v) for v in seconds]
+                lines = [f"{a},{b}" for a, b in zip(firsts, seconds, strict=True)]
+            else:
+                prefix = _csv_field(first) + ","
+                lines = [prefix + _csv_field(v) for v in seconds]
+            if lines:
+                handle.write("\n".join(lines))
+                handle.write("\n")
+
+
 def _sorted_errors(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One file's errors by line (file-level errors first), each distinct error once."""
     frame = pd.concat(frames, ignore_index=True)
@@ -788,15 +834,26 @@ def _number_values(values: pd.Series, decimal: str, thousands: str | None) -> li
     return result
 
 
-def _split_list(text: str, separator: str) -> list[str]:
-    """``a; b;a`` -> ``["a", "b"]``: trimmed, empty items dropped, first occurrence kept."""
-    parts = text.split(separator)
-    if len(parts) == 1:
-        return [text]
-    items = [part.strip() for part in parts]
-    if "" in items or len(set(items)) != len(items):
-        items = list(dict.fromkeys(item for item in items if item))
-    return items
+def _split_lists(values: pd.Series, separator: str) -> list[list[str] | None]:
+    """``"a; b;;a"`` -> ``["a", "b"]`` for each value: trimmed, empty items dropped, first
+    occurrence kept; None for an empty value. Vectorised; Python only fixes the rare rows
+    with empty or repeated items."""
+    array = pa.array(values.astype("str"), type=pa.large_string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    lists = pc.split_pattern(array, pattern=separator)
+    items = pc.utf8_trim_whitespace(lists.flatten())
+    parents = pc.list_parent_indices(lists).to_numpy()
+    trimmed = pa.LargeListArray.from_arrays(pa.array(lists.offsets, type=pa.int64()), items)
+    result = trimmed.to_pylist()
+    empty_items = pc.equal(items, "").to_numpy(zero_copy_only=False)
+    repeated = pd.DataFrame({"row": parents, "item": pd.Series(items.to_pandas(), dtype="str")}).duplicated().to_numpy()
+    for row in np.unique(parents[empty_items | repeated]).tolist():
+        result[row] = list(dict.fromkeys(item for item in result[row] if item))
+    empty_values = (values == "").to_numpy(dtype=bool)
+    for row in np.flatnonzero(empty_values).tolist():
+        result[row] = None
+    return result
 
 
 def _json_numbers(amounts: np.ndarray) -> list:
@@ -810,128 +867,160 @@ def _json_numbers(amounts: np.ndarray) -> list:
 
 @dataclass
 class _Attributes:
-    """Prebuilt attribute objects of one source: SKU -> range of ``items`` (in output order)."""
+    """Prebuilt attribute objects of one source, grouped by SKU.
 
-    by_sku: dict[str, tuple[int, int]]
+    The attributes of ``skus[k]`` are ``items[lo[k]:hi[k]]`` (already in output order).
+    Everything is computed on integer codes with numpy; Python only builds the final objects.
+    """
+
+    skus: pd.Index
+    lo: np.ndarray
+    hi: np.ndarray
     items: list[dict[str, Any]]
 
-
-_NO_ATTRIBUTES = _Attributes({}, [])
-
-
-def _runs(sku_codes: np.ndarray, run_keys: np.ndarray, sku_names: pd.Index):
-    """For rows sorted by SKU: run starts/ends (where ``run_keys`` changes) and SKU -> run range."""
-    n = len(run_keys)
-    change = np.ones(n, dtype=bool)
-    change[1:] = run_keys[1:] != run_keys[:-1]
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], n)
-    run_skus = sku_codes[starts]
-    sku_change = np.ones(len(starts), dtype=bool)
-    sku_change[1:] = run_skus[1:] != run_skus[:-1]
-    first_run = np.flatnonzero(sku_change)
-    end_run = np.append(first_run[1:], len(starts))
-    names = sku_names.take(run_skus[first_run]).tolist()
-    by_sku = dict(zip(names, zip(first_run.tolist(), end_run.tolist(), strict=True), strict=True))
-    return starts, ends, by_sku, change
+    def spans(self, ordered: pd.Index) -> tuple[list[int], list[int]]:
+        """(lo, hi) per SKU of ``ordered``; an empty span for SKUs without attributes here."""
+        if not len(self.skus):
+            zeros = [0] * len(ordered)
+            return zeros, zeros
+        position = self.skus.get_indexer(ordered)
+        present = position >= 0
+        lo = np.where(present, self.lo[position], 0)
+        hi = np.where(present, self.hi[position], 0)
+        return lo.tolist(), hi.tolist()
 
 
-def _first_appearance_order(rows: pd.DataFrame):
-    """Sort order: by SKU, then attribute in order of first appearance, then file order."""
-    position = np.arange(len(rows))
-    rows = rows.assign(_position=position)
-    first_position = rows.groupby(["sku", "attribute"], sort=False)["_position"].transform("min").to_numpy()
-    sku_codes, sku_names = pd.factorize(rows["sku"], sort=True)
-    order = np.lexsort((position, first_position, sku_codes))
-    return order, sku_codes[order], first_position[order], sku_names
+_NO_ATTRIBUTES = _Attributes(pd.Index([], dtype="str"), np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The given columns of several frames, one below the other, with a fresh 0..n-1 index."""
+    if len(frames) == 1:
+        return frames[0].loc[:, columns].reset_index(drop=True)
+    return pd.concat([frame.loc[:, columns] for frame in frames], ignore_index=True)
+
+
+def _codes(values: pd.Series, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the distinct values as a Python object array (one str object each)."""
+    codes, uniques = pd.factorize(values, sort=sort)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+def _starts(keys: np.ndarray) -> np.ndarray:
+    """Positions where a sorted key array changes (the first position is always a start)."""
+    change = np.ones(len(keys), dtype=bool)
+    change[1:] = keys[1:] != keys[:-1]
+    return np.flatnonzero(change)
+
+
+def _group_runs(sku_codes: np.ndarray, run_starts: np.ndarray, sku_names: np.ndarray):
+    """For runs sorted by SKU: the SKUs having runs and each one's run range."""
+    run_skus = sku_codes[run_starts]
+    first_run = _starts(run_skus)
+    end_run = np.append(first_run[1:], len(run_starts))
+    return pd.Index(sku_names[run_skus[first_run]], dtype="str"), first_run, end_run
 
 
 def _group_options(frames: list[pd.DataFrame]) -> _Attributes:
     """String attributes: per SKU, attributes in order of first appearance, values in file order
     without duplicates; the default is the first row marked default, else the first value."""
-    rows = pd.concat(
-        [f.loc[:, ["sku", "attribute", "value"]].assign(default=f["default"] if "default" in f else False) for f in frames],
-        ignore_index=True,
-    )
+    rows = _concat([f.assign(default=f["default"] if "default" in f else False) for f in frames], ["sku", "attribute", "value", "default"])
     if not len(rows):
         return _NO_ATTRIBUTES
-    order, sku_sorted, run_key, sku_names = _first_appearance_order(rows)
-    values = rows["value"].to_numpy(dtype=object)[order]
-    is_default = rows["default"].to_numpy(dtype=bool)[order]
-    attributes = rows["attribute"].to_numpy(dtype=object)[order]
-    starts, _ends, _by_sku, change = _runs(sku_sorted, run_key, sku_names)
-    run_id = np.cumsum(change) - 1
-    defaults = values[starts].copy()
-    marked = np.flatnonzero(is_default)
+    sku_codes, sku_names = _codes(rows["sku"], sort=True)
+    attribute_codes, attribute_names = _codes(rows["attribute"])
+    value_codes, value_names = _codes(rows["value"])
+    # (SKU, attribute) pairs numbered in order of first appearance in the file(s).
+    pairs, _ = pd.factorize(sku_codes * len(attribute_names) + attribute_codes)
+    pairs = pairs.astype(np.int64, copy=False)
+    marked = np.flatnonzero(rows["default"].to_numpy(dtype=bool))
+    # Repeated (SKU, attribute, value) rows: the first stays.
+    keep = ~pd.Series(pairs * len(value_names) + value_codes).duplicated().to_numpy()
+    kept = np.flatnonzero(keep)
+    order = kept[np.lexsort((kept, pairs[kept], sku_codes[kept]))]
+    pair_sorted = pairs[order]
+    starts = _starts(pair_sorted)
+    ends = np.append(starts[1:], len(order))
+    run_pairs = pair_sorted[starts]
+    # Default per pair: its first marked row, else its first value.
+    default_code = np.empty(len(run_pairs) and pairs.max() + 1, dtype=np.int64)
+    default_code[run_pairs] = value_codes[order[starts]]
     if len(marked):
-        runs_marked, first = np.unique(run_id[marked], return_index=True)
-        defaults[runs_marked] = values[marked[first]]
-    # Drop repeated values within a run (the first occurrence stays; no run becomes empty).
-    keep = ~pd.DataFrame({"run": run_id, "value": values}).duplicated().to_numpy()
-    starts, ends, by_sku, _change = _runs(sku_sorted[keep], run_key[keep], sku_names)
-    kept = values[keep].tolist()
+        marked_pairs, first = np.unique(pairs[marked], return_index=True)
+        default_code[marked_pairs] = value_codes[marked[first]]
+    values = value_names[value_codes[order]].tolist()
+    names = attribute_names[attribute_codes[order[starts]]].tolist()
+    defaults = value_names[default_code[run_pairs]].tolist()
     items = [
-        {"type": "String", "name": name, "values": kept[a:b], "defaultValue": default}
-        for name, a, b, default in zip(
-            attributes[keep][starts].tolist(), starts.tolist(), ends.tolist(), defaults.tolist(), strict=True
-        )
+        {"type": "String", "name": name, "values": values[a:b], "defaultValue": default}
+        for name, a, b, default in zip(names, starts.tolist(), ends.tolist(), defaults, strict=True)
     ]
-    return _Attributes(by_sku, items)
+    skus, lo, hi = _group_runs(sku_codes[order], starts, sku_names)
+    return _Attributes(skus, lo, hi, items)
 
 
 def _group_parts(frames: list[pd.DataFrame]) -> _Attributes:
     """Asset attributes: per SKU, attributes in order of first appearance, references without duplicates."""
-    rows = pd.concat([f.loc[:, ["sku", "attribute", "asset", "asset_type"]] for f in frames], ignore_index=True)
-    rows = rows.drop_duplicates(["sku", "attribute", "asset"], ignore_index=True)
+    rows = _concat(frames, ["sku", "attribute", "asset", "asset_type"])
     if not len(rows):
         return _NO_ATTRIBUTES
-    order, sku_sorted, run_key, sku_names = _first_appearance_order(rows)
-    starts, ends, by_sku, _change = _runs(sku_sorted, run_key, sku_names)
-    assets = rows["asset"].to_numpy(dtype=object)[order].tolist()
-    references = [asset if asset.startswith("#") else {"assetId": asset} for asset in assets]
-    names = rows["attribute"].to_numpy(dtype=object)[order][starts].tolist()
-    asset_types = rows["asset_type"].to_numpy(dtype=object)[order][starts].tolist()
+    sku_codes, sku_names = _codes(rows["sku"], sort=True)
+    attribute_codes, attribute_names = _codes(rows["attribute"])
+    asset_codes, asset_names = _codes(rows["asset"])
+    type_codes, type_names = _codes(rows["asset_type"])
+    pairs, _ = pd.factorize(sku_codes * len(attribute_names) + attribute_codes)
+    pairs = pairs.astype(np.int64, copy=False)
+    keep = ~pd.Series(pairs * len(asset_names) + asset_codes).duplicated().to_numpy()
+    kept = np.flatnonzero(keep)
+    order = kept[np.lexsort((kept, pairs[kept], sku_codes[kept]))]
+    starts = _starts(pairs[order])
+    ends = np.append(starts[1:], len(order))
+    references = [a if a.startswith("#") else {"assetId": a} for a in asset_names[asset_codes[order]].tolist()]
+    names = attribute_names[attribute_codes[order[starts]]].tolist()
+    asset_types = type_names[type_codes[order[starts]]].tolist()
     items = [
         {"type": "Asset", "name": name, "assetType": asset_type, "values": references[a:b]}
         for name, asset_type, a, b in zip(names, asset_types, starts.tolist(), ends.tolist(), strict=True)
     ]
-    return _Attributes(by_sku, items)
+    skus, lo, hi = _group_runs(sku_codes[order], starts, sku_names)
+    return _Attributes(skus, lo, hi, items)
 
 
 def _group_prices(frames: list[pd.DataFrame]) -> _Attributes:
     """One Pricing attribute per SKU: pricebooks sorted by name, currencies sorted by code."""
-    rows = pd.concat([f.loc[:, ["sku", "pricebook", "currency", "price"]] for f in frames], ignore_index=True)
+    rows = _concat(frames, ["sku", "pricebook", "currency", "price"])
     if not len(rows):
         return _NO_ATTRIBUTES
-    sku_codes, sku_names = pd.factorize(rows["sku"], sort=True)
-    book_codes, books = pd.factorize(rows["pricebook"], sort=True)
-    currency_codes, _currencies = pd.factorize(rows["currency"], sort=True)
+    sku_codes, sku_names = _codes(rows["sku"], sort=True)
+    book_codes, book_names = _codes(rows["pricebook"], sort=True)
+    currency_codes, currency_names = _codes(rows["currency"], sort=True)
     order = np.lexsort((currency_codes, book_codes, sku_codes))
     sku_sorted = sku_codes[order]
     # One run per (SKU, pricebook).
-    run_key = sku_sorted.astype(np.int64) * (len(books) + 1) + book_codes[order]
-    starts, ends, by_book_runs, _change = _runs(sku_sorted, run_key, sku_names)
-    currencies = rows["currency"].to_numpy(dtype=object)[order].tolist()
+    starts = _starts(sku_sorted * (len(book_names) + 1) + book_codes[order])
+    ends = np.append(starts[1:], len(order))
+    currencies = currency_names[currency_codes[order]].tolist()
     amounts = _json_numbers(rows["price"].to_numpy(dtype=np.float64)[order])
-    book_names = rows["pricebook"].to_numpy(dtype=object)[order][starts].tolist()
+    books = book_names[book_codes[order[starts]]].tolist()
     book_items = [
-        {"pricebook": book, "currencies": dict(zip(currencies[a:b], amounts[a:b], strict=True))}
-        for book, a, b in zip(book_names, starts.tolist(), ends.tolist(), strict=True)
+        {
+            "pricebook": book,
+            "currencies": {currencies[a]: amounts[a]} if b - a == 1 else dict(zip(currencies[a:b], amounts[a:b], strict=True)),
+        }
+        for book, a, b in zip(books, starts.tolist(), ends.tolist(), strict=True)
     ]
-    by_sku: dict[str, tuple[int, int]] = {}
-    items: list[dict[str, Any]] = []
-    for sku, (first, end) in by_book_runs.items():
-        by_sku[sku] = (len(items), len(items) + 1)
-        items.append({"type": "Pricing", "name": "Pricing", "values": book_items[first:end], "defaultValue": {}})
-    return _Attributes(by_sku, items)
+    skus, first_run, end_run = _group_runs(sku_sorted, starts, sku_names)
+    items = [
+        {"type": "Pricing", "name": "Pricing", "values": book_items[a:b], "defaultValue": {}}
+        for a, b in zip(first_run.tolist(), end_run.tolist(), strict=True)
+    ]
+    position = np.arange(len(items), dtype=np.int64)
+    return _Attributes(skus, position, position + 1, items)
 
 
-def _build_products(
-    columns: dict[str, list], meta_lists: list[tuple[str, str, list]], list_separator: str
-) -> list[dict[str, Any]]:
+def _build_products(columns: dict[str, list], meta_lists: list[tuple[str, str, list]]) -> list[dict[str, Any]]:
     """Product objects (without attributes) in the order of the accepted product rows."""
     products: list[dict[str, Any]] = []
-    split = _split_list
     for i, (sku, name, description, keywords, tags, model) in enumerate(
         zip(
             columns["sku"],
@@ -947,9 +1036,9 @@ def _build_products(
         if description:
             product["description"] = description
         if keywords:
-            product["keywords"] = split(keywords, list_separator) if list_separator in keywords else [keywords]
+            product["keywords"] = keywords
         if tags:
-            product["tags"] = split(tags, list_separator) if list_separator in tags else [tags]
+            product["tags"] = tags
         if model:
             product["asset"] = {"assetId": model, "type": "model"}
         metadata = [{"name": "SKU", "defaultValue": sku, "type": "String"}]
@@ -972,7 +1061,7 @@ def _write_output(
     by_source: dict[str, list[pd.DataFrame]] = {}
     product_files: list[_SourceFile] = []
     for sf in accepted:
-        by_source.setdefault(sf.source, []).append(sf.frame.loc[~sf.bad])
+        by_source.setdefault(sf.source, []).append(sf.frame.loc[~sf.bad] if sf.bad.any() else sf.frame)
         if sf.source == "products":
             product_files.append(sf)
 
@@ -985,7 +1074,7 @@ def _write_output(
         frames = []
         meta_keys: list[str] = []
         for sf in product_files:
-            good = sf.frame.loc[~sf.bad].rename(columns={f"meta\x00{h}": f"meta\x00{k}" for h, k in sf.meta})
+            good = (sf.frame.loc[~sf.bad] if sf.bad.any() else sf.frame).rename(columns={f"meta\x00{h}": f"meta\x00{k}" for h, k in sf.meta})
             frames.append(good)
             origins.extend((sf.name, line) for line in good[LINE_COLUMN].tolist())
             meta_keys.extend(key for _header, key in sf.meta if key not in meta_keys)
@@ -993,8 +1082,10 @@ def _write_output(
         n = len(rows)
         columns = {
             name: rows[name].tolist() if name in rows.columns else [""] * n
-            for name in ("sku", "name", "description", "keywords", "tags", "model_asset_id")
+            for name in ("sku", "name", "description", "model_asset_id")
         }
+        for name in ("keywords", "tags"):
+            columns[name] = _split_lists(rows[name], spec.list_separator) if name in rows.columns else [None] * n
         product_index = {sku: i for i, sku in enumerate(columns["sku"])}
         meta_lists: list[tuple[str, str, list]] = []
         for key in meta_keys:
@@ -1008,7 +1099,7 @@ def _write_output(
                 meta_lists.append((key, "Number", numbers))
             else:
                 meta_lists.append((key, "String", [v if v != "" else None for v in values.tolist()]))
-        products = _build_products(columns, meta_lists, spec.list_separator)
+        products = _build_products(columns, meta_lists)
         del rows, columns, meta_lists
 
     options = _group_options(by_source["options"]) if "options" in by_source else _NO_ATTRIBUTES
@@ -1016,35 +1107,46 @@ def _write_output(
     prices = _group_prices(by_source["prices"]) if "prices" in by_source else _NO_ATTRIBUTES
     del by_source
 
-    ordered = sorted(product_index.keys() | options.by_sku.keys() | parts.by_sku.keys() | prices.by_sku.keys())
+    # Every SKU once, in code point order (Arrow sorts UTF-8 bytes: the same order as sorted()).
+    product_skus = pd.Index(list(product_index), dtype="str")
+    all_skus = pa.chunked_array(
+        [pa.array(index, type=pa.large_string()) for index in (product_skus, options.skus, parts.skus, prices.skus)],
+        type=pa.large_string(),
+    ).combine_chunks()
+    unique = pc.unique(all_skus)
+    unique = unique.take(pc.array_sort_indices(unique))
+    ordered = unique.to_pylist()
+    ordered_index = pd.Index(pd.arrays.ArrowStringArray(unique.cast(pa.large_string())))
+    product_positions = product_skus.get_indexer(ordered_index).tolist() if product_index else [-1] * len(ordered)
+    option_lo, option_hi = options.spans(ordered_index)
+    part_lo, part_hi = parts.spans(ordered_index)
+    price_lo, price_hi = prices.spans(ordered_index)
     total = len(ordered)
     failed: set[str] = set()
     schema_errors: list[ErrorRow] = []
     attributes_written = 0
     sha256 = hashlib.sha256
-    hash_rows: list[tuple[str, str]] = []
+    hashed_skus: list[str] = []
+    hashes: list[str] = []
     pending: list[bytes] = []
-    option_runs, option_items = options.by_sku, options.items
-    part_runs, part_items = parts.by_sku, parts.items
-    price_runs, price_items = prices.by_sku, prices.items
+    option_items, part_items, price_items = options.items, parts.items, prices.items
 
     with atomic_write(output, mode="wb") as out:
-        for done, sku in enumerate(ordered, start=1):
-            i = product_index.get(sku)
-            if i is not None:
+        for done, (sku, i, a, b, c, d, e, f) in enumerate(
+            zip(ordered, product_positions, option_lo, option_hi, part_lo, part_hi, price_lo, price_hi, strict=True),
+            start=1,
+        ):
+            if i >= 0:
                 product = products[i]
                 sku_meta = product["metadata"][0]
             else:
                 sku_meta = {"name": "SKU", "defaultValue": sku, "type": "String"}
                 product = {"type": "item", "metadata": [sku_meta]}
-            span = option_runs.get(sku)
-            attributes = option_items[span[0] : span[1]] if span else []
-            span = part_runs.get(sku)
-            if span:
-                attributes += part_items[span[0] : span[1]]
-            span = price_runs.get(sku)
-            if span:
-                attributes.append(price_items[span[0]])
+            attributes = option_items[a:b]
+            if d:
+                attributes += part_items[c:d]
+            if f:
+                attributes.append(price_items[e])
             if attributes:
                 product["attributes"] = attributes
                 attributes_written += len(attributes)
@@ -1053,14 +1155,15 @@ def _write_output(
             if problems:
                 attributes_written -= len(attributes)
                 failed.add(sku)
-                file_name, line = origins[i] if i is not None else ("", None)
+                file_name, line = origins[i] if i >= 0 else ("", None)
                 schema_errors.append(
                     ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]))
                 )
                 continue
             line = _encode(entry)
             pending.append(line)
-            hash_rows.append((sku, sha256(line).hexdigest()))
+            hashed_skus.append(sku)
+            hashes.append(sha256(line).hexdigest())
             if done % 10_000 == 0:
                 pending.append(b"")
                 out.write(b"\n".join(pending))
@@ -1072,10 +1175,7 @@ def _write_output(
         if pending:
             pending.append(b"")
             out.write(b"\n".join(pending))
-    with atomic_write(hashes_path, newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["sku", "content_hash"])
-        writer.writerows(hash_rows)
+    _write_pairs_csv(hashes_path, ("sku", "content_hash"), [(hashed_skus, hashes)], values_first=True)
     if progress:
         progress("write", total, total)
     frame = errors_frame(schema_errors) if schema_errors else None

@@ -66,6 +66,7 @@ _SOURCE_KEYS = {
 _TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources"}
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
 _METADATA_TYPES = {"String", "Number"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,8 @@ def _string_map(ctx: _Context, key: str, value: Any, *, allow_empty_values: bool
             ctx.fail(f"{key}.{k}", "keys and values must be plain strings or numbers")
         if not v_text and not allow_empty_values:
             ctx.fail(f"{key}.{k}", "must not be empty")
+        if _CONTROL.search(v_text):
+            ctx.fail(f"{key}.{k}", "must not contain control characters")
         result[k_text] = v_text
     return result
 

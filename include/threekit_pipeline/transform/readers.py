@@ -73,6 +73,9 @@ class RawTable:
     duplicate_headers: dict[str, list[int]] = field(default_factory=dict)
     # Rows that could not be parsed into fields: (line, reason).
     row_errors: list[tuple[int, str]] = field(default_factory=list)
+    # True when no value can hold a control character (tab, CR, LF included): the
+    # validators may skip their per-column control-character scans.
+    control_free: bool = False
 
     @property
     def rows(self) -> int:
@@ -344,8 +347,27 @@ def read_csv_bytes(
     if table is None:
         # Records spanning lines, ragged rows: parse record by record for exact line numbers.
         table = _read_csv_careful(utf8, name=name, separator=separator, encoding=used_encoding)
+    else:
+        # One record per line, so no value holds CR or LF; check the bytes for the rest.
+        table.control_free = _no_control_bytes(utf8, separator)
     table.frame = _drop_blank_rows(table.frame)
     return table
+
+
+_CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
+_OTHER_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+_C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")
+
+
+def _no_control_bytes(utf8: bytes, separator: str) -> bool:
+    """True when the text has no control character except line ends (and tab as separator)."""
+    if utf8.translate(None, _OTHER_BYTES):
+        return False
+    if separator != "\t" and b"\t" in utf8:
+        return False
+    if utf8.count(b"\r") != utf8.count(b"\r\n"):
+        return False
+    return not (b"\xc2" in utf8 and _C1_CONTROL.search(utf8))
 
 
 def _read_csv_arrow(utf8: bytes, *, name: str, separator: str, encoding: str, sample: str) -> RawTable | None:

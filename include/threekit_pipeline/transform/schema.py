@@ -422,6 +422,7 @@ _PRICING_KEYS = frozenset(_PRICING_ATTRIBUTE["properties"])
 _PRICE_VALUE_KEYS = frozenset({"pricebook", "currencies"})
 _ASSET_ID_KEYS = frozenset({"assetId"})
 _PRODUCT_TYPE_SET = frozenset(PRODUCT_TYPES)
+_ASSET_FIELD_KEYS = frozenset({"assetId", "type"})
 _ONLY_STR = {str}
 _ONLY_DICT = {dict}
 _NUMBER_TYPES = frozenset({int, float})
@@ -547,32 +548,34 @@ def _fast_valid(entry) -> bool:
             )
             if not shared and not _fast_metadata(query_metadata):
                 return False
-    keys = product.keys()
-    if not keys <= _PRODUCT_KEYS or "rules" in product:
-        return False
-    if "name" in product and (type(product["name"]) is not str or not product["name"]):
-        return False
-    if "type" in product and (type(product["type"]) is not str or product["type"] not in _PRODUCT_TYPE_SET):
-        return False
-    if "description" in product and type(product["description"]) is not str:
-        return False
-    if "assetId" in product and (type(product["assetId"]) is not str or not product["assetId"]):
-        return False
-    if "parentFolderId" in product and (type(product["parentFolderId"]) is not str or not product["parentFolderId"]):
-        return False
-    if "asset" in product:
-        asset = product["asset"]
-        if type(asset) is not dict or "assetId" not in asset or not asset.keys() <= {"assetId", "type"}:
+    # One pass over the product's keys; anything unexpected (rules included) falls through.
+    for key, value in product.items():
+        if key == "metadata":
+            if not _fast_metadata(value):
+                return False
+        elif key == "attributes":
+            if not _fast_attributes(value):
+                return False
+        elif key == "name" or key == "assetId" or key == "parentFolderId":
+            if type(value) is not str or not value:
+                return False
+        elif key == "type":
+            if type(value) is not str or value not in _PRODUCT_TYPE_SET:
+                return False
+        elif key == "keywords" or key == "tags":
+            if type(value) is not list or (value and (set(map(type, value)) != _ONLY_STR or "" in value)):
+                return False
+        elif key == "description":
+            if type(value) is not str:
+                return False
+        elif key == "asset":
+            if type(value) is not dict or "assetId" not in value or not value.keys() <= _ASSET_FIELD_KEYS:
+                return False
+            if set(map(type, value.values())) != _ONLY_STR or "" in value.values():
+                return False
+        else:
             return False
-        if set(map(type, asset.values())) != _ONLY_STR or "" in asset.values():
-            return False
-    if "keywords" in product and not _fast_texts(product["keywords"]):
-        return False
-    if "tags" in product and not _fast_texts(product["tags"]):
-        return False
-    if "metadata" in product and not _fast_metadata(product["metadata"]):
-        return False
-    return "attributes" not in product or _fast_attributes(product["attributes"])
+    return True
 
 
 def check_entry(entry: Any) -> list[str]:
