@@ -43,6 +43,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from threekit_pipeline.airflow.operators.threekit import CatalogChunkImportOperator
 from threekit_pipeline.airflow.sensors.ftp import FtpCompleteFilesSensor
 from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
@@ -142,15 +143,6 @@ def threekit_catalog_import():
 
         return catalog_import.transform_and_plan(_env(), collected)["chunks"]
 
-    @task
-    def import_chunk(chunk_path: str) -> dict:
-        """Import one chunk into Threekit; record confirmed products in the ledger."""
-        from threekit_pipeline.pipelines import catalog_import
-
-        env = _env()
-        with env.threekit() as client:
-            return catalog_import.import_chunk(env, chunk_path, client)
-
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def finalize() -> dict:
         """Archive or quarantine the files (only if every chunk landed) and upload the report."""
@@ -180,7 +172,8 @@ def threekit_catalog_import():
 
     collected = collect_files(wait_for_files.output)
     prepared = transform_and_plan(collected)
-    imported = import_chunk.expand(chunk_path=prepared)
+    # One mapped task per chunk; each links to the Threekit job(s) it started.
+    imported = CatalogChunkImportOperator.partial(task_id="import_chunk").expand(chunk_path=prepared)
     done = finalize()
     [prepared, imported] >> done
     publish_catalog(done)

@@ -246,3 +246,32 @@ def _as_list(value: Sequence[str] | str | None) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return [str(v) for v in value if v]
+
+
+class CatalogChunkImportOperator(BaseOperator):
+    """One chunk of the catalog import: import it, then record confirmed products in the ledger.
+
+    The work is :func:`threekit_pipeline.pipelines.catalog_import.import_chunk`; being an
+    operator (not a ``@task``) gives the mapped task instances a "Threekit job" link to the
+    job(s) each chunk started. Configuration comes from the ``threekit_pipeline`` Variable
+    at run time, like every task of the pipelines.
+    """
+
+    template_fields: Sequence[str] = ("chunk_path",)
+    operator_extra_links = (ThreekitJobLink(),)
+
+    def __init__(self, *, chunk_path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chunk_path = chunk_path
+
+    def execute(self, context: Context) -> dict:
+        from threekit_pipeline.pipelines import catalog_import
+        from threekit_pipeline.pipelines.runtime import TaskEnv
+
+        env = TaskEnv.from_context(context)
+        with env.threekit() as client:
+            recorder = _JobRecordingClient(client)
+            try:
+                return catalog_import.import_chunk(env, str(self.chunk_path), recorder)
+            finally:
+                ThreekitImportOperator._push_job_ids(context, recorder.job_ids)
