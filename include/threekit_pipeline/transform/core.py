@@ -53,7 +53,7 @@ from threekit_pipeline.transform.errors import (
 )
 from threekit_pipeline.transform.mapping import Mapping, SourceMapping, load_mapping
 from threekit_pipeline.transform.readers import LINE_COLUMN, RawTable, open_input, read_member
-from threekit_pipeline.transform.schema import check_entry
+from threekit_pipeline.transform.schema import check_entry, quick_valid
 
 log = logging.getLogger(__name__)
 
@@ -1151,7 +1151,8 @@ def _write_output(
                 product["attributes"] = attributes
                 attributes_written += len(attributes)
             entry = {"query": {"metadata": [sku_meta]}, "product": product}
-            problems = check_entry(entry)
+            # check_entry's own fast path, inlined: the detailed check runs only when it fails.
+            problems = None if quick_valid(entry) else check_entry(entry)
             if problems:
                 attributes_written -= len(attributes)
                 failed.add(sku)

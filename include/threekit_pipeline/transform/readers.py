@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from threekit_pipeline.transform.errors import FileRejected
 from threekit_pipeline.transform.mapping import InputLimits
@@ -372,9 +374,6 @@ def _no_control_bytes(utf8: bytes, separator: str) -> bool:
 
 def _read_csv_arrow(utf8: bytes, *, name: str, separator: str, encoding: str, sample: str) -> RawTable | None:
     """Multi-threaded parse with pyarrow; None when the file needs a more forgiving parser."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
     try:
         header_raw = next(csv.reader(io.StringIO(sample, newline=""), delimiter=separator))
     except (StopIteration, csv.Error):
