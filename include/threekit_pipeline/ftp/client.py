@@ -648,6 +648,14 @@ class FtpClient:
         try:
             received = self._retrying("download", remote, attempt)
             os.replace(part, local)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            if isinstance(exc, FtpError):
+                raise
+            # A local failure (disk full, file size limit, permissions): name both ends, keep errno.
+            raise OSError(
+                exc.errno, f"FTP download {remote!r} to {local}: cannot write the local copy: {exc.strerror or exc}"
+            ) from exc
         except BaseException:
             part.unlink(missing_ok=True)
             raise
