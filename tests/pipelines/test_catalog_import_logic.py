@@ -225,7 +225,16 @@ def test_merged_entry_equals_importing_both_in_order():
 
 
 def test_finalize_without_a_plan_has_nothing_to_do(tmp_path):
-    with pytest.raises(catalog_import.NothingToProcess):
+    env = _env(tmp_path)
+    # collect_files found nothing and said so: a skip.
+    (env.run_dir() / catalog_import.NOTHING_FILE).write_text('{"reason": "no catalog file to process"}')
+    with pytest.raises(catalog_import.NothingToProcess, match="no catalog file to process"):
+        catalog_import.finalize(env, None)
+
+
+def test_finalize_without_a_plan_after_a_failed_step_fails(tmp_path):
+    # collect_files or transform_and_plan failed: finalize must fail the run, not skip it.
+    with pytest.raises(catalog_import.FilesNotPrepared, match="left in place"):
         catalog_import.finalize(_env(tmp_path), None)
 
 

@@ -73,6 +73,8 @@ TABLE_ROWS = 20
 
 COLLECTED_FILE = "collected.json"
 PLAN_FILE = "plan.json"
+# Written when collect_files finds nothing: finalize then skips instead of failing the run.
+NOTHING_FILE = "nothing_to_process.json"
 # Outcomes meaning "the product is in Threekit": ``imported`` comes from synchronous imports
 # (sync mode, or isolating the invalid entries of a refused batch), whose answer does not
 # say whether the item was new.
@@ -85,6 +87,10 @@ class NothingToProcess(Exception):
 
 class ImportIncomplete(RuntimeError):
     """Some chunks did not land in Threekit; every source file was left where it was."""
+
+
+class FilesNotPrepared(ImportIncomplete):
+    """Collecting or transforming the files failed, so there is no import plan; nothing was moved."""
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -189,14 +195,22 @@ def _flatten_sensor_output(sensor_output: Any) -> list[Any] | None:
 def collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
     """Select this run's files and download them to ``<run>/downloads/``.
 
-    Raises :class:`NothingToProcess` when nothing is selected.
+    Raises :class:`NothingToProcess` when nothing is selected (and notes it for :func:`finalize`).
     """
+    # A re-run starts from scratch: later steps must never see a previous attempt's state.
+    for stale in (COLLECTED_FILE, PLAN_FILE, NOTHING_FILE):
+        (env.run_dir() / stale).unlink(missing_ok=True)
+    try:
+        return _collect_files(env, sensor_output, ftp)
+    except NothingToProcess as exc:
+        _write_json(env.run_dir() / NOTHING_FILE, {"reason": str(exc)})
+        raise
+
+
+def _collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
     from threekit_pipeline.ftp.paths import safe_local_path
 
     config: PipelineConfig = env.config
-    # A re-run starts from scratch: later steps must never see a previous attempt's state.
-    for stale in (COLLECTED_FILE, PLAN_FILE):
-        (env.run_dir() / stale).unlink(missing_ok=True)
     window, patterns = _selection(env)
     complete = None
     if not window.replay and not env.only_file:
@@ -511,35 +525,42 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
     )
     hashes = _read_json(chunk.with_suffix(".hashes.json"))
     confirmed: list[tuple[str, str]] = []
+    # Entries resumed from an earlier attempt of this run (the chunk files are per run) count as
+    # what that attempt did: otherwise a retried chunk would report nothing created and the
+    # catalog Asset would not be updated for products this run did create.
+    resumed_as: dict[str, int] = dict.fromkeys(CONFIRMED, 0)
     for record in _read_outcomes(chunk_outcome_path(chunk)):
         status = record.get("status")
-        if status in CONFIRMED or (status == "skipped" and record.get("previous_status") in CONFIRMED):
+        previous = record.get("previous_status")
+        if status in CONFIRMED or (status == "skipped" and previous in CONFIRMED):
             key = record.get("key")
             if key in hashes:
                 confirmed.append((key, hashes[key]))
+            if status == "skipped":
+                resumed_as[previous] += 1
     with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
         ledger.record(confirmed, run_id=env.run_id)
     result = {
         "chunk": chunk.name,
         "total": summary.total,
-        "created": summary.created,
-        "updated": summary.updated,
-        "imported": summary.imported,
+        "created": summary.created + resumed_as["created"],
+        "updated": summary.updated + resumed_as["updated"],
+        "imported": summary.imported + resumed_as["imported"],
         "skipped": summary.skipped,
         "rejected": summary.rejected,
         "confirmed": len(confirmed),
     }
     _write_json(result_path, result)
     log.info(
-        "%s: %d entries, %d created, %d updated, %d imported (sync), %d resumed, %d rejected by Threekit; "
-        "ledger updated for %d",
+        "%s: %d entries, %d created, %d updated, %d imported (sync), %d rejected by Threekit "
+        "(%d of them confirmed by an earlier attempt of this run); ledger updated for %d",
         chunk.name,
         summary.total,
-        summary.created,
-        summary.updated,
-        summary.imported,
-        summary.skipped,
+        result["created"],
+        result["updated"],
+        result["imported"],
         summary.rejected,
+        summary.skipped,
         len(confirmed),
     )
     return result
@@ -586,11 +607,21 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
     When a chunk did not land (its import task failed), no file is moved, the report says
     which chunks are missing and :class:`ImportIncomplete` is raised after the upload. On a
     dry run nothing is moved or uploaded; the report is written to the staging folder only.
+    Without an import plan, :class:`NothingToProcess` is raised when the run found no file,
+    :class:`FilesNotPrepared` when collecting or transforming failed (the run must not look
+    successful).
     """
     config: PipelineConfig = env.config
     plan_path = env.run_dir() / PLAN_FILE
     if not plan_path.exists():
-        raise NothingToProcess("no files were prepared in this run")
+        nothing = env.run_dir() / NOTHING_FILE
+        if nothing.exists():
+            raise NothingToProcess(_read_json(nothing).get("reason") or "no files were prepared in this run")
+        # finalize runs whatever happened upstream; without a plan, collecting or transforming failed.
+        raise FilesNotPrepared(
+            "no import plan: collecting or transforming this run's files failed (see those tasks' logs); "
+            "every source file was left in place and the next run picks them up again"
+        )
     plan = _read_json(plan_path)
     report = _report_from_plan(env, plan)
     sku_files: dict[str, list[str]] = {}
