@@ -144,3 +144,15 @@ def test_wide_marker_must_differ_from_separator(tmp_path):
     """
     with pytest.raises(MappingError, match=r"sources\.options\.wide\.default_marker: must differ from value_separator"):
         load_mapping(write_mapping(tmp_path, text))
+
+
+def test_reference_example_in_the_readme_is_a_valid_mapping():
+    readme = (MAPPINGS_DIR / "README.md").read_text(encoding="utf-8")
+    (block,) = [b.split("\n", 1)[1] for b in readme.split("```")[1::2] if b.startswith("yaml")]
+    import yaml
+    from threekit_pipeline.transform.mapping import parse_mapping
+
+    mapping = parse_mapping(yaml.safe_load(block), label="README.md")
+    assert mapping.sources["products"].metadata_types == {"Gewicht": "Number"}
+    assert mapping.sources["prices"].value_maps["currency"] == {"€": "EUR"}
+    assert mapping.sources["options"].wide.default_marker == "*"
