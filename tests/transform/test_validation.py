@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import zipfile
+from pathlib import Path
 
 import pytest
-from threekit_pipeline.transform import load_mapping
+from threekit_pipeline.transform import TransformResult, load_mapping, read_skus_by_file, transform_files
 
 HEADER = "sku,name,description,keywords,tags,model_asset_id\n"
 
@@ -396,3 +400,31 @@ def test_rerun_converges_to_identical_files(write, run):
         b = getattr(second.result, key)
         with open(a, "rb") as fa, open(b, "rb") as fb:
             assert fa.read() == fb.read(), key
+
+
+def test_side_files_quote_skus_like_the_csv_module(write, run):
+    text = HEADER + 'A,One,,,,\n"B,1",Two,,,,\n"C""3",Three,,,,\n'
+    outcome = run([write("products_20261123.csv", text)])
+    with open(outcome.result.hashes, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert [r[0] for r in rows] == ["sku", "A", "B,1", 'C"3']
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    assert Path(outcome.result.hashes).read_text(encoding="utf-8") == buffer.getvalue()
+    assert read_skus_by_file(Path(outcome.result.skus_path)) == {"products_20261123.csv": ["A", "B,1", 'C"3']}
+
+
+def test_progress_is_reported_per_file_and_at_the_end(write, tmp_path):
+    products = write("products_20261123.csv", HEADER + good_products(3))
+    prices = write("prices_20261123.csv", PRICES + "P000,EU,EUR,1\n")
+    calls = []
+    transform_files(load_mapping("canonical"), [products, prices], tmp_path / "o.jsonl", progress=lambda *a: calls.append(a))
+    assert calls == [("read", 1, 2), ("read", 2, 2), ("write", 3, 3)]
+
+
+def test_result_round_trips_through_json(write, run):
+    outcome = run([write("products_20261123.csv", HEADER + good_products(2))])
+    data = json.loads(json.dumps(outcome.result.to_dict()))
+    assert "skus_by_file" not in data
+    assert TransformResult.from_dict(data).products_written == 2
+    assert outcome.result.to_dict(include_skus=True)["skus_by_file"] == {"products_20261123.csv": ["P000", "P001"]}
