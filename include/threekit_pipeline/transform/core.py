@@ -260,6 +260,8 @@ def transform_files(
         if sf.status != "ok":
             sf.file_error(sf.reason)
     all_errors = [_sorted_errors(sf.errors) for sf in source_files if sf.errors]
+    for frame in all_errors:
+        _log_row_errors(frame)
     if schema_errors is not None and len(schema_errors):
         all_errors.append(schema_errors)
     result.error_lines = write_errors_csv(errors_path, all_errors)
@@ -800,6 +802,18 @@ def _sorted_errors(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frame = pd.concat(frames, ignore_index=True)
     frame = frame.drop_duplicates(subset=["line", "column", "value", "reason"])
     return frame.sort_values("line", kind="stable", na_position="first")
+
+
+def _log_row_errors(frame: pd.DataFrame, examples: int = 3) -> None:
+    """One log line per file with rejected rows: how many, and the first few reasons."""
+    rows = frame.loc[frame["line"].notna()]
+    if not len(rows):
+        return
+    shown = "; ".join(
+        f"line {line}{f' [{column}]' if column else ''}: {reason}"
+        for line, column, reason in rows[["line", "column", "reason"]].head(examples).itertuples(index=False)
+    )
+    log.warning("%s: %d rejected row error(s), first: %s", rows["file"].iloc[0], len(rows), shown)
 
 
 def _apply_error_ratio(sf: _SourceFile) -> None:
