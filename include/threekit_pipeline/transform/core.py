@@ -770,10 +770,11 @@ def _skus_by_file(accepted: list[_SourceFile], written: set[str]) -> dict[str, l
 _NEEDS_QUOTING = frozenset(',"\r\n')
 
 
-def _csv_field(text: str) -> str:
-    if _NEEDS_QUOTING.isdisjoint(text):
-        return text
-    return '"' + text.replace('"', '""') + '"'
+def _csv_fields(values: list[str]) -> list[str]:
+    """CSV fields with minimal quoting (as csv.writer); one C-level scan when none needs it."""
+    if _NEEDS_QUOTING.isdisjoint("".join(values)):
+        return values
+    return [v if _NEEDS_QUOTING.isdisjoint(v) else '"' + v.replace('"', '""') + '"' for v in values]
 
 
 def _write_pairs_csv(path: Path, header: tuple[str, str], groups, values_first: bool = False) -> None:
@@ -785,16 +786,15 @@ def _write_pairs_csv(path: Path, header: tuple[str, str], groups, values_first: 
     with atomic_write(path, newline="") as handle:
         handle.write(f"{header[0]},{header[1]}\n")
         for first, seconds in groups:
+            if not seconds:
+                continue
             if values_first:
-                firsts = [_csv_field(v) for v in first]
-                seconds = [_csv_field(v) for v in seconds]
-                lines = [f"{a},{b}" for a, b in zip(firsts, seconds, strict=True)]
+                lines = map(",".join, zip(_csv_fields(first), _csv_fields(seconds), strict=True))
             else:
-                prefix = _csv_field(first) + ","
-                lines = [prefix + _csv_field(v) for v in seconds]
-            if lines:
-                handle.write("\n".join(lines))
-                handle.write("\n")
+                prefix = _csv_fields([first])[0] + ","
+                lines = (prefix + value for value in _csv_fields(seconds))
+            handle.write("\n".join(lines))
+            handle.write("\n")
 
 
 def _sorted_errors(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -892,16 +892,22 @@ class _Attributes:
     hi: np.ndarray
     items: list[dict[str, Any]]
 
-    def spans(self, ordered: pd.Index) -> tuple[list[int], list[int]]:
+    def spans(self, ordered: pa.Array) -> tuple[list[int], list[int]]:
         """(lo, hi) per SKU of ``ordered``; an empty span for SKUs without attributes here."""
         if not len(self.skus):
             zeros = [0] * len(ordered)
             return zeros, zeros
-        position = self.skus.get_indexer(ordered)
+        position = _positions(ordered, pa.array(self.skus, type=pa.large_string()))
         present = position >= 0
         lo = np.where(present, self.lo[position], 0)
         hi = np.where(present, self.hi[position], 0)
         return lo.tolist(), hi.tolist()
+
+
+def _positions(values: pa.Array, within: pa.Array) -> np.ndarray:
+    """Position of each value in ``within`` (unique strings), -1 where absent."""
+    found = pc.index_in(values, value_set=within)
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 _NO_ATTRIBUTES = _Attributes(pd.Index([], dtype="str"), np.zeros(0, np.int64), np.zeros(0, np.int64), [])
@@ -1122,19 +1128,18 @@ def _write_output(
     del by_source
 
     # Every SKU once, in code point order (Arrow sorts UTF-8 bytes: the same order as sorted()).
-    product_skus = pd.Index(list(product_index), dtype="str")
+    product_skus = pa.array(list(product_index), type=pa.large_string())
     all_skus = pa.chunked_array(
-        [pa.array(index, type=pa.large_string()) for index in (product_skus, options.skus, parts.skus, prices.skus)],
+        [product_skus, *(pa.array(index, type=pa.large_string()) for index in (options.skus, parts.skus, prices.skus))],
         type=pa.large_string(),
     ).combine_chunks()
     unique = pc.unique(all_skus)
     unique = unique.take(pc.array_sort_indices(unique))
     ordered = unique.to_pylist()
-    ordered_index = pd.Index(pd.arrays.ArrowStringArray(unique.cast(pa.large_string())))
-    product_positions = product_skus.get_indexer(ordered_index).tolist() if product_index else [-1] * len(ordered)
-    option_lo, option_hi = options.spans(ordered_index)
-    part_lo, part_hi = parts.spans(ordered_index)
-    price_lo, price_hi = prices.spans(ordered_index)
+    product_positions = _positions(unique, product_skus).tolist() if product_index else [-1] * len(ordered)
+    option_lo, option_hi = options.spans(unique)
+    part_lo, part_hi = parts.spans(unique)
+    price_lo, price_hi = prices.spans(unique)
     total = len(ordered)
     failed: set[str] = set()
     schema_errors: list[ErrorRow] = []
