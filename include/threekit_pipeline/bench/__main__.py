@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -50,6 +51,33 @@ def _get(result: dict, dotted: str):
     return value
 
 
+_RUNNER = r"""
+import json, sys
+from pathlib import Path
+module = __import__(sys.argv[1], fromlist=["run"])
+result = module.run(Path(sys.argv[2]), **json.loads(sys.argv[3]))
+print("RESULT " + json.dumps(result))
+"""
+
+
+def _run_isolated(module_name: str, work: Path, kwargs: dict) -> dict:
+    """Run one benchmark in a fresh interpreter.
+
+    Peak RSS of a child process includes what its parent had mapped when it forked, so each
+    benchmark starts from a small parent: one benchmark's imports (pandas, pyarrow) never
+    inflate the next one's memory figures.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, module_name, str(work), json.dumps(kwargs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{module_name} exited {proc.returncode} (its error output is above)")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
@@ -66,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ...", flush=True)
         started = time.perf_counter()
         try:
-            module = __import__(module_name, fromlist=["run"])
-            results[name] = module.run(work, **(quick if args.quick else full))
+            results[name] = _run_isolated(module_name, work, quick if args.quick else full)
         except Exception as exc:  # one failing benchmark must not hide the others' figures
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "met": False}

@@ -111,7 +111,12 @@ def run(work_dir: Path, size_mib: int = 1024) -> dict:
                 }
         finally:
             server.stop()
-    return {"size_mib": size_mib, **results, "target": "throughput >= 0.8x curl, peak RSS < 300 MB"}
+    return {
+        "size_mib": size_mib,
+        **results,
+        "target": "throughput >= 0.8x curl, peak RSS < 300 MB",
+        "met": all(r["met"] for r in results.values()),
+    }
 
 
 if __name__ == "__main__":
