@@ -428,3 +428,29 @@ def test_result_round_trips_through_json(write, run):
     assert "skus_by_file" not in data
     assert TransformResult.from_dict(data).products_written == 2
     assert outcome.result.to_dict(include_skus=True)["skus_by_file"] == {"products_20261123.csv": ["P000", "P001"]}
+
+
+def test_an_entry_failing_the_schema_check_is_not_written_but_reported(write, run, monkeypatch):
+    import threekit_pipeline.transform.core as core
+
+    def reject_b(entry):
+        return entry["query"]["metadata"][0]["defaultValue"] != "P001"
+
+    monkeypatch.setattr(core, "quick_valid", reject_b)
+    monkeypatch.setattr(core, "check_entry", lambda entry: [] if reject_b(entry) else ["$.product: broken"])
+    products = write("products_20261123.csv", HEADER + good_products(3))
+    prices = write("prices_20261123.csv", PRICES + "P001,EU,EUR,1\nP002,EU,EUR,2\n")
+    outcome = run([products, prices])
+    assert sorted(outcome.entries) == ["P000", "P002"]
+    assert outcome.result.products_written == 2 and outcome.result.attributes_written == 1
+    assert outcome.errors == [
+        {
+            "file": "products_20261123.csv",
+            "line": "3",
+            "column": "",
+            "value": "P001",
+            "reason": "entry fails the import schema: $.product: broken",
+        }
+    ]
+    assert "P001" not in Path(outcome.result.hashes).read_text(encoding="utf-8")
+    assert outcome.result.skus_by_file == {"products_20261123.csv": ["P000", "P002"], "prices_20261123.csv": ["P002"]}
