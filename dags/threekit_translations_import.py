@@ -24,7 +24,9 @@ file, line, column, value, reason).
 (`airflow backfill create --dag-id threekit_translations_import --from-date ... --to-date ...`)
 or a manual run with `replay` re-imports the files stamped within the run's data interval (or
 `replay_start`..`replay_end`), from the archive when already processed; they stay archived.
-Importing overwrites translations, so re-runs and replays converge to the same state.
+Importing overwrites translations, so re-runs and replays converge to the same state; a file
+delivered again with content already imported (ledger `<staging>/ledger/translations_import.sqlite`)
+is archived without being sent again, unless `force_full_resend` is set; replays always send.
 
 **Configuration**: Variable `threekit_pipeline` (folders, sensor timings, `max_error_ratio`),
 connections `ftp_default` and `threekit_default`; read when the tasks run.
@@ -66,6 +68,11 @@ INBOUND_KEY = "inbound_translations"
             type="string",
             description="Process only this file: a name in the inbound folder (or its archive day folder), "
             "or an absolute path inside the inbound or archive folder. Empty = normal selection.",
+        ),
+        "force_full_resend": Param(
+            False,
+            type="boolean",
+            description="Send every selected file to Threekit even when the same content was imported before.",
         ),
         "replay": Param(
             False,

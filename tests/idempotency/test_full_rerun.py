@@ -110,20 +110,12 @@ def test_second_round_of_every_dag_changes_nothing(tmp_path):
         assert {dag_id: state for dag_id, (state, _) in second.items()} == dict.fromkeys(second, "success"), second
         assert without_reports(ftp_tree(stack, "/")) == without_reports(tree)
         assert _threekit_state(stack) == threekit
-        # The translations import re-sends an unchanged file (see the strict xfail below); every
-        # other write must be absent.
-        again = {route: count for route, count in write_counts(stack).items() if route != POST_TRANSLATIONS}
-        assert again == {r: c for r, c in writes.items() if r != POST_TRANSLATIONS}, "Threekit received writes again"
+        assert write_counts(stack) == writes, "Threekit received writes again"
         new_uploads = ftp_uploads(stack) - uploads
         assert set(new_uploads) <= {"reports"}, f"files uploaded again: {dict(new_uploads)}"
         assert temp_uploads(stack) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="threekit_translations_import keeps no record of imported content: a re-delivered, unchanged "
-    "translations file is sent to Threekit again (harmless overwrite, but a write where nothing changed)",
-)
 def test_unchanged_translations_file_is_not_sent_again(tmp_path):
     dag = load_dag("threekit_translations_import", retry_delay_s=0.2)
     with running_stack(tmp_path / "stack", VARIABLE) as stack:

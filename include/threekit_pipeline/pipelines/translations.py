@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from threekit_pipeline.pipelines import inbound
+from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
 from threekit_pipeline.pipelines.reports import (
     FileOutcome,
     RejectedRow,
@@ -50,6 +51,9 @@ ERRORS_COLUMNS = ("file", "line", "column", "value", "reason")
 STATUS_IMPORTED = "imported"
 STATUS_REJECTED = "rejected"
 STATUS_DRY_RUN = "dry_run"
+STATUS_UNCHANGED = "unchanged"
+# File name -> sha256 of the validated CSV Threekit last stored (survives restarts).
+LEDGER_NAME = "translations_import"
 
 
 @dataclass
@@ -171,6 +175,29 @@ def _process_file(
     if env.dry_run:
         outcome.status, outcome.reason = STATUS_DRY_RUN, "valid; would be imported (dry run)"
         return outcome, rows
+    from threekit_pipeline.pipelines.outbound import sha256_of
+
+    content_hash = sha256_of(validated.clean_path)
+    with Ledger(ledger_path(cfg.staging_dir, LEDGER_NAME)) as ledger:
+        previous = ledger.get(item.name)
+    redelivered = previous is not None and previous.content_hash == content_hash and not item.from_archive
+    if redelivered and not env.force_full_resend:
+        # The same translations delivered again: nothing to send, only to archive. Replays (files
+        # taken from the archive) are always sent: their purpose is to re-apply history.
+        log.info("%s: same translations already imported by run %s; not sent again", item.name, previous.run_id)
+        moved = inbound.archive_file(
+            ftp,
+            item.path,
+            archive_root=cfg.folder("archive"),
+            source=SOURCE,
+            processing_day=env.day,
+            local_copy=local,
+            scratch_dir=env.run_dir("scratch"),
+        )
+        outcome.status = STATUS_UNCHANGED
+        outcome.reason = f"same content already imported by run {previous.run_id}"
+        outcome.destination = moved.destination
+        return outcome, rows
     try:
         answer = client.import_translations(validated.clean_path)
     except ThreekitAPIError as exc:
@@ -183,6 +210,9 @@ def _process_file(
         )
     stored = len(answer.get("translations") or []) if isinstance(answer, dict) else 0
     log.info("%s: Threekit stored %d translation value(s)", item.name, stored)
+    # Recorded before archiving: if archiving fails, the retry only archives.
+    with Ledger(ledger_path(cfg.staging_dir, LEDGER_NAME)) as ledger:
+        ledger.record([(item.name, content_hash)], run_id=env.run_id)
     moved = inbound.archive_file(
         ftp,
         item.path,
