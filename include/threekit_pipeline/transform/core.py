@@ -51,7 +51,13 @@ from threekit_pipeline.transform.errors import (
     errors_frame,
     write_errors_csv,
 )
-from threekit_pipeline.transform.mapping import Mapping, SourceMapping, load_mapping
+from threekit_pipeline.transform.mapping import (
+    SOURCE_FIELDS,
+    WIDE_OPTION_FIELDS,
+    Mapping,
+    SourceMapping,
+    load_mapping,
+)
 from threekit_pipeline.transform.readers import LINE_COLUMN, RawTable, open_input, read_member
 from threekit_pipeline.transform.schema import check_entry, quick_valid
 
@@ -431,8 +437,6 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
 
 
 def _required_fields(spec: SourceMapping) -> set[str]:
-    from threekit_pipeline.transform.mapping import SOURCE_FIELDS, WIDE_OPTION_FIELDS
-
     fields = WIDE_OPTION_FIELDS if spec.wide else SOURCE_FIELDS[spec.name]
     return {name for name, required in fields.items() if required}
 
@@ -530,7 +534,8 @@ def _isin(series: pd.Series, values) -> np.ndarray:
 def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
     frame = sf.frame
     assert frame is not None
-    # Values of constants and value maps come from the mapping, never from the file.
+    # control_free: the file's bytes hold no control character at all. Constants and
+    # value-map results come from the mapping, which refuses control characters.
     control_free = sf.table is not None and sf.table.control_free
     _check_sku(sf, mapping, control_free)
     for canonical in [c for c in frame.columns if c not in (LINE_COLUMN, "sku", "_column")]:
