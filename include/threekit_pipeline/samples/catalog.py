@@ -61,7 +61,14 @@ _TRANSLATIONS = {
     },
 }
 _PRICEBOOKS = (("EU Retail", "EUR"), ("US Retail", "USD"), ("EU Trade", "EUR"), ("UK Retail", "GBP"))
-_PART_TAGS = ("#legs-oak", "#legs-walnut", "#legs-brass", "#cushion-set", "#leaf-oak", "#doors-glass")
+# Part attribute -> tags of the part items it may reference.
+_PART_TAGS = {
+    "Legs": ("#legs-oak", "#legs-walnut", "#legs-brass"),
+    "Seat Pad": ("#seat-pads",),
+    "Extension Leaf": ("#leaf-oak", "#leaf-walnut"),
+    "Headboard": ("#headboards",),
+    "Doors": ("#doors-glass", "#doors-oak"),
+}
 
 
 def _uuid(rng: random.Random) -> str:
@@ -191,7 +198,8 @@ def generate_catalog(
                 price_batch.append([sku, pricebook, currency, f"{base_price * factor:.2f}"])
 
             if rng.random() < parts_ratio:
-                part_batch.append([sku, part_attribute, _PART_TAGS[rng.randrange(len(_PART_TAGS))], "item"])
+                tags_for_part = _PART_TAGS[part_attribute]
+                part_batch.append([sku, part_attribute, tags_for_part[rng.randrange(len(tags_for_part))], "item"])
                 if rng.random() < 0.5:
                     part_batch.append([sku, part_attribute, _uuid(rng), "item"])
 
