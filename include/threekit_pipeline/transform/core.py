@@ -30,6 +30,7 @@ import csv
 import gc
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -392,12 +393,15 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
     if spec.wide:
         for header, attribute in spec.wide.columns.items():
             key = header.strip().casefold()
+            if key in table.duplicate_headers:
+                positions = ", ".join(str(p) for p in table.duplicate_headers[key])
+                raise FileRejected(f"column {header!r} appears more than once (columns {positions})")
             if key in by_key:
                 wide_headers.append((by_key[key], attribute))
             else:
                 missing.append(f"{header!r} (option column)")
     if missing:
-        found = ", ".join(repr(h) for h in table.headers[:12])
+        found = ", ".join(repr(_shown_header(h)) for h in table.headers[:12])
         more = ", ..." if len(table.headers) > 12 else ""
         raise FileRejected(f"missing required column(s) {', '.join(missing)}; found {found}{more}")
 
@@ -416,12 +420,18 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
     for canonical, constant in spec.constants.items():
         data[canonical] = pd.Series(np.full(len(raw), constant, dtype=object), dtype="str")
         sf.headers[canonical] = f"(constant {canonical})"
-    frame = pd.DataFrame(data)
-
     if sf.source == "products":
         sf.meta = _metadata_columns(spec, table.headers, selected)
         for header, _key in sf.meta:
-            frame[f"meta\x00{header}"] = raw[header].str.strip().reset_index(drop=True)
+            # A repeated metadata column would land under a made-up key ("Color (column 4)").
+            if (positions := table.duplicate_headers.get(header.casefold())) is not None:
+                listed = ", ".join(str(p) for p in positions)
+                raise FileRejected(f"column {header!r} appears more than once (columns {listed})")
+        # Collected before the frame is built: inserting thousands of columns one by one
+        # into a DataFrame is quadratic (a 10,000-column export took minutes).
+        for header, _key in sf.meta:
+            data[f"meta\x00{header}"] = raw[header].str.strip().reset_index(drop=True)
+    frame = pd.DataFrame(data)
     if spec.wide:
         frame = _melt_wide(frame, raw, wide_headers, spec)
     sf.frame = frame
@@ -430,10 +440,17 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
         sf.errors.append(
             errors_frame(ErrorRow(sf.name, line, "", "", reason) for line, reason in table.row_errors)
         )
-    unused = [h for h in table.headers if h not in selected.values() and h not in {m[0] for m in sf.meta}]
-    unused = [h for h in unused if h not in {w[0] for w in wide_headers} and not h.startswith("(column ")]
+    used = {*selected.values(), *(m[0] for m in sf.meta), *(w[0] for w in wide_headers)}
+    unused = [h for h in table.headers if h not in used and not h.startswith("(column ")]
     if unused:
-        log.info("%s: columns not used by mapping %s: %s", sf.name, mapping.name, ", ".join(unused))
+        shown = ", ".join(_shown_header(h) for h in unused[:20])
+        more = f", ... ({len(unused) - 20} more)" if len(unused) > 20 else ""
+        log.info("%s: %d column(s) not used by mapping %s: %s%s", sf.name, len(unused), mapping.name, shown, more)
+
+
+def _shown_header(header: str, limit: int = 60) -> str:
+    """A header as quoted in messages and logs, cut short: a header line can be megabytes long."""
+    return header if len(header) <= limit else f"{header[:limit]}... ({len(header):,} characters)"
 
 
 def _required_fields(spec: SourceMapping) -> set[str]:
@@ -593,6 +610,14 @@ def normalise_decimals(values: pd.Series, decimal: str, thousands: str | None) -
     """Rewrite decimal numbers to use ``.`` and no grouping; malformed values stay malformed."""
     values = values.str.strip()
     if thousands:
+        grouped = _mask(values.str.contains(thousands, regex=False))
+        if grouped.any():
+            # Grouping only separates threes of digits of the integer part: "1,234.56" in a
+            # layout grouping with "." is another locale's number, not 1.23456.
+            point = re.escape("," if decimal == "," else ".")
+            pattern = rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{point}\d*)?"
+            misplaced = grouped & ~_mask(values.str.fullmatch(pattern))
+            values = values.where(~misplaced, values + " (misplaced grouping)")
         values = values.str.replace(thousands, "", regex=False)
     if decimal == ",":
         # A "." where "," is the decimal point (and not the grouping) is an error: keep it
@@ -632,7 +657,8 @@ def _validate_prices(sf: _SourceFile) -> None:
     valid = _mask(normalised.str.fullmatch(_NUMBER))
     not_finite = ~valid & _isin(raw_price.str.strip().str.lower(), _NOT_FINITE)
     sf.flag(not_finite, "price", "price is NaN or infinite")
-    sf.flag(~empty & ~valid & ~not_finite, "price", "price is not a number")
+    layout = "" if spec.decimal == "auto" else f" (decimal {spec.decimal!r}, thousands {spec.thousands or 'none'!r})"
+    sf.flag(~empty & ~valid & ~not_finite, "price", "price is not a number" + layout)
     amounts = pd.to_numeric(normalised.where(valid, "nan"), errors="coerce").to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         negative = valid & (amounts < 0)

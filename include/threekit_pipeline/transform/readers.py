@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 LINE_COLUMN = "__line__"
 CANDIDATE_SEPARATORS = (",", ";", "\t", "|")
+# Widest accepted header (a spreadsheet's column limit).
+MAX_COLUMNS = 16_384
 # Compression ratios are only meaningful once the output is large enough to matter.
 _RATIO_CHECK_MIN_BYTES = 1 << 20
 _CHUNK = 1 << 20
@@ -191,6 +193,11 @@ def read_member(
 ) -> RawTable:
     """Parse one data file into a :class:`RawTable` (CSV or .xlsx, decided by name and content)."""
     lower = member.inner_name.lower()
+    if member.name != member.inner_name and lower.endswith((".zip", ".gz")):
+        raise FileRejected(
+            f"archive inside an archive ({member.inner_name}): nested archives are not opened; "
+            f"put the data files in the archive itself"
+        )
     if lower.endswith(".xls"):
         raise FileRejected("legacy .xls workbooks are not supported; save the sheet as .xlsx or CSV")
     if lower.endswith(_XLSX_SUFFIXES) or (member.data[:4] == b"PK\x03\x04" and not lower.endswith(_CSV_SUFFIXES)):
@@ -251,12 +258,47 @@ def decode_to_utf8(data: bytes, encoding: str | None = None) -> tuple[bytes, str
     try:
         data.decode("utf-8")
         return data, "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        _reject_mixed_encodings(data, exc)
     try:
         return data.decode("cp1252").encode("utf-8"), "cp1252"
     except UnicodeDecodeError:
         return data.decode("latin-1").encode("utf-8"), "latin-1"
+
+
+# A well-formed multi-byte UTF-8 sequence (never produced by typical cp1252 text).
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _reject_mixed_encodings(data: bytes, error: UnicodeDecodeError) -> None:
+    """Refuse a file that is not valid UTF-8 but has lines that are: two encodings mixed.
+
+    Decoding it all as cp1252 would silently turn the UTF-8 lines into mojibake
+    ("MÃ¼ller"); a file really in cp1252 almost never has a whole line of valid UTF-8
+    multi-byte sequences, and a mapping can still declare ``encoding: cp1252``.
+    """
+    position = 0
+    while match := _UTF8_MULTIBYTE.search(data, position):
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        end = data.find(b"\n", match.end())
+        end = len(data) if end < 0 else end
+        try:
+            data[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            position = end  # this line is not UTF-8 either: look further
+            continue
+        raise FileRejected(
+            f"mixed text encodings: line {_line_of(data, match.start())} is UTF-8 but line "
+            f"{_line_of(data, error.start)} is not (byte 0x{data[error.start]:02x}); export the file in one "
+            f"encoding, or declare it in the mapping"
+        )
 
 
 def _guess_bomless_utf16(data: bytes) -> str | None:
@@ -327,13 +369,14 @@ def read_csv_bytes(
 ) -> RawTable:
     """Parse CSV bytes (any supported encoding) into a :class:`RawTable` of strings."""
     utf8, used_encoding = decode_to_utf8(data, encoding)
-    if b"\x00" in utf8:
-        raise FileRejected("contains NUL bytes: a binary file, not CSV text")
+    if (nul := utf8.find(b"\x00")) >= 0:
+        raise FileRejected(f"contains NUL bytes (first on line {_line_of(utf8, nul)}): a binary file, not CSV text")
     if not utf8.strip():
         raise FileRejected("file is empty (no header line)")
     sample = utf8[:65536].decode("utf-8", errors="ignore")
     if separator is None:
         separator = sniff_separator(sample)
+    _check_header_width(utf8, separator)
 
     physical = _physical_lines(utf8)
     table = _read_csv_arrow(utf8, name=name, separator=separator, encoding=used_encoding, sample=sample)
@@ -354,6 +397,25 @@ def read_csv_bytes(
         table.control_free = _no_control_bytes(utf8, separator)
     table.frame = _drop_blank_rows(table.frame)
     return table
+
+
+def _check_header_width(utf8: bytes, separator: str) -> None:
+    """Refuse a header line with more columns than any spreadsheet holds.
+
+    Typically a file without line breaks: every record ends up in line 1, and parsing
+    millions of columns would exhaust memory long before anything could be reported.
+    """
+    end = utf8.find(b"\n")
+    line = utf8 if end < 0 else utf8[:end]
+    marker = separator.encode("utf-8")
+    if line.count(marker) < MAX_COLUMNS:
+        return
+    columns = re.sub(rb'"[^"]*"', b"", line).count(marker) + 1
+    if columns > MAX_COLUMNS:
+        raise FileRejected(
+            f"line 1 has {columns:,} columns, more than the {MAX_COLUMNS:,} supported "
+            f"(a file without line breaks?)"
+        )
 
 
 _CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
@@ -434,7 +496,18 @@ def _read_csv_pandas(utf8: bytes, separator: str) -> pd.DataFrame | None:
         raise FileRejected("file is empty (no header line)") from None
 
 
+def _allow_fields_up_to(size: int) -> None:
+    """Raise the csv module's field size limit (128 KiB by default) to ``size``.
+
+    The whole text is already in memory, so no field can be larger; without this a long
+    value, or a quote left open early in a big file, raised a bare ``csv.Error``.
+    """
+    if csv.field_size_limit() < size:
+        csv.field_size_limit(size)
+
+
 def _raise_unterminated_quote(utf8: bytes, separator: str) -> None:
+    _allow_fields_up_to(len(utf8))
     reader = csv.reader(io.StringIO(utf8.decode("utf-8"), newline=""), delimiter=separator)
     start = 1
     previous = 0
@@ -446,6 +519,7 @@ def _raise_unterminated_quote(utf8: bytes, separator: str) -> None:
 
 def _read_csv_careful(utf8: bytes, *, name: str, separator: str, encoding: str) -> RawTable:
     """Record-by-record parse: exact start lines for multi-line records, ragged rows reported."""
+    _allow_fields_up_to(len(utf8))
     reader = csv.reader(io.StringIO(utf8.decode("utf-8"), newline=""), delimiter=separator)
     previous = 0
     header_raw: list[str] | None = None
