@@ -5,13 +5,16 @@ number a person sees in an editor (header = line 1; for a record spanning severa
 lines, the line it starts on); it is empty for file-level errors. Values are cut to
 200 characters and made safe to open in a spreadsheet: a value starting with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so it is never evaluated as a
-formula.
+formula. Control characters other than tab and line breaks are written as visible ``\\xNN``
+escapes: the value of a row rejected for "contains control characters" shows where they are,
+and viewing the file in a terminal cannot replay escape sequences.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +25,12 @@ import pandas as pd
 ERRORS_COLUMNS = ("file", "line", "column", "value", "reason")
 MAX_ERROR_VALUE_CHARS = 200
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_INVISIBLE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_INVISIBLE_RE = re.compile(_INVISIBLE)
+
+
+def _escape_invisible(match: re.Match) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 class TransformError(Exception):
@@ -52,8 +61,8 @@ class ErrorRow:
 
 
 def safe_cell(text: str) -> str:
-    """Truncate to 200 characters and neutralise spreadsheet formulas (CSV injection)."""
-    text = text[:MAX_ERROR_VALUE_CHARS]
+    """Truncate to 200 characters, show control characters as ``\\xNN``, neutralise formulas."""
+    text = _INVISIBLE_RE.sub(_escape_invisible, text[:MAX_ERROR_VALUE_CHARS])
     if text.startswith(_FORMULA_TRIGGERS):
         return "'" + text
     return text
@@ -62,6 +71,10 @@ def safe_cell(text: str) -> str:
 def safe_series(values: pd.Series) -> pd.Series:
     """Vectorised :func:`safe_cell` over a string Series."""
     values = values.astype("str").str.slice(0, MAX_ERROR_VALUE_CHARS)
+    invisible = values.str.contains(_INVISIBLE, regex=True).to_numpy(dtype=bool)
+    if invisible.any():
+        escaped = values[invisible].map(lambda text: _INVISIBLE_RE.sub(_escape_invisible, text))
+        values = values.where(~invisible, escaped)
     risky = values.str.match(r"[=+\-@\t\r]").to_numpy(dtype=bool)
     if risky.any():
         values = values.where(~risky, "'" + values)

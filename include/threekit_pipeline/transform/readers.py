@@ -282,8 +282,11 @@ def _reject_mixed_encodings(data: bytes, error: UnicodeDecodeError) -> None:
 
     Decoding it all as cp1252 would silently turn the UTF-8 lines into mojibake
     ("MÃ¼ller"); a file really in cp1252 almost never has a whole line of valid UTF-8
-    multi-byte sequences, and a mapping can still declare ``encoding: cp1252``.
+    multi-byte sequences, and a mapping can still declare ``encoding: cp1252``. Binary
+    content (NUL bytes) is left to the caller, which reports it as binary.
     """
+    if b"\x00" in data:
+        return
     position = 0
     while match := _UTF8_MULTIBYTE.search(data, position):
         start = data.rfind(b"\n", 0, match.start()) + 1
@@ -648,7 +651,9 @@ def read_xlsx(
             if any(v is not None and str(v).strip() != "" for v in values):
                 grid[row[0].row] = values
         if not grid:
-            raise FileRejected(f"sheet {worksheet.title!r} is empty (no header row)")
+            others = [name for name in values_book.sheetnames if name != worksheet.title]
+            hint = f"; other sheets: {', '.join(others)} (the mapping's 'sheet' names the one to read)" if others else ""
+            raise FileRejected(f"sheet {worksheet.title!r} is empty (no header row){hint}")
         header_row = min(grid)
 
         for row in formula_sheet.iter_rows():
