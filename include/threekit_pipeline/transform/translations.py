@@ -48,6 +48,7 @@ _LOCALE = re.compile(
     r"(?:[-_](?P<region>[A-Za-z]{2}|\d{3}))?"
 )
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_RENAMED_DUPLICATE = re.compile(r"(?P<header>.+) \(column \d+\)")
 
 
 def normalise_locale(header: str) -> str | None:
@@ -141,7 +142,10 @@ def validate_translations_csv(
     for header in table.headers:
         if header == key_header:
             continue
-        locale = normalise_locale(header)
+        # A repeated header comes back renamed "EN (column 6)": judge it by its own text.
+        renamed = _RENAMED_DUPLICATE.fullmatch(header)
+        original = renamed["header"] if renamed and renamed["header"].casefold() in table.duplicate_headers else header
+        locale = normalise_locale(original)
         if header.startswith("(column ") and not (frame[header].str.strip() != "").any():
             continue  # trailing separator in the header line, no data
         if locale is None:
