@@ -537,14 +537,25 @@ def _mask(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=bool, na_value=False)
 
 
+def _strings(values) -> pa.Array:
+    """A pandas string Series/Index (or a list) as one contiguous Arrow large_string array."""
+    if isinstance(values, (pd.Series, pd.Index)) and values.dtype != "str":
+        values = values.astype("str")
+    array = pa.array(values, type=pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _concat_strings(arrays: list[pa.Array]) -> pa.Array:
+    """Several Arrow string arrays end to end (chunks are joined, never converted)."""
+    if not arrays:
+        return pa.array([], type=pa.large_string())
+    return pa.chunked_array(arrays, type=pa.large_string()).combine_chunks()
+
+
 def _isin(series: pd.Series, values) -> np.ndarray:
     """Vectorised membership test of a string Series (pyarrow; pandas' isin is slow on large sets)."""
-    array = pa.array(series.astype("str"))
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        value_set = values
-    else:
-        value_set = pa.array(list(values), type=pa.large_string())
-    value_set = value_set.cast(array.type)
+    array = _strings(series)
+    value_set = values if isinstance(values, pa.Array) else pa.array(list(values), type=pa.large_string())
     return pc.is_in(array, value_set=value_set).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -750,10 +761,7 @@ def _check_duplicate_products(products: list[_SourceFile]) -> None:
 def _check_against_products(products: list[_SourceFile], others: list[_SourceFile]) -> None:
     """Rows for SKUs the batch's products file(s) do not define, or define in a rejected row."""
     readable = [sf for sf in products if sf.readable]
-    good_parts = [pa.array(sf.frame["sku"]).filter(pa.array(~sf.bad)) for sf in readable]
-    good = pa.chunked_array(good_parts, type=pa.large_string()).combine_chunks() if good_parts else pa.array(
-        [], type=pa.large_string()
-    )
+    good = _concat_strings([_strings(sf.frame["sku"]).filter(pa.array(~sf.bad)) for sf in readable])
     names = ", ".join(sf.name for sf in products)
     rejected_at: dict[str, str] | None = None
     for sf in others:
@@ -785,13 +793,13 @@ def _skus_by_file(accepted: list[_SourceFile], written: set[str]) -> dict[str, l
     """Input file name -> sorted SKUs its accepted rows contributed to the output."""
     arrays: dict[str, list[pa.Array]] = {}
     for sf in accepted:
-        skus = pa.array(sf.frame["sku"])
+        skus = _strings(sf.frame["sku"])
         if sf.bad.any():
             skus = skus.filter(pa.array(~sf.bad))
         arrays.setdefault(sf.input_name, []).append(skus)
     result: dict[str, list[str]] = {}
     for name, parts in arrays.items():
-        unique = pc.unique(pa.chunked_array(parts, type=pa.large_string()).combine_chunks())
+        unique = pc.unique(_concat_strings(parts))
         # Arrow sorts strings by UTF-8 bytes, which is code point order: the same as sorted().
         skus = unique.take(pc.array_sort_indices(unique)).to_pylist()
         result[name] = skus if written.issuperset(skus) else [sku for sku in skus if sku in written]
@@ -802,8 +810,9 @@ _NEEDS_QUOTING = frozenset(',"\r\n')
 
 
 def _csv_fields(values: list[str]) -> list[str]:
-    """CSV fields with minimal quoting (as csv.writer); one C-level scan when none needs it."""
-    if _NEEDS_QUOTING.isdisjoint("".join(values)):
+    """CSV fields with minimal quoting (as csv.writer); a few C-level scans when none needs it."""
+    joined = "".join(values)
+    if not any(character in joined for character in _NEEDS_QUOTING):
         return values
     return [v if _NEEDS_QUOTING.isdisjoint(v) else '"' + v.replace('"', '""') + '"' for v in values]
 
@@ -883,10 +892,7 @@ def _split_lists(values: pd.Series, separator: str) -> list[list[str] | None]:
     """``"a; b;;a"`` -> ``["a", "b"]`` for each value: trimmed, empty items dropped, first
     occurrence kept; None for an empty value. Vectorised; Python only fixes the rare rows
     with empty or repeated items."""
-    array = pa.array(values.astype("str"), type=pa.large_string())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    lists = pc.split_pattern(array, pattern=separator)
+    lists = pc.split_pattern(_strings(values), pattern=separator)
     items = pc.utf8_trim_whitespace(lists.flatten())
     parents = pc.list_parent_indices(lists).to_numpy()
     trimmed = pa.LargeListArray.from_arrays(pa.array(lists.offsets, type=pa.int64()), items)
@@ -928,7 +934,7 @@ class _Attributes:
         if not len(self.skus):
             zeros = [0] * len(ordered)
             return zeros, zeros
-        position = _positions(ordered, pa.array(self.skus, type=pa.large_string()))
+        position = _positions(ordered, _strings(self.skus))
         present = position >= 0
         lo = np.where(present, self.lo[position], 0)
         hi = np.where(present, self.hi[position], 0)
@@ -1160,10 +1166,7 @@ def _write_output(
 
     # Every SKU once, in code point order (Arrow sorts UTF-8 bytes: the same order as sorted()).
     product_skus = pa.array(list(product_index), type=pa.large_string())
-    all_skus = pa.chunked_array(
-        [product_skus, *(pa.array(index, type=pa.large_string()) for index in (options.skus, parts.skus, prices.skus))],
-        type=pa.large_string(),
-    ).combine_chunks()
+    all_skus = _concat_strings([product_skus, *(_strings(group.skus) for group in (options, parts, prices))])
     unique = pc.unique(all_skus)
     unique = unique.take(pc.array_sort_indices(unique))
     ordered = unique.to_pylist()
