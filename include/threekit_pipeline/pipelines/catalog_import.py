@@ -114,10 +114,17 @@ def _fresh_dir(path: Path) -> Path:
 
 
 def mapping_patterns(mapping: Any) -> list[str]:
-    """The file-name globs of a transform mapping (every source it reads), in mapping order."""
+    """The file-name globs of a transform mapping (every source it reads), in mapping order.
+
+    Each glob also comes in its gzip form (``products*.csv`` -> ``products*.csv.gz``): the
+    transform reads compressed files, so they must not be left unnoticed in the inbound folder.
+    """
     patterns: list[str] = []
     for source in getattr(mapping, "sources", {}).values():
-        patterns.extend(p for p in source.patterns if p not in patterns)
+        for pattern in source.patterns:
+            for candidate in (pattern, f"{pattern}.gz"):
+                if candidate not in patterns:
+                    patterns.append(candidate)
     return patterns
 
 
