@@ -48,15 +48,20 @@ from threekit_pipeline.devtools.stack import FTP_CONN_ENV, THREEKIT_CONN_ENV, Lo
 from threekit_pipeline.samples.catalog import generate_catalog  # noqa: E402
 
 __all__ = [
+    "DAG_ID",
     "FAST_VARIABLE",
     "FreezeOnFileEvent",
+    "IMPORT_ROUTE",
+    "INBOUND",
     "catalog_batch",
+    "catalog_names",
     "expected_names",
     "ftp_files",
     "ftp_tree",
     "injected_faults",
     "items_by_sku",
     "load_dag",
+    "local_parts",
     "put_ftp_file",
     "request_count",
     "run_dag",
@@ -64,8 +69,10 @@ __all__ = [
     "set_connection_extras",
     "set_variable",
     "snapshot_items",
+    "temp_uploads",
     "threekit_client",
     "upload_batch",
+    "wait_until",
 ]
 
 DAG_ID = "threekit_catalog_import"
