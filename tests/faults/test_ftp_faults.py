@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from _robustness import (
 DAG_ID = "threekit_catalog_import"
 PRODUCTS = 60
 VARIABLE = {"batch_size": 30, "import_concurrency": 2, "sensor_timeout_seconds": 4}
-# Reconnects back off 0.5 s, 1 s, 2 s...: longer than the server is down for a restart.
+# Reconnects back off 1 s, 2 s, 4 s, 8 s: far longer than the server is down for a restart.
 FTP_EXTRAS = {"retries": 4}
 # The products file padded to ~8 MiB with a column the mapping ignores: big enough that a
 # restart certainly lands in the middle of its download.
@@ -248,7 +249,7 @@ def test_staging_file_size_limit_fails_clearly_and_rerun_converges(tmp_path):
         env = {**os.environ, "FTP_SANDBOX_PASSWORD_FOR_STEP": stack.ftp.password}
 
         limited = subprocess.run(
-            [os.sys.executable, str(script), json.dumps(job), str(1024 * 1024)],
+            [sys.executable, str(script), json.dumps(job), str(1024 * 1024)],
             capture_output=True,
             text=True,
             env=env,
@@ -263,7 +264,7 @@ def test_staging_file_size_limit_fails_clearly_and_rerun_converges(tmp_path):
         assert local_parts(stack.staging_dir) == []
 
         unlimited = subprocess.run(
-            [os.sys.executable, str(script), json.dumps(job), "0"],
+            [sys.executable, str(script), json.dumps(job), "0"],
             capture_output=True,
             text=True,
             env=env,
