@@ -98,8 +98,8 @@ def _assert_rerun_converges(stack: LocalStack, dag, files: dict, names: list[str
     ("faults", "expected_fault", "minimum"),
     [
         pytest.param({"rate_limit": 2}, "429", 3, id="429-storm-2-per-second"),
-        pytest.param({"fail_rate": 0.1, "seed": 11}, "500", 2, id="10-percent-500s"),
-        pytest.param({"drop_rate": 0.1, "seed": 5}, "dropped", 2, id="10-percent-dropped-connections"),
+        pytest.param({"fail_rate": 0.1, "seed": 11}, "500", 1, id="10-percent-500s"),
+        pytest.param({"drop_rate": 0.1, "seed": 5}, "dropped", 1, id="10-percent-dropped-connections"),
     ],
 )
 def test_import_rides_out_transient_faults(tmp_path, dag, faults, expected_fault, minimum):
