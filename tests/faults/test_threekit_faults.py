@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -185,6 +186,8 @@ def test_importer_polling_survives_a_sandbox_restart_while_the_job_is_pending(tm
 
         def restart_while_pending() -> None:
             if wait_until(lambda: stop.is_set() or stack.threekit.stats()["jobsByStatus"].get("pending"), 20):
+                # Let the answer to the POST reach the importer first: the job is due only after 2.5 s.
+                time.sleep(0.3)
                 if not stop.is_set():
                     stack.threekit.restart()
                     restarted.set()

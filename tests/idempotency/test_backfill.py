@@ -61,7 +61,7 @@ def _place(stack: LocalStack, folder: str, files: dict[str, Path]) -> list[str]:
     return sorted(path.name for path in files.values())
 
 
-def _backfill(airflow: LocalAirflow, timeout: float = 150.0) -> list[dict]:
+def _backfill(airflow: LocalAirflow, timeout: float = 240.0) -> list[dict]:
     """Create the backfill, wait until the scheduler completed it; returns its runs."""
     before = {b["id"] for b in airflow.client.request("GET", "/backfills", params={"dag_id": DAG_ID})["backfills"]}
     airflow.airflow(
@@ -84,6 +84,7 @@ def _backfill(airflow: LocalAirflow, timeout: float = 150.0) -> list[dict]:
         time.sleep(1)
 
 
+@pytest.mark.timeout(600)
 def test_backfill_twice_with_reprocessing_converges(tmp_path):
     with LocalStack(tmp_path / "stack") as stack:
         batches = {
