@@ -1,15 +1,17 @@
-"""A real Airflow deployment for tests that need the scheduler: LocalExecutor on SQLite, in tmp.
+"""A real Airflow deployment for tests that need the scheduler: LocalExecutor on PostgreSQL.
 
 :class:`LocalAirflow` runs ``airflow api-server``, ``scheduler`` and ``dag-processor`` as
 subprocesses (each in its own process group, stopped with it) sharing one ``AIRFLOW_HOME``
-with a SQLite metadata DB. Airflow 3 runs the LocalExecutor on SQLite (``airflow standalone``
-does the same), so no database server is needed. Components see only this deployment's
+in tmp and a dedicated PostgreSQL database on loopback (recreated per deployment). SQLite
+works with the LocalExecutor too, but on a loaded machine the scheduler and the
+``airflow backfill create`` command then fail each other with "database is locked". Components see only this deployment's
 settings (:func:`clean_environment`) plus ``extra_env`` (a :class:`LocalStack`'s connections,
 Variable and staging dir). Built from the pieces of :mod:`threekit_pipeline.devtools.cluster`.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import time
@@ -17,11 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from threekit_pipeline.devtools.cluster import (
+    DEFAULT_POSTGRES_ADMIN_DSN,
     AirflowRestClient,
     ClusterError,
     ManagedProcess,
+    _database_url,
     airflow_argv,
     clean_environment,
+    drop_postgres_database,
+    reset_postgres_database,
 )
 from threekit_pipeline.devtools.stack import free_port
 
@@ -41,11 +47,15 @@ class LocalAirflow:
         self.airflow_home = self.work_dir / "airflow_home"
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        # One database per pytest-xdist worker: parallel workers never share one.
+        self.database = "threekit_pipeline_local_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
         env = clean_environment()
         env.update(
             {
                 "AIRFLOW_HOME": str(self.airflow_home),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _database_url(
+                    DEFAULT_POSTGRES_ADMIN_DSN, self.database, "postgresql+psycopg2"
+                ),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(parallelism),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -93,8 +103,9 @@ class LocalAirflow:
         return result
 
     def start(self, timeout: float = 180.0) -> None:
-        """Migrate the SQLite DB, start the components, wait for the API and a healthy scheduler."""
+        """Recreate and migrate the DB, start the components, wait for the API and a healthy scheduler."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
+        reset_postgres_database(DEFAULT_POSTGRES_ADMIN_DSN, self.database)
         try:
             self.airflow("db", "migrate")
             for name in COMPONENTS:
@@ -125,6 +136,7 @@ class LocalAirflow:
         for process in self.processes.values():
             process.wait_or_kill(max(0.0, deadline - time.monotonic()))
         self.processes = {}
+        drop_postgres_database(DEFAULT_POSTGRES_ADMIN_DSN, self.database)
 
     def logs(self, lines: int = 40) -> str:
         """The tail of every component's output (for failure messages)."""

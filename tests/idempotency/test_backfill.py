@@ -1,6 +1,6 @@
 """``airflow backfill create`` of ``threekit_catalog_import`` on a real scheduler, twice.
 
-A LocalExecutor deployment (api-server, scheduler, dag-processor; SQLite metadata DB in tmp,
+A LocalExecutor deployment (api-server, scheduler, dag-processor; a PostgreSQL metadata DB of its own,
 parallelism 2) runs against the sandboxes. History to onboard: three catalog batches with the
 same SKUs and changing content, stamped 02:00, 03:00 and 04:00 on 2026-11-01; the oldest is
 already in the archive, the other two wait in the inbound folder, next to a later batch outside
