@@ -247,10 +247,14 @@ def _stop_threekit_after_first_chunk(stack, stop: threading.Event) -> threading.
 
     def watch() -> None:
         while not stop.is_set():
-            if len(_ledger(stack)) >= 10:
+            try:
+                landed = len(_ledger(stack))
+            except Exception:  # the ledger is being written (SQLite busy): look again
+                landed = 0
+            if landed >= 10:
                 stack.threekit.set_faults(fail_rate=1.0)
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

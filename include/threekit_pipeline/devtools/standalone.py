@@ -254,6 +254,9 @@ def run_standalone(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must stop everything even when this process inherited SIGINT as ignored (as programs
+    # started in the background by a non-interactive shell do).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with LocalStack(repo / ".demo") as stack:
             airflow = StandaloneAirflow(
@@ -280,6 +283,7 @@ def run_standalone(
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def clean_standalone_environment(repo: Path) -> dict[str, str]:
