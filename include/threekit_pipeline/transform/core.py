@@ -111,6 +111,8 @@ class TransformResult:
     # Input file name (as in per_file["input"]) -> SKUs it contributed to the output, sorted.
     skus_by_file: dict[str, list[str]] = field(default_factory=dict)
     duration_s: float = 0.0
+    # "Canonical Name" + locale columns from per-locale export columns ("" when none).
+    translations: str = ""
 
     @property
     def ok(self) -> bool:
@@ -159,6 +161,8 @@ class _SourceFile:
     rejected_rows: int = 0
     status: str = "ok"
     reason: str = ""
+    # Translation frames (Canonical Name + locales) from an export layout's per-locale columns.
+    translations: list[pd.DataFrame] = field(default_factory=list)
 
     @property
     def readable(self) -> bool:
@@ -232,6 +236,7 @@ def transform_files(
     )
 
     source_files = _load_inputs(mapping, [Path(f) for f in files], progress)
+    layout_translations = [frame for sf in source_files for frame in sf.translations]
     for sf in source_files:
         if sf.readable:
             _validate_rows(sf, mapping)
@@ -272,6 +277,12 @@ def transform_files(
     if schema_errors is not None and len(schema_errors):
         all_errors.append(schema_errors)
     result.error_lines = write_errors_csv(errors_path, all_errors)
+    if layout_translations:
+        from threekit_pipeline.transform.layouts import write_translations
+
+        translations_path = output.with_name(output.name + ".translations.csv")
+        write_translations(translations_path, layout_translations)
+        result.translations = str(translations_path)
 
     result.skus_by_file = _skus_by_file(accepted, written_skus)
     _write_pairs_csv(
@@ -320,6 +331,8 @@ def transform_files(
 
 def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None) -> list[_SourceFile]:
     source_files: list[_SourceFile] = []
+    if mapping.inputs:
+        paths = _load_layout_inputs(mapping, paths, source_files)
     for number, path in enumerate(paths, start=1):
         input_name = path.name
         source = classify(path.name, mapping)
@@ -371,6 +384,43 @@ def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None)
         if progress:
             progress("read", number, len(paths))
     return source_files
+
+
+def _load_layout_inputs(mapping: Mapping, paths: list[Path], source_files: list[_SourceFile]) -> list[Path]:
+    """Export files matched by the mapping's ``inputs`` (transform/layouts.py): reshaped into
+    canonical tables, one source file each; returns the paths left for ``sources``."""
+    from threekit_pipeline.transform.layouts import META_PREFIX, LIST_SEPARATOR, reshape_inputs
+
+    rest, derived, translations = reshape_inputs(mapping, paths)
+    for d in derived:
+        sf = _SourceFile(len(source_files), d.name, d.input_name, d.source)
+        source_files.append(sf)
+        if d.reject_reason:
+            sf.reject(d.reject_reason)
+            continue
+        columns = {name: name for name in d.table.headers if not name.startswith(META_PREFIX)}
+        sf.spec = SourceMapping(
+            name=d.source,
+            patterns=("(export layout)",),
+            decimal=d.decimal,
+            thousands=d.thousands,
+            list_separator=LIST_SEPARATOR,
+            columns=columns,
+            metadata_prefix=META_PREFIX if d.source == "products" else None,
+            metadata_types=d.metadata_types,
+            max_error_ratio=d.max_error_ratio,
+        )
+        sf.table = d.table
+        try:
+            _map_columns(sf, mapping)
+        except FileRejected as exc:
+            sf.reject(exc.reason)
+            sf.frame = None
+        if d.notes is not None and len(d.notes):
+            sf.errors.append(d.notes)
+    if translations and source_files:
+        source_files[0].translations.extend(translations)
+    return rest
 
 
 def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
@@ -1123,7 +1173,7 @@ def _write_output(
             product_files.append(sf)
 
     # Products: one accepted row per SKU (duplicates were rejected).
-    spec = mapping.sources.get("products")
+    spec = product_files[0].spec if product_files else mapping.sources.get("products")
     product_index: dict[str, int] = {}
     products: list[dict[str, Any]] = []
     origins: list[tuple[str, int]] = []

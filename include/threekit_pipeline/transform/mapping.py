@@ -63,7 +63,7 @@ _SOURCE_KEYS = {
     "wide",
     "max_error_ratio",
 }
-_TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources"}
+_TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources", "inputs"}
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
 _METADATA_TYPES = {"String", "Number"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -129,6 +129,8 @@ class Mapping:
     path: Path | None = None
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
     input_limits: InputLimits = field(default_factory=InputLimits)
+    # Export layouts feeding several sources from one file (transform/layouts.py).
+    inputs: tuple = ()
 
     def max_length(self, canonical_field: str) -> int:
         """Longest accepted value of a field (``*`` is the default for unlisted fields)."""
@@ -207,8 +209,15 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         ctx.fail("input_limits.max_compression_ratio", f"must be a number >= 1, got {max_ratio!r}")
     limits = InputLimits(max_uncompressed_bytes=max_bytes, max_compression_ratio=float(max_ratio))
 
+    inputs = ()
+    if data.get("inputs") is not None:
+        from threekit_pipeline.transform.layouts import parse_inputs
+
+        inputs = parse_inputs(data["inputs"], label=label)
     raw_sources = data.get("sources")
-    if not isinstance(raw_sources, dict) or not raw_sources:
+    if inputs and raw_sources is None:
+        raw_sources = {}
+    elif not isinstance(raw_sources, dict) or not raw_sources:
         ctx.fail("sources", f"required: a mapping with at least one of {', '.join(SOURCE_NAMES)}")
     sources: dict[str, SourceMapping] = {}
     for source_name, source_data in raw_sources.items():
@@ -223,6 +232,7 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         path=path,
         max_lengths=max_lengths,
         input_limits=limits,
+        inputs=inputs,
     )
 
 
