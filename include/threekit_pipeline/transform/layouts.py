@@ -738,8 +738,8 @@ def _template(frame: pd.DataFrame, headers: list[str], template: str) -> pd.Seri
 def _condition_mask(frame: pd.DataFrame, headers: list[str], conditions: tuple[Condition, ...]) -> np.ndarray:
     mask = np.ones(len(frame), dtype=bool)
     for cond in conditions:
-        found = match_headers(cond.column, headers)
-        cells = frame[found[0]].fillna("").astype("str").str.strip() if found else pd.Series([""] * len(frame), index=frame.index, dtype="str")
+        # A header pattern tests the first non-empty cell of the matching columns.
+        cells = _cells(frame, headers, Value(columns=(cond.column,)))
         if cond.op == "in":
             ok = cells.isin(cond.values).to_numpy()
         elif cond.op == "not_in":
@@ -1119,6 +1119,8 @@ def _products(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
         mask = _rows_mask(frame, value.rows)
         cells = cells.where(mask, "")
         values, units = _apply_ops(p, frame, cells, value, _column_label(value))
+        if not len(values):
+            continue
         if value.rows == "item":
             values = values[~values.index.duplicated()]
             units = units[~units.index.duplicated()]
@@ -1257,7 +1259,10 @@ def _options(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
     # Default: the value a default column names, else the flagged default row's, else the
     # first variant row's, else the first value.
     priority = np.full(len(long), 3, dtype=np.int64)
-    priority[~is_item] = 2
+    # Variant rows: rows rolled into an item, and the item row itself when the item spans
+    # continuation rows of its own key (Shopify: the first row is the first variant).
+    continued = pd.Series(frame["__own__"].to_numpy()).groupby(frame["__item__"].to_numpy()).transform("sum").to_numpy() > 1
+    priority[~is_item | continued[rows]] = 2
     if spec.get("default_row"):
         column, words = spec["default_row"]
         found = match_headers(column, headers)
