@@ -82,7 +82,7 @@ _SOURCE_KEYS = {
     "options": {"where", "rows", "pairs", "packed", "records", "columns", "default_row"},
     "prices": {"where", "rows", "columns", "currency", "currency_symbols", "choose", "tiers"},
 }
-_OPS = {"trim", "strip_html", "unescape", "split", "path", "map", "boolean", "number", "unit", "extract", "lower", "upper"}
+_OPS = {"pairs", "trim", "strip_html", "unescape", "split", "path", "map", "boolean", "number", "unit", "extract", "lower", "upper"}
 
 
 # --- Parsed mapping -------------------------------------------------------------------------
@@ -317,6 +317,9 @@ def _parse_op(ctx: _Ctx, key: str, op: Any) -> tuple[str, Any]:
             ctx.fail(f"{key}.extract", f"invalid regular expression: {exc}")
     elif name == "number":
         arg = None
+    elif name == "pairs":
+        arg = arg if isinstance(arg, dict) else {"separator": arg or ","}
+        arg = {"separator": _text(ctx, key, arg.get("separator", ",")), "assign": _text(ctx, key, arg.get("assign", "="))}
     return name, arg
 
 
@@ -930,7 +933,7 @@ def _apply_ops(p: _Prepared, frame: pd.DataFrame, cells: pd.Series, value: Value
     for name, arg in value.ops:
         values = values[values != ""]
         units = units.loc[values.index] if not units.index.has_duplicates else units[units.index.isin(values.index)]
-        if name == "trim":
+        if name in ("trim", "pairs"):
             values = values.str.strip()
         elif name == "lower":
             values = values.str.lower()
@@ -1106,6 +1109,23 @@ def _products(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
     item_position = pd.Series(np.arange(n), index=frame["__item__"].to_numpy())
     item_position = item_position[frame["__is_item__"].to_numpy()]
     for key, value in spec["metadata"].items():
+        if "{key}" in key:
+            # Packed "k=v,k2=v2" cells: one metadata entry per key ("{key}" in the name).
+            pairs_op = dict(value.ops).get("pairs") or {"separator": ",", "assign": "="}
+            cells = _cells(frame, headers, value).where(frame["__is_item__"].to_numpy(), "")
+            cells = cells[cells != ""]
+            pairs = _packed_pairs(cells, pairs_op["separator"], pairs_op["assign"])
+            malformed = pairs["name"].isna().to_numpy() | (pairs["name"] == "").to_numpy()
+            _note_values(p, frame, cells.loc[pairs.index[malformed]], np.ones(int(malformed.sum()), dtype=bool), _column_label(value), "not a key=value pair: left out")
+            pairs = pairs[~malformed]
+            for name in pd.unique(pairs["name"]):
+                mkey = key.replace("{key}", str(name))
+                if mkey.casefold() == "sku" or META_PREFIX + mkey in data:
+                    continue
+                chosen = pairs[(pairs["name"] == name).to_numpy()]["value"]
+                data[META_PREFIX + mkey] = _joined(chosen[~chosen.index.duplicated()], n, "").to_numpy()[rows]
+                types[mkey] = "String"
+            continue
         if "{unit}" in key:
             # "Weight ({unit})": the unit the header carries ("Weight (lbs)").
             unit = ""
