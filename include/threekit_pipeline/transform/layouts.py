@@ -79,6 +79,7 @@ _INPUT_KEYS = {
 _ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans"}
 _SOURCE_KEYS = {
     "products": {"where", "columns", "metadata"},
+    "item_metadata": {"where", "metadata"},
     "options": {"where", "rows", "pairs", "packed", "records", "columns", "default_row"},
     "prices": {"where", "rows", "columns", "currency", "currency_symbols", "choose", "tiers"},
 }
@@ -610,7 +611,22 @@ def _parse_prices(ctx: _Ctx, key: str, data: dict) -> dict:
     }
 
 
-_PARSERS = {"products": _parse_products, "options": _parse_options, "prices": _parse_prices}
+def _parse_item_metadata(ctx: _Ctx, key: str, data: dict) -> dict:
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict) or not metadata:
+        ctx.fail(f"{key}.metadata", "required: metadata keys -> columns, collected onto each row's item")
+    return {
+        "where": _parse_where(ctx, f"{key}.where", data.get("where")),
+        "metadata": {str(k): parse_value(ctx, f"{key}.metadata.{k}", v) for k, v in metadata.items()},
+    }
+
+
+_PARSERS = {
+    "products": _parse_products,
+    "options": _parse_options,
+    "prices": _parse_prices,
+    "item_metadata": _parse_item_metadata,
+}
 
 
 # --- Reshaping ------------------------------------------------------------------------------------
@@ -678,7 +694,14 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
     translations: list[pd.DataFrame] = []
     for p in prepared:
         _resolve_orphans(p, item_keys)
-        derived.extend(_derive(p))
+    # Metadata one file collects for items another file of the batch defines (combination
+    # references onto their product): item key -> {metadata key: joined values}.
+    collected: dict[str, pd.Series] = {}
+    for p in prepared:
+        if "item_metadata" in p.spec.sources:
+            _collect_item_metadata(p, p.spec.sources["item_metadata"], collected, item_keys)
+    for p in prepared:
+        derived.extend(_derive(p, collected))
         if p.spec.translations:
             frame = _translations(p)
             if frame is not None:
@@ -1063,12 +1086,28 @@ def _table(p: _Prepared, data: dict[str, Any], lines: np.ndarray) -> RawTable:
     return RawTable(name=p.name, headers=headers, frame=frame, encoding=p.table.encoding, separator=p.table.separator)
 
 
-def _derive(p: _Prepared) -> list[Derived]:
+def _collect_item_metadata(p: _Prepared, spec: dict, collected: dict[str, pd.Series], item_keys: set[str]) -> None:
+    frame, headers = p.frame, p.table.headers
+    selected = _condition_mask(frame, headers, spec["where"])
+    for key, value in spec["metadata"].items():
+        cells = _cells(frame, headers, value).where(selected, "")
+        values, _ = _apply_ops(p, frame, cells, value, _column_label(value))
+        owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
+        pairs = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
+        joined = pairs.groupby("item", sort=False)["value"].agg(", ".join)
+        previous = collected.get(key)
+        collected[key] = joined if previous is None else pd.concat([previous, joined[~joined.index.isin(previous.index)]])
+
+
+def _derive(p: _Prepared, collected: dict[str, pd.Series] | None = None) -> list[Derived]:
     result: list[Derived] = []
-    notes_before = len(p.notes)
     for source, sspec in p.spec.sources.items():
-        builder = {"products": _products, "options": _options, "prices": _prices}[source]
-        table, types = builder(p, sspec)
+        if source == "item_metadata":
+            continue
+        if source == "products":
+            table, types = _products(p, sspec, collected or {})
+        else:
+            table, types = {"options": _options, "prices": _prices}[source](p, sspec)
         result.append(
             Derived(
                 p.name,
@@ -1081,13 +1120,12 @@ def _derive(p: _Prepared) -> list[Derived]:
                 metadata_types=types,
             )
         )
-    del notes_before
     if p.notes and result:
         result[0].notes = pd.concat(p.notes, ignore_index=True)
     return result
 
 
-def _products(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
+def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tuple[RawTable, dict[str, str]]:
     frame, headers = p.frame, p.table.headers
     selected = _rows_mask(frame, "item") & _condition_mask(frame, headers, spec["where"])
     # Duplicate item rows (a key seen twice, not as continuation) stay: the transform
@@ -1161,6 +1199,12 @@ def _products(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
             joined = collected.groupby("item", sort=False)["value"].agg(", ".join)
             data[META_PREFIX + key] = pd.Series(frame["__item__"].to_numpy()[rows]).map(joined).fillna("").astype("str").to_numpy()
             types[key] = "String"
+    skus = pd.Series(data["sku"])
+    for key, joined in collected.items():
+        if META_PREFIX + key in data:
+            continue
+        data[META_PREFIX + key] = skus.map(joined).fillna("").astype("str").to_numpy()
+        types[key] = "String"
     return _table(p, data, frame[LINE_COLUMN].to_numpy()[rows]), types
 
 
@@ -1206,8 +1250,8 @@ def _options(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
             value_items = _packed_items(cells[usable], spec["split"], spec["values"][1])
             name_count = name_items.groupby(level=0).size()
             value_count = value_items.groupby(level=0).size()
-            counts = pd.concat([name_count, value_count], axis=1).fillna(0)
-            mismatch_rows = counts.index[(counts[0] != counts[1]).to_numpy()].to_numpy()
+            counts = pd.concat([name_count.rename("names"), value_count.rename("values")], axis=1).fillna(0)
+            mismatch_rows = counts.index[(counts["names"] != counts["values"]).to_numpy()].to_numpy()
             bad = np.zeros(len(frame), dtype=bool)
             bad[mismatch_rows] = True
             broken = name_items.isna() | (name_items == "")
