@@ -120,7 +120,9 @@ def mapping_patterns(mapping: Any) -> list[str]:
     transform reads compressed files, so they must not be left unnoticed in the inbound folder.
     """
     patterns: list[str] = []
-    for source in getattr(mapping, "sources", {}).values():
+    # Export layouts (``inputs:``) read their files first, then the canonical sources.
+    readers = [*getattr(mapping, "inputs", ()), *getattr(mapping, "sources", {}).values()]
+    for source in readers:
         for pattern in source.patterns:
             for candidate in (pattern, f"{pattern}.gz"):
                 if candidate not in patterns:

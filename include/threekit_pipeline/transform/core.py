@@ -1194,11 +1194,13 @@ def _write_output(
         for name in ("keywords", "tags"):
             columns[name] = _split_lists(rows[name], spec.list_separator) if name in rows.columns else [None] * n
         product_index = {sku: i for i, sku in enumerate(columns["sku"])}
+        # Declared metadata types of every products file of the batch (the first declaration wins).
+        metadata_types = {k: v for sf in reversed(product_files) for k, v in sf.spec.metadata_types.items()}
         meta_lists: list[tuple[str, str, list]] = []
         for key in meta_keys:
             values = rows.get(f"meta\x00{key}")
             values = values.fillna("") if values is not None else pd.Series([""] * n, dtype="str")
-            forced = spec.metadata_types.get(key)
+            forced = metadata_types.get(key)
             numbers = None if forced == "String" else _number_values(values, spec.decimal, spec.thousands)
             if forced == "Number" and numbers is None:
                 log.warning("Metadata %r declared Number but has non-numeric values; written as String", key)

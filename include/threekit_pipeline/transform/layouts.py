@@ -78,9 +78,9 @@ _INPUT_KEYS = {
 }
 _ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans"}
 _SOURCE_KEYS = {
-    "products": {"where", "columns", "metadata"},
+    "products": {"where", "columns", "metadata", "ignore"},
     "item_metadata": {"where", "metadata"},
-    "options": {"where", "rows", "pairs", "packed", "records", "columns", "default_row"},
+    "options": {"where", "rows", "pairs", "packed", "records", "columns", "axes", "default_row"},
     "prices": {"where", "rows", "columns", "currency", "currency_symbols", "choose", "tiers"},
 }
 _OPS = {"pairs", "trim", "strip_html", "unescape", "split", "path", "map", "boolean", "number", "unit", "extract", "lower", "upper"}
@@ -497,6 +497,7 @@ def _parse_products(ctx: _Ctx, key: str, data: dict) -> dict:
         "where": _parse_where(ctx, f"{key}.where", data.get("where")),
         "columns": {f: parse_value(ctx, f"{key}.columns.{f}", v) for f, v in columns.items()},
         "metadata": meta,
+        "ignore": _texts(ctx, f"{key}.ignore", data.get("ignore")),
     }
 
 
@@ -508,9 +509,9 @@ def _rows(ctx: _Ctx, key: str, data: dict) -> str:
 
 
 def _parse_options(ctx: _Ctx, key: str, data: dict) -> dict:
-    kinds = [k for k in ("pairs", "packed", "records", "columns") if data.get(k) is not None]
+    kinds = [k for k in ("pairs", "packed", "records", "columns", "axes") if data.get(k) is not None]
     if len(kinds) != 1:
-        ctx.fail(key, "needs exactly one of pairs, packed, records, columns")
+        ctx.fail(key, "needs exactly one of pairs, packed, records, columns, axes")
     kind = kinds[0]
     spec = data[kind]
     parsed: dict[str, Any] = {"kind": kind, "where": _parse_where(ctx, f"{key}.where", data.get("where")), "rows": _rows(ctx, key, data)}
@@ -560,6 +561,15 @@ def _parse_options(ctx: _Ctx, key: str, data: dict) -> dict:
                 "pairs": _text(ctx, key, labels.get("pairs", spec.get("pairs", ","))),
                 "assign": _text(ctx, key, labels.get("assign", spec.get("assign", "="))),
             },
+        )
+    elif kind == "axes":
+        if not isinstance(spec, dict) or "columns" not in spec:
+            ctx.fail(f"{key}.axes", "must be {columns: [<headers or patterns>], ignore: [...], split: ','}")
+        ctx.keys(f"{key}.axes", spec, {"columns", "ignore", "split"})
+        parsed.update(
+            columns=_texts(ctx, f"{key}.axes.columns", spec["columns"]),
+            ignore=_texts(ctx, f"{key}.axes.ignore", spec.get("ignore")),
+            split=_text(ctx, key, spec["split"]) if spec.get("split") else None,
         )
     else:
         if not isinstance(spec, dict) or not spec:
@@ -1146,7 +1156,19 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
     types: dict[str, str] = {}
     item_position = pd.Series(np.arange(n), index=frame["__item__"].to_numpy())
     item_position = item_position[frame["__is_item__"].to_numpy()]
+    used = {h for v in spec["columns"].values() for h in v.headers(headers)}
+    used |= {h for k, v in spec["metadata"].items() if "{header}" not in k for h in v.headers(headers)}
+    used |= {h for pattern in spec["ignore"] for h in match_headers(pattern, headers)}
+    metadata: list[tuple[str, Value]] = []
     for key, value in spec["metadata"].items():
+        if "{header}" in key:
+            # One entry per matching column not used by another field, named after its header.
+            for header in value.headers(headers):
+                if header not in used and not header.startswith("__"):
+                    metadata.append((key.replace("{header}", header.strip()), Value(columns=(header,), ops=value.ops, rows=value.rows, type=value.type)))
+        else:
+            metadata.append((key, value))
+    for key, value in metadata:
         if "{key}" in key:
             # Packed "k=v,k2=v2" cells: one metadata entry per key ("{key}" in the name).
             pairs_op = dict(value.ops).get("pairs") or {"separator": ",", "assign": "="}
@@ -1301,6 +1323,29 @@ def _options(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
                     {"row": pairs.index.to_numpy(), "order": pairs.groupby(level=0).cumcount().to_numpy(), "attribute": attribute.to_numpy(), "value": pairs["value"].to_numpy(), "explicit": False, "column": found[0]}
                 )
             )
+    elif kind == "axes":
+        # Variant axes: the candidate columns whose values differ between the rows rolled
+        # into one item (Akeneo: the variant products of a product model).
+        ignored = {h for pattern in spec["ignore"] for h in match_headers(pattern, headers)}
+        candidates = [h for c in spec["columns"] for h in match_headers(c, headers) if h not in ignored and not h.startswith("__")]
+        candidates = list(dict.fromkeys(candidates))
+        if candidates:
+            sub = frame.loc[selected, candidates].fillna("").astype("str")
+            owners = frame.loc[selected, "__item__"]
+            distinct = sub.where(sub.apply(lambda column: column.str.strip()) != "").groupby(owners.to_numpy(), sort=False).nunique()
+            for order, header in enumerate(candidates):
+                axis_items = distinct.index[(distinct[header] > 1).to_numpy()]
+                if not len(axis_items):
+                    continue
+                use = selected & frame["__item__"].isin(axis_items).to_numpy()
+                cells = frame[header].fillna("").astype("str").str.strip()[use]
+                cells = cells[cells != ""]
+                values = split_values(cells, spec["split"]) if spec["split"] else cells
+                parts.append(
+                    pd.DataFrame(
+                        {"row": values.index.to_numpy(), "order": order, "attribute": header, "value": values.to_numpy(), "explicit": False, "column": header}
+                    )
+                )
     else:
         for order, (attribute, value) in enumerate(spec["columns"].items()):
             cells = _cells(frame, headers, value).where(selected, "")
@@ -1497,6 +1542,12 @@ def _translations(p: _Prepared) -> pd.DataFrame | None:
         canonical = by_locale.pop(default)
         keep = item_rows & (canonical != "").to_numpy()
         if not keep.any() or not by_locale:
+            continue
+        translated = np.zeros(len(frame), dtype=bool)
+        for cells in by_locale.values():
+            translated |= (cells != "").to_numpy()
+        keep &= translated
+        if not keep.any():
             continue
         data = {"Canonical Name": canonical[keep].to_numpy()}
         for locale, cells in by_locale.items():
