@@ -320,7 +320,13 @@ def _parse_op(ctx: _Ctx, key: str, op: Any) -> tuple[str, Any]:
         arg = None
     elif name == "pairs":
         arg = arg if isinstance(arg, dict) else {"separator": arg or ","}
-        arg = {"separator": _text(ctx, key, arg.get("separator", ",")), "assign": _text(ctx, key, arg.get("assign", "="))}
+        fmt = _text(ctx, key, arg.get("format", "name=value"))
+        arg = {
+            "separator": _text(ctx, key, arg.get("separator", ",")),
+            "assign": _text(ctx, key, arg.get("assign", "=")),
+            # "name:value:position": fields after the value are dropped.
+            "trailing": max(fmt.count(_text(ctx, key, arg.get("assign", "="))) - 1, 0),
+        }
     return name, arg
 
 
@@ -458,7 +464,7 @@ def _parse_input(ctx: _Ctx, key: str, data: Any) -> InputSpec:
             if not any("{locale}" in c for c in value.columns):
                 ctx.fail(f"{tkey}.fields.{fname}", "the column pattern must contain {locale}")
             fields[str(fname)] = value
-        translations = {"default_locale": _text(ctx, tkey, tdata["default_locale"]), "fields": fields}
+        translations = {"default_locale": _texts(ctx, f"{tkey}.default_locale", tdata["default_locale"]), "fields": fields}
 
     return InputSpec(
         name=str(data.get("name", f"input {key}")),
@@ -669,6 +675,7 @@ class _Prepared:
     key: pd.Series  # the row's own identifier
     item: pd.Series  # the item the row belongs to
     notes: list[pd.DataFrame] = field(default_factory=list)
+    default_locale: str = ""  # the locale whose texts the items carry ({default_locale})
 
 
 def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived], list[pd.DataFrame]]:
@@ -710,6 +717,7 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
     for p in prepared:
         if "item_metadata" in p.spec.sources:
             _collect_item_metadata(p, p.spec.sources["item_metadata"], collected, item_keys)
+        _collect_variant_metadata(p, collected)
     for p in prepared:
         derived.extend(_derive(p, collected))
         if p.spec.translations:
@@ -850,11 +858,40 @@ def _prepare(spec: InputSpec, name: str, input_name: str, table: RawTable) -> _P
             parent = key.map(child_map)
             is_child = parent.notna() & (parent != key)
             item = item.where(~is_child, parent.fillna("").astype("str"))
+    p.default_locale = _default_locale(spec, headers)
     frame = frame.loc[keep].reset_index(drop=True)
     p.frame = frame
     p.key = key[keep].reset_index(drop=True).astype("str")
     p.item = item[keep].reset_index(drop=True).astype("str")
     return p
+
+
+def _default_locale(spec: InputSpec, headers: list[str]) -> str:
+    """The first declared default locale that the file's per-locale columns have, else the
+    first locale they have ("" without translations)."""
+    if not spec.translations:
+        return ""
+    found: list[str] = []
+    for value in spec.translations["fields"].values():
+        for column in value.columns:
+            regex = header_regex(column)
+            for header in match_headers(column, headers):
+                locale = regex.fullmatch(header.strip())["locale"]
+                if locale not in found:
+                    found.append(locale)
+    folded = {f.casefold(): f for f in found}
+    for wanted in spec.translations["default_locale"]:
+        if wanted.casefold() in folded:
+            return folded[wanted.casefold()]
+    return found[0] if found else ""
+
+
+def _localized(value: Value, locale: str) -> Value:
+    """``{default_locale}`` in a value's columns replaced by the file's default locale."""
+    if not any("{default_locale}" in c for c in value.columns):
+        return value
+    columns = tuple(c.replace("{default_locale}", locale) for c in value.columns if locale or "{default_locale}" not in c)
+    return Value(columns=columns, template=value.template, constant=value.constant, ops=value.ops, rows=value.rows, type=value.type)
 
 
 def _template_text(frame: pd.DataFrame, headers: list[str], text: str) -> pd.Series:
@@ -1135,8 +1172,58 @@ def _derive(p: _Prepared, collected: dict[str, pd.Series] | None = None) -> list
     return result
 
 
+def _expand_metadata(spec: dict, headers: list[str]) -> list[tuple[str, Value]]:
+    """Metadata entries with ``{header}`` expanded: one per matching column that no other
+    field uses and ``ignore`` does not list, named after its header."""
+    used = {h for v in spec["columns"].values() for h in v.headers(headers)}
+    used |= {h for k, v in spec["metadata"].items() if "{header}" not in k for h in v.headers(headers)}
+    used |= {h for pattern in spec["ignore"] for h in match_headers(pattern, headers)}
+    metadata: list[tuple[str, Value]] = []
+    for key, value in spec["metadata"].items():
+        if "{header}" in key:
+            for header in value.headers(headers):
+                if header not in used and not header.startswith("__"):
+                    metadata.append((key.replace("{header}", header.strip()), Value(columns=(header,), ops=value.ops, rows=value.rows, type=value.type)))
+        else:
+            metadata.append((key, value))
+    return metadata
+
+
+def _local_spec(p: _Prepared, spec: dict) -> dict:
+    return {
+        **spec,
+        "columns": {k: _localized(v, p.default_locale) for k, v in spec["columns"].items()},
+        "metadata": {k: _localized(v, p.default_locale) for k, v in spec["metadata"].items()},
+    }
+
+
+def _collect_variant_metadata(p: _Prepared, collected: dict[str, pd.Series]) -> None:
+    """Variant rows whose item row is in another file of the batch (Akeneo variant products
+    of a model): their ``rows: variants|all`` metadata, for that item."""
+    spec = p.spec.sources.get("products")
+    if spec is None:
+        return
+    frame, headers = p.frame, p.table.headers
+    own_items = set(frame.loc[frame["__is_item__"].to_numpy(), "__item__"].tolist())
+    foreign = ~frame["__item__"].isin(own_items).to_numpy()
+    if not foreign.any():
+        return
+    spec = _local_spec(p, spec)
+    for key, value in _expand_metadata(spec, headers):
+        if value.rows == "item" or "{" in key:
+            continue
+        cells = _cells(frame, headers, value).where(foreign, "")
+        values, _ = _apply_ops(p, frame, cells, value, _column_label(value))
+        owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
+        pairs = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
+        joined = pairs.groupby("item", sort=False)["value"].agg(", ".join)
+        previous = collected.get(key)
+        collected[key] = joined if previous is None else pd.concat([previous, joined[~joined.index.isin(previous.index)]])
+
+
 def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tuple[RawTable, dict[str, str]]:
     frame, headers = p.frame, p.table.headers
+    spec = _local_spec(p, spec)
     selected = _rows_mask(frame, "item") & _condition_mask(frame, headers, spec["where"])
     # Duplicate item rows (a key seen twice, not as continuation) stay: the transform
     # reports them as duplicate SKUs.
@@ -1156,19 +1243,7 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
     types: dict[str, str] = {}
     item_position = pd.Series(np.arange(n), index=frame["__item__"].to_numpy())
     item_position = item_position[frame["__is_item__"].to_numpy()]
-    used = {h for v in spec["columns"].values() for h in v.headers(headers)}
-    used |= {h for k, v in spec["metadata"].items() if "{header}" not in k for h in v.headers(headers)}
-    used |= {h for pattern in spec["ignore"] for h in match_headers(pattern, headers)}
-    metadata: list[tuple[str, Value]] = []
-    for key, value in spec["metadata"].items():
-        if "{header}" in key:
-            # One entry per matching column not used by another field, named after its header.
-            for header in value.headers(headers):
-                if header not in used and not header.startswith("__"):
-                    metadata.append((key.replace("{header}", header.strip()), Value(columns=(header,), ops=value.ops, rows=value.rows, type=value.type)))
-        else:
-            metadata.append((key, value))
-    for key, value in metadata:
+    for key, value in _expand_metadata(spec, headers):
         if "{key}" in key:
             # Packed "k=v,k2=v2" cells: one metadata entry per key ("{key}" in the name).
             pairs_op = dict(value.ops).get("pairs") or {"separator": ",", "assign": "="}
@@ -1178,6 +1253,9 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
             malformed = pairs["name"].isna().to_numpy() | (pairs["name"] == "").to_numpy()
             _note_values(p, frame, cells.loc[pairs.index[malformed]], np.ones(int(malformed.sum()), dtype=bool), _column_label(value), "not a key=value pair: left out")
             pairs = pairs[~malformed]
+            if pairs_op.get("trailing"):
+                pieces = pairs["value"].str.rsplit(pairs_op["assign"], n=pairs_op["trailing"])
+                pairs = pairs.assign(value=pieces.str[0].astype("str").str.strip())
             for name in pd.unique(pairs["name"]):
                 mkey = key.replace("{key}", str(name))
                 if mkey.casefold() == "sku" or META_PREFIX + mkey in data:
@@ -1217,16 +1295,23 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
         else:
             # Collected over the item's rows: distinct values in file order, joined with ", ".
             owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
-            collected = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
-            joined = collected.groupby("item", sort=False)["value"].agg(", ".join)
+            gathered = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
+            joined = gathered.groupby("item", sort=False)["value"].agg(", ".join)
             data[META_PREFIX + key] = pd.Series(frame["__item__"].to_numpy()[rows]).map(joined).fillna("").astype("str").to_numpy()
             types[key] = "String"
     skus = pd.Series(data["sku"])
     for key, joined in collected.items():
-        if META_PREFIX + key in data:
+        more = skus.map(joined).fillna("").astype("str")
+        if not (more != "").any():
             continue
-        data[META_PREFIX + key] = skus.map(joined).fillna("").astype("str").to_numpy()
-        types[key] = "String"
+        if META_PREFIX + key in data and types.get(key) == "String":
+            # Values of this file's rows first, then those collected from the batch's other files.
+            mine = pd.Series(data[META_PREFIX + key], dtype="str")
+            both = (mine != "") & (more != "")
+            data[META_PREFIX + key] = mine.where(~both, mine + ", " + more).where(mine != "", more).to_numpy()
+        elif META_PREFIX + key not in data:
+            data[META_PREFIX + key] = more.to_numpy()
+            types[key] = "String"
     return _table(p, data, frame[LINE_COLUMN].to_numpy()[rows]), types
 
 
@@ -1524,7 +1609,7 @@ def _translations(p: _Prepared) -> pd.DataFrame | None:
     spec = p.spec.translations
     frame, headers = p.frame, p.table.headers
     item_rows = frame["__is_item__"].to_numpy()
-    default = spec["default_locale"].casefold()
+    default = p.default_locale.casefold()
     out: list[pd.DataFrame] = []
     for value in spec["fields"].values():
         by_locale: dict[str, pd.Series] = {}
