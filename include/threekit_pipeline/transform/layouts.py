@@ -598,9 +598,10 @@ def _parse_prices(ctx: _Ctx, key: str, data: dict) -> dict:
         ekey = f"{key}.columns[{i}]"
         if not isinstance(entry, dict) or "column" not in entry or "pricebook" not in entry:
             ctx.fail(ekey, "must be {column: <header or pattern>, pricebook: <name>, currency: <ISO code>}")
-        ctx.keys(ekey, entry, {"column", "pricebook", "currency", "tier_quantity"})
+        ctx.keys(ekey, entry, {"column", "pricebook", "currency", "currency_column", "tier_quantity"})
         entries.append(
             {
+                "currency_column": _text(ctx, ekey, entry["currency_column"]) if entry.get("currency_column") else None,
                 "column": _text(ctx, ekey, entry["column"]),
                 "pricebook": _text(ctx, ekey, entry["pricebook"]),
                 "currency": _text(ctx, ekey, entry["currency"]).upper() if entry.get("currency") else None,
@@ -1530,8 +1531,14 @@ def _prices(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
                     "pricebook": entry["pricebook"],
                     "raw": cells.to_numpy()[rows],
                     "currency": header_currency or "",
+                    "label": "",
                 }
             )
+            if entry["currency_column"]:
+                # "All Websites [USD]": the currency named in another column of the row.
+                found = match_headers(entry["currency_column"], headers)
+                if found:
+                    part["label"] = frame[found[0]].fillna("").astype("str").str.strip().to_numpy()[rows]
             if entry["tier_quantity"]:
                 qh = match_headers(entry["tier_quantity"], headers)
                 quantity = frame[qh[0]].fillna("").astype("str").str.strip().to_numpy()[rows] if qh else np.full(len(rows), "")
@@ -1544,12 +1551,15 @@ def _prices(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
                 else:
                     part.loc[tiered, "pricebook"] = pd.Series(quantity[tiered]).map(lambda q: spec["tiers"]["pricebook"].replace("{qty}", q)).to_numpy()
             parts.append(part)
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["row", "order", "column", "pricebook", "raw", "currency"])
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["row", "order", "column", "pricebook", "raw", "currency", "label"])
     long = long.astype({"row": np.int64, "order": np.int64})
     raw = long["raw"].astype("str")
     # Currency written in the cell: an ISO code ("19.99 USD", "[USD]") or a declared symbol ("$19.99").
     code = raw.str.extract(r"\[(" + _ISO_CODE_RE + r")\]|(?:^|\s)(" + _ISO_CODE_RE + r")(?:\s|$)")
     in_cell = code[0].fillna(code[1]).fillna("").astype("str")
+    labels = long["label"].fillna("").astype("str") if "label" in long else pd.Series([""] * len(long), dtype="str")
+    label_code = labels.str.extract(r"\[(" + _ISO_CODE_RE + r")\]|(?:^|\s)(" + _ISO_CODE_RE + r")(?:\s|$)")
+    in_cell = in_cell.where(in_cell != "", label_code[0].fillna(label_code[1]).fillna("").astype("str"))
     amount = raw.str.replace(r"\[" + _ISO_CODE_RE + r"\]|(?:^|\s)" + _ISO_CODE_RE + r"(?=\s|$)", "", regex=True).str.strip()
     for symbol, iso in spec["currency_symbols"].items():
         has = amount.str.contains(symbol, regex=False).to_numpy()
