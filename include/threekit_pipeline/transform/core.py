@@ -389,7 +389,7 @@ def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None)
 def _load_layout_inputs(mapping: Mapping, paths: list[Path], source_files: list[_SourceFile]) -> list[Path]:
     """Export files matched by the mapping's ``inputs`` (transform/layouts.py): reshaped into
     canonical tables, one source file each; returns the paths left for ``sources``."""
-    from threekit_pipeline.transform.layouts import META_PREFIX, LIST_SEPARATOR, reshape_inputs
+    from threekit_pipeline.transform.layouts import LIST_SEPARATOR, META_PREFIX, reshape_inputs
 
     rest, derived, translations = reshape_inputs(mapping, paths)
     for d in derived:

@@ -46,7 +46,6 @@ from threekit_pipeline.transform.readers import LINE_COLUMN, RawTable, open_inpu
 # and that the control-character checks accept.
 LIST_SEPARATOR = "\u2063"
 META_PREFIX = "meta:"
-_ROW = "__row__"
 
 _PLACEHOLDERS = {
     "n": r"(?P<n>\d+)",
@@ -991,19 +990,19 @@ def _path(values: pd.Series, separator: str, keep: str) -> pd.Series:
         return values.str.split(re.escape(sep), regex=True).str[-1].str.strip()
     if keep == "levels":
         return split_values(values, sep)
-    parts = values.str.split(re.escape(sep), regex=True)
-    return parts.map(lambda items: f" {sep} ".join(i.strip() for i in items if i.strip()) if isinstance(items, list) else "").astype("str")
+    # "Clothing>Hoodies", "Clothing /Hoodies/" -> "Clothing > Hoodies": one spacing, no empty levels.
+    joined = values.str.replace(rf"\s*(?:{re.escape(sep)}\s*)+", f" {sep} ", regex=True)
+    return joined.str.replace(rf"^\s*{re.escape(sep)}\s*|\s*{re.escape(sep)}\s*$", "", regex=True).str.strip()
 
 
 def _apply_ops(p: _Prepared, frame: pd.DataFrame, cells: pd.Series, value: Value, column: str) -> tuple[pd.Series, pd.Series]:
-    """Run a value's operator pipeline. Returns (values, units): values exploded when a
-    ``split`` ran (index = row position), units "" unless a ``unit`` operator ran.
-    Cells an operator cannot read are reported and left out."""
-    values = cells
+    """Run a value's operator pipeline. Returns (values, units), aligned, index = row
+    position (repeated after a ``split``); units are "" unless a ``unit`` operator ran.
+    Empty values are dropped; cells an operator cannot read are reported and left out."""
+    values = cells[cells != ""]
     units = pd.Series(np.full(len(values), "", dtype=object), index=values.index, dtype="str")
     for name, arg in value.ops:
-        values = values[values != ""]
-        units = units.loc[values.index] if not units.index.has_duplicates else units[units.index.isin(values.index)]
+        keep = None
         if name in ("trim", "pairs"):
             values = values.str.strip()
         elif name == "lower":
@@ -1014,64 +1013,68 @@ def _apply_ops(p: _Prepared, frame: pd.DataFrame, cells: pd.Series, value: Value
             values = strip_html(values)
         elif name == "unescape":
             values = unescape(values)
-        elif name == "split":
-            values = split_values(values, arg)
+        elif name == "split" or (name == "path" and arg["keep"] == "levels"):
+            values = split_values(values, arg) if name == "split" else _path(values, arg["separator"], "levels")
             units = pd.Series(np.full(len(values), "", dtype=object), index=values.index, dtype="str")
         elif name == "path":
             values = _path(values, arg["separator"], arg["keep"])
-            if arg["keep"] == "levels":
-                units = pd.Series(np.full(len(values), "", dtype=object), index=values.index, dtype="str")
         elif name == "map":
             values = values.replace(arg)
         elif name == "extract":
             extracted = values.str.extract(arg, expand=False)
-            bad = extracted.isna().to_numpy()
-            _note_values(p, frame, values, bad, column, f"does not match {arg!r}")
-            values = extracted[~bad].astype("str").str.strip()
+            keep = extracted.notna().to_numpy()
+            _note_values(p, frame, values, ~keep, column, f"does not match {arg!r}: left out")
+            values = extracted.where(keep, "").astype("str").str.strip()
         elif name == "boolean":
             folded = values.str.strip().str.casefold()
             is_true = folded.isin(arg["true"]).to_numpy()
-            is_false = folded.isin(arg["false"]).to_numpy()
-            bad = ~(is_true | is_false)
+            keep = is_true | folded.isin(arg["false"]).to_numpy()
             words = ", ".join(arg["true"] + arg["false"])
-            _note_values(p, frame, values, bad, column, f"not a declared true/false word ({words}): left out")
-            values = pd.Series(np.where(is_true, "true", "false"), index=values.index, dtype="str")[~bad]
+            _note_values(p, frame, values, ~keep, column, f"not a declared true/false word ({words}): left out")
+            values = pd.Series(np.where(is_true, "true", "false"), index=values.index, dtype="str")
         elif name == "number":
-            values, keep = _numbers(values, p.spec)
+            numbers, keep = _numbers(values, p.spec)
             _note_values(p, frame, values, ~keep, column, "not a number: left out")
-            values = values[keep]
+            values = numbers
         elif name == "unit":
             if arg["from"] == "column":
                 found = match_headers(arg["column"], p.table.headers)
-                unit_cells = frame[found[0]].fillna("").astype("str").str.strip() if found else None
+                unit_cells = frame[found[0]].fillna("").astype("str").str.strip().to_numpy() if found else None
                 numbers = values
-                unit_values = (
-                    pd.Series(unit_cells.to_numpy()[values.index.to_numpy()], index=values.index, dtype="str")
-                    if unit_cells is not None
-                    else pd.Series([""] * len(values), index=values.index, dtype="str")
+                unit_values = pd.Series(
+                    unit_cells[values.index.to_numpy()] if unit_cells is not None else np.full(len(values), "", dtype=object),
+                    index=values.index,
+                    dtype="str",
                 )
             else:
                 parts = values.str.extract(r"^\s*([+-]?(?:\d[\d.,' ]*|[.,]\d+))\s*([^\d\s].*?)?\s*$")
-                numbers = parts[0].fillna(values)
+                numbers = parts[0].fillna(values).astype("str").str.strip()
                 unit_values = parts[1].fillna("").astype("str")
             unit_values = unit_values.where(unit_values != "", arg.get("default", ""))
-            numbers, keep = _numbers(numbers.astype("str"), p.spec)
+            numbers, keep = _numbers(numbers, p.spec)
             _note_values(p, frame, values, ~keep, column, "not a number with a unit: left out")
-            values = numbers[keep]
-            units = unit_values[keep].astype("str")
-    values = values[values != ""]
-    units = units[units.index.isin(values.index)] if len(units) != len(values) else units
+            values, units = numbers, unit_values
+        if keep is not None:
+            values, units = values[keep], units[keep]
+        present = (values != "").to_numpy()
+        values, units = values[present], units[present]
     return values, units
 
 
 def _numbers(values: pd.Series, spec: InputSpec) -> tuple[pd.Series, np.ndarray]:
-    """Numbers in plain form (``.5`` -> ``0.5``, grouping removed); mask of readable ones."""
-    text = values.str.strip()
+    """Numbers in plain form (``.5`` -> ``0.5``, grouping removed); mask of readable ones.
+    Grouping counts only between threes of digits of the integer part (``1,2`` is not 12)."""
+    text = values.str.strip().str.replace(r"\s+", " ", regex=True)
+    ok = np.ones(len(text), dtype=bool)
     if spec.thousands:
+        grouped = text.str.contains(spec.thousands, regex=False).to_numpy(dtype=bool)
+        point = re.escape(spec.decimal)
+        pattern = rf"[+-]?\d{{1,3}}(?:{re.escape(spec.thousands)}\d{{3}})+(?:{point}\d*)?"
+        ok &= ~grouped | text.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
         text = text.str.replace(spec.thousands, "", regex=False)
     if spec.decimal == ",":
         text = text.str.replace(".", "..", regex=False).str.replace(",", ".", regex=False)
-    ok = text.str.fullmatch(_NUMBER_RE).to_numpy(dtype=bool, na_value=False)
+    ok &= text.str.fullmatch(_NUMBER_RE).to_numpy(dtype=bool, na_value=False)
     text = text.str.replace(r"^([+-]?)\.", r"\g<1>0.", regex=True).str.replace(r"^\+", "", regex=True)
     text = text.str.replace(r"\.$", "", regex=True)
     text = text.str.replace(r"^(-?)0+(?=\d)", r"\1", regex=True)
