@@ -342,3 +342,21 @@ def test_prestashop_own_export(tmp_path):
     broken = [e for e in run.errors if "cannot be paired" in e["reason"]]
     assert [e["line"] for e in broken] == ["4"]
     assert [e["value"] for e in run.errors if e["column"] == "Impact on price"] == ["15.000000"]
+
+
+def test_many_variant_identifiers_continue_under_numbered_keys(tmp_path):
+    """400 variant SKUs do not fit one metadata value: they continue under "Variant SKUs (2)", ...
+    instead of being cut or getting the product rejected."""
+    export = tmp_path / "products_export_1.csv"
+    skus = [f"BIG-VARIANT-{i:05d}" for i in range(400)]
+    with open(export, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Handle", "Title", "Option1 Name", "Option1 Value", "Variant SKU", "Variant Price"])
+        for i, sku in enumerate(skus):
+            writer.writerow(["big", "Big" if i == 0 else "", "Size" if i == 0 else "", f"S{i}", sku, "10"])
+    run = transform(tmp_path, "shopify", [export])
+    meta = run.meta("big")
+    parts = [meta["Variant SKUs"]] + [meta[f"Variant SKUs ({n})"] for n in range(2, 10) if f"Variant SKUs ({n})" in meta]
+    assert len(parts) > 1 and all(len(p["defaultValue"]) <= 2000 for p in parts)
+    assert ", ".join(p["defaultValue"] for p in parts).split(", ") == skus
+    assert len(run.attrs("big")["Size"]["values"]) == 400

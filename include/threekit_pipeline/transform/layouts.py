@@ -676,6 +676,7 @@ class _Prepared:
     item: pd.Series  # the item the row belongs to
     notes: list[pd.DataFrame] = field(default_factory=list)
     default_locale: str = ""  # the locale whose texts the items carry ({default_locale})
+    meta_limit: int = 2000  # longest metadata value the transform accepts
 
 
 def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived], list[pd.DataFrame]]:
@@ -703,6 +704,7 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
                 limits=mapping.input_limits,
             )
             prepared.append(_prepare(spec, members[0].name, path.name, table))
+            prepared[-1].meta_limit = mapping.max_length("metadata")
         except FileRejected as exc:
             derived.append(Derived(path.name, path.name, next(iter(spec.sources)), None, reject_reason=exc.reason))
     item_keys = set()
@@ -747,8 +749,10 @@ def _note(p: _Prepared, mask: np.ndarray, column: str, values, reasons) -> None:
     )
 
 
-def _cells(frame: pd.DataFrame, headers: list[str], value: Value) -> pd.Series:
-    """The value's text per row (first non-empty of its columns; "" when none)."""
+def _cells(frame: pd.DataFrame, headers: list[str], value: Value, strip: bool = True) -> pd.Series:
+    """The value's text per row (first non-empty of its columns; "" when none). Trimmed,
+    unless ``strip`` is False (identifiers: kept exactly as written, so that the transform
+    reports surrounding spaces instead of silently changing the SKU)."""
     n = len(frame)
     if value.constant is not None:
         return pd.Series(np.full(n, value.constant, dtype=object), index=frame.index, dtype="str")
@@ -756,7 +760,9 @@ def _cells(frame: pd.DataFrame, headers: list[str], value: Value) -> pd.Series:
         return _template(frame, headers, value.template)
     result = pd.Series(np.full(n, "", dtype=object), index=frame.index, dtype="str")
     for header in value.headers(headers):
-        cells = frame[header].fillna("").astype("str").str.strip()
+        raw = frame[header].fillna("").astype("str")
+        trimmed = raw.str.strip()
+        cells = trimmed if strip else raw.where(trimmed != "", "")
         result = result.where(result != "", cells)
     return result
 
@@ -826,7 +832,7 @@ def _prepare(spec: InputSpec, name: str, input_name: str, table: RawTable) -> _P
     item_spec = spec.item
     key = pd.Series(np.full(len(frame), "", dtype=object), dtype="str")
     for value in item_spec.key:
-        key = key.where(key != "", _apply_scalar_ops(p, _cells(frame, headers, value), value, ""))
+        key = key.where(key != "", _apply_scalar_ops(p, _cells(frame, headers, value, strip=False), value, ""))
     no_key = keep & (key == "").to_numpy()
     shown = ", ".join(c for v in item_spec.key for c in (v.columns or ((v.template,) if v.template else ())))
     _note(p, no_key, shown, "", "row has no identifier (" + shown + "): not imported")
@@ -1303,6 +1309,7 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
             joined = gathered.groupby("item", sort=False)["value"].agg(", ".join)
             data[META_PREFIX + key] = pd.Series(frame["__item__"].to_numpy()[rows]).map(joined).fillna("").astype("str").to_numpy()
             types[key] = "String"
+    list_keys = {k for k, v in _expand_metadata(spec, headers) if v.rows != "item"} | set(collected)
     skus = pd.Series(data["sku"])
     for key, joined in collected.items():
         more = skus.map(joined).fillna("").astype("str")
@@ -1316,7 +1323,37 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
         elif META_PREFIX + key not in data:
             data[META_PREFIX + key] = more.to_numpy()
             types[key] = "String"
+    _split_long_lists(p, data, types, [k for k in list_keys if META_PREFIX + k in data])
     return _table(p, data, frame[LINE_COLUMN].to_numpy()[rows]), types
+
+
+def _split_long_lists(p: _Prepared, data: dict[str, Any], types: dict[str, str], keys: list[str]) -> None:
+    """Collected lists longer than a metadata value may be (a product with hundreds of
+    variant SKUs) continue under ``Key (2)``, ``Key (3)``, ... instead of being cut or
+    getting the product rejected."""
+    limit = p.meta_limit
+    for key in keys:
+        values = pd.Series(data[META_PREFIX + key], dtype="str")
+        long = np.flatnonzero((values.str.len() > limit).to_numpy())
+        if not len(long):
+            continue
+        extra: dict[int, list[str]] = {}
+        for row in long.tolist():  # rare: only the over-long cells
+            chunks, current = [], ""
+            for piece in values.iat[row].split(", "):
+                candidate = f"{current}, {piece}" if current else piece
+                if len(candidate) > limit and current:
+                    chunks.append(current)
+                    candidate = piece
+                current = candidate
+            chunks.append(current)
+            values.iat[row] = chunks[0]
+            for number, chunk in enumerate(chunks[1:], start=2):
+                extra.setdefault(number, [""] * len(values))[row] = chunk
+        data[META_PREFIX + key] = values.to_numpy()
+        for number, column in sorted(extra.items()):
+            data[META_PREFIX + f"{key} ({number})"] = np.asarray(column, dtype=object)
+            types[f"{key} ({number})"] = "String"
 
 
 def _options(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
