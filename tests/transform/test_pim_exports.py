@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from threekit_pipeline.cli import main
+from threekit_pipeline.pipelines import catalog_import
+from threekit_pipeline.transform import group_batches, load_mapping
 from threekit_pipeline.transform.mapping import MAPPINGS_DIR
 
 EXPORTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "cases" / "pim-exports"
@@ -360,3 +362,29 @@ def test_many_variant_identifiers_continue_under_numbered_keys(tmp_path):
     assert len(parts) > 1 and all(len(p["defaultValue"]) <= 2000 for p in parts)
     assert ", ".join(p["defaultValue"] for p in parts).split(", ") == skus
     assert len(run.attrs("big")["Size"]["values"]) == 400
+
+
+@pytest.mark.parametrize(
+    "system, name, layout",
+    [
+        ("woocommerce", "wc-product-export-30-11-2026-1764547200000.csv", "WooCommerce product export"),
+        ("woocommerce", "sample_products.csv.gz", "WooCommerce product export"),
+        ("shopify", "products_export_1.csv", "Shopify product export"),
+        ("akeneo", "csv_product_model_export_2026-11-30.csv", "Akeneo product model export"),
+        ("akeneo", "Demo CSV product export_2026-11-30_10-15-00.csv", "Akeneo product export"),
+        ("akeneo", "product_model.csv", "Akeneo product model export"),
+        ("magento", "catalog_product_20261130_101500.csv", "Magento 2 catalog product CSV"),
+        ("prestashop", "combinations_import.csv", "PrestaShop combinations"),
+        ("prestashop", "products_import.csv", "PrestaShop products"),
+    ],
+)
+def test_real_file_names_find_their_layout(system, name, layout):
+    mapping = load_mapping(system)
+    assert next(spec.name for spec in mapping.inputs if spec.matches(name)) == layout
+
+
+def test_a_stamp_in_an_export_name_still_orders_batches():
+    names = ["shop_20261201.csv", "products_export_1.csv", "shop_20261130_101500.csv"]
+    batches = group_batches(names, load_mapping("shopify"))
+    assert [b.files for b in batches] == [["shop_20261130_101500.csv"], ["shop_20261201.csv"], ["products_export_1.csv"]]
+    assert "*.csv" in catalog_import.mapping_patterns(load_mapping("shopify"))
