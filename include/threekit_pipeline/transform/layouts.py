@@ -984,9 +984,14 @@ def split_values(values: pd.Series, separator: str) -> pd.Series:
     """Exploded values (index = row) split at ``separator`` (a backslash before the separator
     escapes it), trimmed, empty pieces dropped."""
     sep = separator.strip() or separator
-    pattern = rf"(?<!\\){re.escape(sep)}"
-    pieces = values.str.split(pattern, regex=True).explode()
-    pieces = pieces.fillna("").astype("str").str.replace("\\" + sep, sep, regex=False).str.strip()
+    escaped = values.str.contains("\\", regex=False).to_numpy(dtype=bool, na_value=False)
+    if escaped.any():
+        pattern = rf"(?<!\\){re.escape(sep)}"
+        pieces = pd.concat([values[~escaped].str.split(sep, regex=False), values[escaped].str.split(pattern, regex=True)]).sort_index(kind="stable")
+        pieces = pieces.explode().fillna("").astype("str").str.replace("\\" + sep, sep, regex=False)
+    else:
+        pieces = values.str.split(sep, regex=False).explode().fillna("").astype("str")
+    pieces = pieces.str.strip()
     return pieces[pieces != ""]
 
 
@@ -1081,9 +1086,13 @@ def _numbers(values: pd.Series, spec: InputSpec) -> tuple[pd.Series, np.ndarray]
     if spec.decimal == ",":
         text = text.str.replace(".", "..", regex=False).str.replace(",", ".", regex=False)
     ok &= text.str.fullmatch(_NUMBER_RE).to_numpy(dtype=bool, na_value=False)
-    text = text.str.replace(r"^([+-]?)\.", r"\g<1>0.", regex=True).str.replace(r"^\+", "", regex=True)
-    text = text.str.replace(r"\.$", "", regex=True)
-    text = text.str.replace(r"^(-?)0+(?=\d)", r"\1", regex=True)
+    # Plain form, touching only the cells that need it (".5", "+3", "7.", "007").
+    odd = text.str.match(r"[+-]?\.|\+|-?0\d").to_numpy(dtype=bool, na_value=False) | text.str.endswith(".").to_numpy(dtype=bool, na_value=False)
+    if odd.any():
+        fixed = text[odd].str.replace(r"^([+-]?)\.", r"\g<1>0.", regex=True).str.replace(r"^\+", "", regex=True)
+        fixed = fixed.str.replace(r"\.$", "", regex=True).str.replace(r"^(-?)0+(?=\d)", r"\1", regex=True)
+        text = text.copy()
+        text[odd] = fixed
     return text, ok
 
 
@@ -1118,14 +1127,38 @@ def _apply_scalar_ops(p: _Prepared, cells: pd.Series, value: Value, column: str)
     return out
 
 
+def join_groups(keys, values, separator: str) -> pd.Series:
+    """Values joined per key (``{key: "a, b"}``), in order of appearance, each distinct
+    (key, value) once. Vectorised: sorted by key, the separator prefixed to every value but
+    a group's first, then one ``np.add.reduceat`` concatenation per group (no per-group
+    pandas calls)."""
+    frame = pd.DataFrame({"key": np.asarray(keys, dtype=object), "value": np.asarray(values, dtype=object)}).drop_duplicates()
+    if not len(frame):
+        return pd.Series(dtype="str")
+    codes, uniques = pd.factorize(frame["key"])
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    texts = frame["value"].to_numpy(dtype=object)[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    later = np.ones(len(texts), dtype=bool)
+    later[starts] = False
+    if later.any():
+        texts = texts.copy()
+        texts[later] = separator + texts[later]
+    joined = np.add.reduceat(texts, starts) if len(texts) else texts
+    return pd.Series(joined, index=pd.Index(np.asarray(uniques, dtype=object)[codes[starts]]), dtype="str")
+
+
 def _joined(values: pd.Series, n: int, separator: str) -> pd.Series:
     """Exploded values (index = row position) joined back per row, first occurrence kept."""
     out = pd.Series(np.full(n, "", dtype=object), dtype="str")
     if not len(values):
         return out
-    frame = pd.DataFrame({"row": values.index.to_numpy(), "value": values.to_numpy()}).drop_duplicates()
-    joined = frame.groupby("row", sort=False)["value"].agg(separator.join)
-    out.iloc[joined.index.to_numpy()] = joined.to_numpy()
+    if not values.index.has_duplicates:
+        out.iloc[values.index.to_numpy()] = values.to_numpy()
+        return out
+    joined = join_groups(values.index.to_numpy(), values.to_numpy(), separator)
+    out.iloc[joined.index.to_numpy(dtype=np.int64)] = joined.to_numpy()
     return out
 
 
@@ -1150,8 +1183,7 @@ def _collect_item_metadata(p: _Prepared, spec: dict, collected: dict[str, pd.Ser
         cells = _cells(frame, headers, value).where(selected, "")
         values, _ = _apply_ops(p, frame, cells, value, _column_label(value))
         owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
-        pairs = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
-        joined = pairs.groupby("item", sort=False)["value"].agg(", ".join)
+        joined = join_groups(owners, values.to_numpy(), ", ")
         previous = collected.get(key)
         collected[key] = joined if previous is None else pd.concat([previous, joined[~joined.index.isin(previous.index)]])
 
@@ -1225,8 +1257,7 @@ def _collect_variant_metadata(p: _Prepared, collected: dict[str, pd.Series]) -> 
         cells = _cells(frame, headers, value).where(foreign, "")
         values, _ = _apply_ops(p, frame, cells, value, _column_label(value))
         owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
-        pairs = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
-        joined = pairs.groupby("item", sort=False)["value"].agg(", ".join)
+        joined = join_groups(owners, values.to_numpy(), ", ")
         previous = collected.get(key)
         collected[key] = joined if previous is None else pd.concat([previous, joined[~joined.index.isin(previous.index)]])
 
@@ -1305,8 +1336,7 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
         else:
             # Collected over the item's rows: distinct values in file order, joined with ", ".
             owners = frame["__item__"].to_numpy()[values.index.to_numpy()]
-            gathered = pd.DataFrame({"item": owners, "value": values.to_numpy()}).drop_duplicates()
-            joined = gathered.groupby("item", sort=False)["value"].agg(", ".join)
+            joined = join_groups(owners, values.to_numpy(), ", ")
             data[META_PREFIX + key] = pd.Series(frame["__item__"].to_numpy()[rows]).map(joined).fillna("").astype("str").to_numpy()
             types[key] = "String"
     list_keys = {k for k, v in _expand_metadata(spec, headers) if v.rows != "item"} | set(collected)
@@ -1600,7 +1630,11 @@ def _prices(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
     labels = long["label"].fillna("").astype("str") if "label" in long else pd.Series([""] * len(long), dtype="str")
     label_code = labels.str.extract(r"\[(" + _ISO_CODE_RE + r")\]|(?:^|\s)(" + _ISO_CODE_RE + r")(?:\s|$)")
     in_cell = in_cell.where(in_cell != "", label_code[0].fillna(label_code[1]).fillna("").astype("str"))
-    amount = raw.str.replace(r"\[" + _ISO_CODE_RE + r"\]|(?:^|\s)" + _ISO_CODE_RE + r"(?=\s|$)", "", regex=True).str.strip()
+    amount = raw.str.strip()
+    coded = (in_cell != "").to_numpy()
+    if coded.any():
+        amount = amount.copy()
+        amount[coded] = raw[coded].str.replace(r"\[" + _ISO_CODE_RE + r"\]|(?:^|\s)" + _ISO_CODE_RE + r"(?=\s|$)", "", regex=True).str.strip()
     for symbol, iso in spec["currency_symbols"].items():
         has = amount.str.contains(symbol, regex=False).to_numpy()
         in_cell = in_cell.where(~(has & (in_cell == "").to_numpy()), iso)
