@@ -388,3 +388,18 @@ def test_a_stamp_in_an_export_name_still_orders_batches():
     batches = group_batches(names, load_mapping("shopify"))
     assert [b.files for b in batches] == [["shop_20261130_101500.csv"], ["shop_20261201.csv"], ["products_export_1.csv"]]
     assert "*.csv" in catalog_import.mapping_patterns(load_mapping("shopify"))
+
+
+def test_akeneo_two_level_variants_roll_up_to_the_root_model(tmp_path):
+    """product -> sub-model -> root model: one item, axes from both levels."""
+    models = tmp_path / "csv_product_model_export.csv"
+    models.write_text("code;parent;family_variant;name;color;price-EUR\nshoe;;shoes_color_size;Runner;;120\nshoe_red;shoe;;;red;\nshoe_blue;shoe;;;blue;\n")
+    products = tmp_path / "csv_product_export.csv"
+    products.write_text("sku;parent;size;ean\nSH-R-40;shoe_red;40;001\nSH-R-41;shoe_red;41;002\nSH-B-40;shoe_blue;40;003\n")
+    run = transform(tmp_path, "akeneo", [products, models])
+    assert list(run.items) == ["shoe"]
+    attrs = run.attrs("shoe")
+    assert (attrs["color"]["values"], attrs["size"]["values"]) == (["red", "blue"], ["40", "41"])
+    assert run.meta("shoe")["Variant EANs"]["defaultValue"] == "001, 002, 003"
+    assert run.prices("shoe") == {"default": {"EUR": 120}}
+    assert run.errors == []

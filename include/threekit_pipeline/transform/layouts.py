@@ -707,6 +707,18 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
             prepared[-1].meta_limit = mapping.max_length("metadata")
         except FileRejected as exc:
             derived.append(Derived(path.name, path.name, next(iter(spec.sources)), None, reject_reason=exc.reason))
+    # Two-level variants (Akeneo: product -> sub-model -> root model): a row whose item is
+    # itself a variant of another item belongs to that one, across the batch's files.
+    variant_of = pd.concat([p.item[(p.key != p.item).to_numpy()].set_axis(p.key[(p.key != p.item).to_numpy()]) for p in prepared]) if prepared else pd.Series(dtype="str")
+    variant_of = variant_of[~variant_of.index.duplicated()]
+    if len(variant_of):
+        for p in prepared:
+            for _ in range(3):
+                upper = p.item.map(variant_of)
+                moved = upper.notna() & (upper != p.item)
+                if not moved.any():
+                    break
+                p.item = p.item.where(~moved, upper.astype("str"))
     item_keys = set()
     for p in prepared:
         item_keys.update(p.key[(p.key == p.item).to_numpy()].tolist())
