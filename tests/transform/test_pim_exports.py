@@ -403,3 +403,13 @@ def test_akeneo_two_level_variants_roll_up_to_the_root_model(tmp_path):
     assert run.meta("shoe")["Variant EANs"]["defaultValue"] == "001, 002, 003"
     assert run.prices("shoe") == {"default": {"EUR": 120}}
     assert run.errors == []
+
+
+def test_an_over_long_attribute_text_is_listed_not_fatal(tmp_path):
+    export = tmp_path / "csv_product_export.csv"
+    export.write_text("sku;name;notice\nA;Lamp;" + "x" * 2500 + "\nB;Shade;short\n", encoding="utf-8")
+    run = transform(tmp_path, "akeneo", [export])
+    assert set(run.items) == {"A", "B"}
+    assert "notice" not in run.meta("A") and run.meta("B")["notice"]["defaultValue"] == "short"
+    (listed,) = run.errors
+    assert (listed["line"], listed["column"]) == ("2", "notice") and "longer than 2000" in listed["reason"]

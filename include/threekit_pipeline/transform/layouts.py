@@ -1366,7 +1366,34 @@ def _products(p: _Prepared, spec: dict, collected: dict[str, pd.Series]) -> tupl
             data[META_PREFIX + key] = more.to_numpy()
             types[key] = "String"
     _split_long_lists(p, data, types, [k for k in list_keys if META_PREFIX + k in data])
+    _drop_long_values(p, data, list(types), frame[LINE_COLUMN].to_numpy()[rows])
     return _table(p, data, frame[LINE_COLUMN].to_numpy()[rows]), types
+
+
+def _drop_long_values(p: _Prepared, data: dict[str, Any], keys: list[str], lines: np.ndarray) -> None:
+    """A metadata value longer than the transform accepts is listed and left out, so one
+    long attribute text does not cost the whole product."""
+    for key in keys:
+        column = META_PREFIX + key
+        if column not in data:
+            continue
+        values = pd.Series(data[column], dtype="str")
+        long = (values.str.len() > p.meta_limit).to_numpy()
+        if not long.any():
+            continue
+        count = int(long.sum())
+        p.notes.append(
+            pd.DataFrame(
+                {
+                    "file": [p.name] * count,
+                    "line": pd.array(lines[long], dtype="Int64"),
+                    "column": [key] * count,
+                    "value": values[long].to_numpy(dtype=object),
+                    "reason": [f"metadata {key} longer than {p.meta_limit} characters: left out (SKU {s})" for s in np.asarray(data["sku"])[long]],
+                }
+            )
+        )
+        data[column] = values.where(~long, "").to_numpy()
 
 
 def _split_long_lists(p: _Prepared, data: dict[str, Any], types: dict[str, str], keys: list[str]) -> None:
