@@ -96,7 +96,7 @@ def assert_clean_options(run: Run) -> None:
             assert not attribute["name"].lower().startswith(("option", "attribute ")), (sku, attribute["name"])
             for value in [attribute["name"], *attribute["values"]]:
                 assert not any(mark in value for mark in PACKED), (sku, value)
-                assert ", " not in value or attribute["name"] in ("Disk space",), (sku, value)
+                assert ", " not in value, (sku, value)
             assert attribute["defaultValue"] in attribute["values"]
         assert all(m["type"] in ("String", "Number") for m in product["metadata"])
         description = product.get("description", "")
