@@ -166,3 +166,11 @@ def test_layout_mistakes_name_the_key(change, message):
     with pytest.raises(MappingError) as caught:
         parse_mapping(document, label="broken.yaml")
     assert str(caught.value).startswith("broken.yaml: ") and message in str(caught.value)
+
+
+def test_layout_overview_in_the_readme_is_a_valid_mapping():
+    readme = README.read_text(encoding="utf-8")
+    (block,) = [b.split("\n", 1)[1] for b in readme.split("```")[1::2] if b.startswith("yaml overview\n")]
+    mapping = parse_mapping(yaml.safe_load(block), label="README.md")
+    (layout,) = mapping.inputs
+    assert layout.patterns == ("*.csv",) and set(layout.sources) == {"products", "options", "prices"}

@@ -148,7 +148,7 @@ def test_wide_marker_must_differ_from_separator(tmp_path):
 
 def test_reference_example_in_the_readme_is_a_valid_mapping():
     readme = (MAPPINGS_DIR / "README.md").read_text(encoding="utf-8")
-    (block,) = [b.split("\n", 1)[1] for b in readme.split("```")[1::2] if b.startswith("yaml")]
+    (block,) = [b.split("\n", 1)[1] for b in readme.split("```")[1::2] if b.startswith("yaml\n")]
     import yaml
     from threekit_pipeline.transform.mapping import parse_mapping
 
