@@ -8,7 +8,9 @@ currencies, to show the mapping reads the system's format rather than one sample
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -64,13 +66,20 @@ class Run:
         return [str(m["defaultValue"]) for m in self.items[sku]["metadata"]]
 
 
-def transform(tmp_path: Path, mapping: str, files: list[Path], capsys=None) -> Run:
+def transform(tmp_path: Path, mapping: str, files: list[Path]) -> Run:
     """``threekit-pipeline transform --mapping <mapping> --output out.jsonl --errors err.csv <files>``
     (the console script's entry point, in this process), which must exit 0."""
     out, err = tmp_path / "out.jsonl", tmp_path / "err.csv"
-    code = main(["transform", "--mapping", mapping, "--output", str(out), "--errors", str(err), *map(str, files)])
-    assert code == 0
-    return Run(code, "", out, err)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["transform", "--mapping", mapping, "--output", str(out), "--errors", str(err), *map(str, files)])
+    assert code == 0, printed.getvalue()
+    return Run(code, printed.getvalue(), out, err)
+
+
+def assert_nothing_rejected(run: Run) -> None:
+    """Listed rows are reports: no row and no file counts as rejected."""
+    assert "Rows rejected:     0\n" in run.stdout and "Files rejected:    0\n" in run.stdout, run.stdout
 
 
 def test_cli_console_script_runs_an_export(tmp_path):
@@ -106,6 +115,7 @@ def assert_clean_options(run: Run) -> None:
 def test_woocommerce_sample_export(tmp_path):
     folder = _require("woocommerce")
     run = transform(tmp_path, "woocommerce", [folder / "sample_products.csv"])
+    assert_nothing_rejected(run)
     assert len(run.items) == 18
     with open(folder / "sample_products.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -149,6 +159,7 @@ def test_shopify_product_template(tmp_path):
     folder = _require("shopify")
     assert b"\r\n" in (folder / "product_template.csv").read_bytes()
     run = transform(tmp_path, "shopify", [folder / "product_template.csv"])
+    assert_nothing_rejected(run)
     assert set(run.items) == {"example-shirt", "example-pants", "example-hat"}
     assert_clean_options(run)
 
@@ -182,6 +193,7 @@ def test_shopify_product_template(tmp_path):
 def test_akeneo_product_and_model_exports(tmp_path):
     folder = _require("akeneo")
     run = transform(tmp_path, "akeneo", [folder / "product.csv", folder / "product_model.csv"])
+    assert_nothing_rejected(run)
     assert len(run.items) == 18
     assert {"amor", "brooksblue", "brookspink"} <= set(run.items)
     assert_clean_options(run)
@@ -206,6 +218,7 @@ def test_akeneo_product_and_model_exports(tmp_path):
 def test_magento_configurable_with_store_views(tmp_path):
     folder = _require("magento")
     run = transform(tmp_path, "magento", [folder / "import_configurable_for_multiple_store_views.csv"])
+    assert_nothing_rejected(run)
     assert list(run.items) == ["Configurable 1"]
     assert_clean_options(run)
     attrs = run.attrs("Configurable 1")
@@ -224,6 +237,7 @@ def test_magento_configurable_with_store_views(tmp_path):
 def test_prestashop_products_and_combinations(tmp_path):
     folder = _require("prestashop")
     run = transform(tmp_path, "prestashop", [folder / "products_import.csv", folder / "combinations_import.csv"])
+    assert_nothing_rejected(run)
     assert len(run.items) == 7
     assert_clean_options(run)
     by_name = {product["name"]: sku for sku, product in run.items.items()}
