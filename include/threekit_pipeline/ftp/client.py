@@ -614,10 +614,17 @@ class FtpClient:
         try:
             entries = self._list_mlsd(ftp, path) if self._has_mlst() else self._list_parsed(ftp, path)
         except (ftplib.error_perm, ftplib.error_temp) as exc:
-            # Several servers answer a listing of an empty directory with 450/550.
-            if _reply_code(exc) in (450, 550) and self._is_dir(ftp, path):
+            # Servers answer a listing of a missing folder with 450, 501 or 550, and several
+            # answer one of an empty folder with 450/550: ask whether the folder is there.
+            if _reply_code(exc) not in (450, 501, 550):
+                raise
+            if self._is_dir(ftp, path):
+                if _reply_code(exc) == 501:
+                    raise
                 return []
-            raise
+            raise FtpNotFound(f"FTP list {path!r} on {self.settings.address}: folder does not exist "
+                              f"({self._scrub(str(exc).strip())})", host=self.settings.address,
+                              operation="list", path=path, code=550) from exc
         self._missing_if_empty(ftp, path, entries)
         entries.sort(key=lambda entry: entry.name)
         return entries
