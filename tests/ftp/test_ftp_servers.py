@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import register_secret
 from threekit_pipeline.ftp.client import FtpClient
 from threekit_pipeline.ftp.completeness import CompletenessPolicy, complete_files
 from threekit_pipeline.ftp.errors import FtpNotFound, FtpPermanentError
@@ -82,7 +81,6 @@ def _make(kind: str, tmp_path: Path, tls: bool):
 def server(request, tmp_path):
     kind, tls = request.param
     instance = _make(kind, tmp_path, tls)
-    register_secret(instance.password)
     instance.start()
     try:
         yield instance
@@ -184,7 +182,6 @@ def test_marker_files_complete_data_files(server):
 @pytest.mark.parametrize("kind", SERVERS)
 def test_a_server_refusing_auth_tls_says_so(kind, tmp_path):
     instance = _make(kind, tmp_path, tls=False)
-    register_secret(instance.password)
     instance.start()
     try:
         with FtpClient(instance.settings(tls=True, retries=0)) as client, pytest.raises(FtpPermanentError) as refused:

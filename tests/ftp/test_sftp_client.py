@@ -10,7 +10,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import register_secret
 from threekit_pipeline.ftp.completeness import CompletenessPolicy, complete_files
 from threekit_pipeline.ftp.errors import FtpNotFound, FtpPermanentError
 from threekit_pipeline.ftp.sftp import SftpClient, SftpSettings
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.skipif(not real_servers.available(), reason="sshd needs
 @pytest.fixture(scope="module")
 def sshd():
     server = real_servers.SshdServer()
-    register_secret(server.password)
     server.start()
     try:
         yield server
