@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: Transfer block size; large blocks matter on high-latency links (and FTPS record overhead).
 BLOCK_SIZE = 256 * 1024
 #: Bytes per sendfile() call on plain uploads (progress is reported between calls).
-SENDFILE_CHUNK = 8 * 1024 * 1024
+SENDFILE_CHUNK = 1024 * 1024
 #: Reply codes that mean "try again": service closing, can't open data connection,
 #: transfer aborted, file unavailable (busy), local processing error.
 RETRYABLE_CODES = frozenset({421, 425, 426, 450, 451})
