@@ -105,3 +105,35 @@ def test_sftp_hook_key_authentication_from_the_private_key_extra(sshd):
         with ThreekitSFTPHook("partner").get_client() as client:
             assert client.settings.password == "" and client.settings.pkey is not None
             assert client.list_dir(".") is not None
+
+
+def test_sensor_and_trigger_watch_an_sftp_folder_through_the_same_connection_id(sshd, tmp_path):
+    """A feed names only a connection: the FTP sensor and trigger work unchanged on SFTP."""
+    import asyncio
+    import time
+
+    from threekit_pipeline.airflow.sensors.ftp import FtpCompleteFilesSensor
+    from threekit_pipeline.airflow.triggers.ftp import FtpCompleteFilesTrigger
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line + "\n")
+    folder = f"watch-{tmp_path.name}"
+    sshd.seed(f"{folder}/prices.csv", b"sku;price\n")
+    sshd.seed(f"{folder}/notes.txt", b"-")
+    with mock.patch.dict("os.environ", AIRFLOW_CONN_PARTNER=_conn("sftp", sshd, known_hosts=str(known_hosts))):
+        sensor = FtpCompleteFilesSensor(task_id="wait", ftp_conn_id="partner", path=folder, patterns=["*.csv"],
+                                        stable_seconds=0.3, poke_interval=0.2, timeout=30, deferrable=False)
+        result = sensor.poke(context={})
+        assert result.is_done is True
+        assert [(f["name"], f["size"]) for f in result.xcom_value] == [("prices.csv", 10)]
+
+        trigger = FtpCompleteFilesTrigger(ftp_conn_id="partner", path=folder, patterns=["*.csv"], stable_seconds=0.3,
+                                          marker_suffixes=[], poll_interval=0.2, deadline=time.time() + 30)
+
+        async def first_event():
+            async for event in trigger.run():
+                return event
+
+        event = asyncio.run(first_event())
+        assert event.payload["status"] == "success"
+        assert [f["name"] for f in event.payload["files"]] == ["prices.csv"]
