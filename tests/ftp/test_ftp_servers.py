@@ -139,6 +139,16 @@ def test_listing_has_sizes_and_times_for_every_file(server):
     assert all(abs(entry.modified - now) < timedelta(minutes=5) for entry in listing.values() if not entry.is_dir)
 
 
+def test_non_ascii_and_spaced_folder_and_file_names(server):
+    with FtpClient(server.settings()) as client:
+        client.makedirs("entrée/prix été")
+        client.write_bytes_atomic("ü".encode(), "entrée/prix été/tarifs 2024 é.csv")
+        [entry] = client.list_dir("entrée/prix été")
+        assert (entry.name, entry.size) == ("tarifs 2024 é.csv", 2)
+        assert client.read_bytes(entry.path) == "ü".encode()
+    assert (server.root / "entrée" / "prix été" / "tarifs 2024 é.csv").read_bytes() == "ü".encode()
+
+
 def test_missing_folder_is_not_found_and_empty_folder_is_empty(server):
     server.mkdir("in/empty")
     with FtpClient(server.settings()) as client:

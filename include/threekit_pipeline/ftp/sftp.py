@@ -239,7 +239,8 @@ class SftpClient:
             return FtpNotFound(f"{subject}: not found", code=550, **context)
         if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno == errno.EACCES):
             return FtpPermanentError(f"{subject}: permission denied", **context)
-        if isinstance(exc, (EOFError, socket.timeout, TimeoutError, ConnectionError, paramiko.SSHException)):
+        if isinstance(exc, (EOFError, socket.timeout, TimeoutError, ConnectionError, paramiko.SSHException,
+                            paramiko.ssh_exception.NoValidConnectionsError)):
             detail = self._scrub(str(exc)) or type(exc).__name__
             return FtpTransientError(f"{subject}: connection problem: {detail}", **context)
         if isinstance(exc, OSError) and exc.errno is None:  # SFTP status "failure" without detail

@@ -266,7 +266,11 @@ class FtpTransferHook(BaseHook):
         if (conn.conn_type or "").lower() in SFTP_CONN_TYPES:
             from threekit_pipeline.airflow.hooks.sftp import sftp_settings_from_connection
 
-            return sftp_settings_from_connection(self.ftp_conn_id, conn, conn.extra_dejson)
+            extra = conn.extra_dejson
+            for secret in (extra.get("private_key"), extra.get("private_key_passphrase")):
+                if secret:
+                    mask_secret(secret)
+            return sftp_settings_from_connection(self.ftp_conn_id, conn, extra)
         return _ftp_settings(self.ftp_conn_id, conn, conn.extra_dejson)
 
     async def aget_settings(self) -> FtpSettings | SftpSettings:
@@ -279,6 +283,10 @@ class FtpTransferHook(BaseHook):
         extra = await conn.aextra_dejson()
         if (conn.conn_type or "").lower() in SFTP_CONN_TYPES:
             from threekit_pipeline.airflow.hooks.sftp import sftp_settings_from_connection
+
+            for secret in (extra.get("private_key"), extra.get("private_key_passphrase")):
+                if secret:
+                    await amask_secret(secret)
 
             return sftp_settings_from_connection(self.ftp_conn_id, conn, extra)
         return _ftp_settings(self.ftp_conn_id, conn, extra)
