@@ -139,13 +139,14 @@ def parse_list_line(line: str) -> tuple[str, int | None, datetime | None, bool] 
 
     Unix (``ls -l``) and Windows/IIS (``MM-DD-YY hh:mmAM``) styles, parsed by ftputil's
     parsers. Times are read as UTC and have the precision the style gives: minutes for
-    recent files, days for files older than about six months.
+    recent files, days for files older than about six months. A line that carries no entry
+    (``total 12``) gives the name ``""``.
     """
     from ftputil.error import ParserError
 
     for parser in _list_parsers():
         if parser.ignores_line(line):
-            return None
+            return "", None, None, False
         try:
             result = parser.parse_line(line, time_shift=0.0)
         except ParserError:
