@@ -49,6 +49,7 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 from paramiko.sftp_attr import SFTPAttributes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from threekit_pipeline.ftp.client import _part_path
 from threekit_pipeline.ftp.errors import FtpError, FtpNotFound, FtpPermanentError, FtpTransientError
 from threekit_pipeline.ftp.models import RemoteFile
 from threekit_pipeline.ftp.paths import join_remote
@@ -461,7 +462,7 @@ class SftpClient:
         """Stream ``remote`` into ``<local>.part`` (resuming after a dropped connection), then rename."""
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = local.with_name(local.name + ".part")
+        part = _part_path(local)
         part.unlink(missing_ok=True)
         state: dict[str, Any] = {"version": None, "resumed": 0}
 
