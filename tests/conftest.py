@@ -108,6 +108,7 @@ def _register_launcher_secrets() -> None:
         ("threekit_pipeline.sandbox.threekit_process", "ThreekitSandboxProcess", ("token",)),
         ("threekit_pipeline.sandbox.ftp_process", "FtpSandboxProcess", ("password",)),
         ("threekit_pipeline.devtools.stack", "LocalStack", ("_token", "_ftp_password")),
+        ("threekit_pipeline.sandbox.real_servers", "_Daemon", ("password",)),
     ]
     for module_name, class_name, attributes in patches:
         try:

@@ -39,8 +39,9 @@ def test_provider_info_matches_airflow_schema():
     info = get_provider_info()
     jsonschema.validate(info, schema)
     assert info["package-name"] == "threekit-pipeline"
-    (conn,) = info["connection-types"]
-    assert conn["connection-type"] == "threekit"
+    types = {conn["connection-type"]: conn for conn in info["connection-types"]}
+    assert sorted(types) == ["ftps", "threekit"]
+    assert types["ftps"]["hook-class-name"] == "threekit_pipeline.airflow.hooks.ftp.ThreekitFTPSHook"
 
 
 def test_every_module_and_class_named_in_provider_info_imports():

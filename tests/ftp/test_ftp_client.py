@@ -96,13 +96,16 @@ def test_listing_without_mlsd_still_has_sizes_and_times(tmp_path):
             listing = {f.name: f for f in client.list_dir("/in")}
             assert sorted(listing) == ["a.csv", "b c.csv", "empty", "sub"]
             assert listing["a.csv"].size == 1234
-            assert listing["a.csv"].modified == datetime(2024, 2, 3, 4, 5, 6, tzinfo=UTC)
+            # One LIST gives sizes and times together; an old file's LIST time has day precision...
+            assert listing["a.csv"].modified == datetime(2024, 2, 3, tzinfo=UTC)
             assert listing["b c.csv"].size == 0 and not listing["b c.csv"].is_dir
             assert listing["sub"].is_dir and listing["empty"].is_dir
             assert client.list_dir("/in/empty") == []
             with pytest.raises(FtpNotFound):
                 client.list_dir("/in/missing")
             assert client.stat("/in/a.csv").size == 1234
+            # ...while stat() asks MDTM, which is exact.
+            assert client.stat("/in/a.csv").modified == datetime(2024, 2, 3, 4, 5, 6, tzinfo=UTC)
             assert client.stat("/in/sub").is_dir
             assert client.stat("/in/nothing") is None
             # The fallback must leave the session in binary mode: uploads verify sizes with SIZE.

@@ -30,6 +30,7 @@ def get_provider_info() -> dict:
                 "python-modules": [
                     "threekit_pipeline.airflow.hooks.threekit",
                     "threekit_pipeline.airflow.hooks.ftp",
+                    "threekit_pipeline.airflow.hooks.sftp",
                 ],
             }
         ],
@@ -80,6 +81,25 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["integer", "null"], "default": 6},
                     },
                 },
-            }
+            },
+            {
+                # Explicit FTPS (the ftp provider registers only ``ftp``); ``sftp`` comes from the sftp provider.
+                "connection-type": "ftps",
+                "hook-class-name": "threekit_pipeline.airflow.hooks.ftp.ThreekitFTPSHook",
+                "hook-name": "FTPS (Threekit transfers)",
+                "ui-field-behaviour": {"hidden-fields": ["schema"], "relabeling": {"login": "Username"}},
+                "conn-fields": {
+                    "ca_file": {
+                        "label": "CA file",
+                        "description": "PEM bundle to verify the server certificate against (private CA).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "encoding": {
+                        "label": "File name encoding",
+                        "description": "Encoding of remote file names, e.g. cp1252 (default utf-8).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            },
         ],
     }

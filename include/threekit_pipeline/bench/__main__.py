@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     "import_throughput": ("threekit_pipeline.bench.import_throughput", {}, {"products": 2_000}),
     "delta_rerun": ("threekit_pipeline.bench.delta_rerun", {}, {"products": 5_000}),
     "ftp_transfer": ("threekit_pipeline.bench.ftp_transfer", {}, {"size_mib": 64}),
+    "ftp_listing": ("threekit_pipeline.bench.ftp_listing", {}, {"files": 200}),
+    "sftp_transfer": ("threekit_pipeline.bench.sftp_transfer", {}, {"size_mib": 32}),
 }
 
 # How each result is shown: (figure key, baseline key, ratio key, unit).
@@ -37,6 +39,17 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("download.ours_mib_s", "download.curl_mib_s", "download.throughput_ratio", "MiB/s"),
         ("download.ours_peak_rss_mb", "", "", "MB"),
         ("upload.ours_mib_s", "upload.curl_mib_s", "upload.throughput_ratio", "MiB/s"),
+        ("upload.ours_peak_rss_mb", "", "", "MB"),
+    ],
+    "ftp_listing": [
+        ("list.round_trips", "mlsd.round_trips", "round_trip_ratio", "round trips"),
+        ("list.seconds", "mlsd.seconds", "", "s"),
+        ("list.seconds_at_50ms_rtt", "nlst_size_mdtm.seconds_at_50ms_rtt", "", "s @50ms"),
+        ("nlst_size_mdtm.round_trips", "", "", "round trips"),
+    ],
+    "sftp_transfer": [
+        ("download.ours_mib_s", "download.openssh_mib_s", "download.throughput_ratio", "MiB/s"),
+        ("upload.ours_mib_s", "upload.openssh_mib_s", "upload.throughput_ratio", "MiB/s"),
         ("upload.ours_peak_rss_mb", "", "", "MB"),
     ],
 }

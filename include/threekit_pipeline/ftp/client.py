@@ -12,7 +12,10 @@ whether their first attempt already took effect, so they converge instead of fai
 * FTPS is explicit (AUTH TLS) with ``PROT P``; certificates and host names are verified
   unless explicitly disabled. Data connections reuse the control connection's TLS session
   when the server offers one (some servers require it).
-* Listings use MLSD when the server offers it (FEAT) and fall back to NLST + SIZE + MDTM.
+* Listings use MLSD when the server offers it (FEAT), else one ``LIST`` parsed for names,
+  sizes and times (Unix and Windows/IIS styles); only lines that cannot be parsed cost a
+  ``SIZE`` + ``MDTM`` each. A name the connection's encoding cannot decode is skipped
+  with a warning; a missing folder is :class:`FtpNotFound` on every server.
 
 Instances are not thread-safe: use one client per thread.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import ftplib
+import functools
 import hashlib
 import io
 import logging
@@ -29,7 +33,9 @@ import posixpath
 import secrets
 import socket
 import ssl
+import stat as stat_module
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Transfer block size; large blocks matter on high-latency links (and FTPS record overhead).
 BLOCK_SIZE = 256 * 1024
+#: Bytes per sendfile() call on plain uploads (progress is reported between calls).
+SENDFILE_CHUNK = 1024 * 1024
 #: Reply codes that mean "try again": service closing, can't open data connection,
 #: transfer aborted, file unavailable (busy), local processing error.
 RETRYABLE_CODES = frozenset({421, 425, 426, 450, 451})
@@ -124,6 +132,40 @@ def parse_ftp_time(value: str | None) -> datetime | None:
     if fraction.isdigit():
         moment = moment.replace(microsecond=int(fraction[:6].ljust(6, "0")))
     return moment
+
+
+def parse_list_line(line: str) -> tuple[str, int | None, datetime | None, bool] | None:
+    """``(name, size, modified, is_dir)`` of one ``LIST`` line, or None when it cannot be parsed.
+
+    Unix (``ls -l``) and Windows/IIS (``MM-DD-YY hh:mmAM``) styles, parsed by ftputil's
+    parsers. Times are read as UTC and have the precision the style gives: minutes for
+    recent files, days for files older than about six months. A line that carries no entry
+    (``total 12``) gives the name ``""``.
+    """
+    from ftputil.error import ParserError
+
+    for parser in _list_parsers():
+        if parser.ignores_line(line):
+            return "", None, None, False
+        try:
+            result = parser.parse_line(line, time_shift=0.0)
+        except ParserError:
+            continue
+        name = result._st_name
+        if not name:
+            return None
+        modified = datetime.fromtimestamp(result.st_mtime, UTC) if result.st_mtime is not None else None
+        return name, result.st_size, modified, stat_module.S_ISDIR(result.st_mode or 0)
+    return None
+
+
+@functools.cache
+def _list_parsers() -> tuple:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ftputil.stat
+
+    return ftputil.stat.UnixParser(), ftputil.stat.MSParser()
 
 
 def _human(size: int | None) -> str:
@@ -234,8 +276,10 @@ class FtpClient:
         login_stage = False
         try:
             ftp.connect(settings.host, settings.port, timeout=settings.connect_timeout)
+            if isinstance(ftp, ftplib.FTP_TLS):
+                self._start_tls(ftp)
             login_stage = True
-            ftp.login(settings.user, settings.password)  # FTP_TLS.login sends AUTH TLS first
+            ftp.login(settings.user, settings.password)
             login_stage = False
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
@@ -261,6 +305,22 @@ class FtpClient:
                   "FTPS" if settings.tls else "FTP", "passive" if settings.passive else "active",
                   " ".join(sorted(self._features)) or "none")
         return ftp
+
+    def _start_tls(self, ftp: ftplib.FTP_TLS) -> None:
+        """``AUTH TLS`` as its own step, so a server without FTPS is not reported as a refused login.
+
+        (Several servers, vsftpd among them, answer an ``AUTH TLS`` they do not support with
+        ``530``, the code of a refused login.)
+        """
+        try:
+            ftp.auth()
+        except (ftplib.error_perm, ftplib.error_temp, ftplib.error_reply) as exc:
+            reply = self._scrub(str(exc).strip())
+            raise FtpPermanentError(
+                f"FTP connect on {self.settings.address}: the server refused AUTH TLS ({reply}); it does not "
+                "offer explicit FTPS on this port. Use a plain ftp connection (extra tls=false) only if "
+                "unencrypted transfers are acceptable, or ask the partner to enable FTPS",
+                host=self.settings.address, operation="connect", code=_reply_code(exc)) from exc
 
     @staticmethod
     def _read_features(ftp: ftplib.FTP) -> frozenset[str]:
@@ -464,38 +524,111 @@ class FtpClient:
         """True when the remote file or directory exists."""
         return self.stat(path) is not None
 
-    def _list_on(self, ftp: ftplib.FTP, path: str) -> list[RemoteFile]:
+    def _listing_lines(self, ftp: ftplib.FTP, command: str, path: str) -> list[str]:
+        """Lines of a listing's data connection, decoded one by one with the connection's encoding.
+
+        ftplib decodes a whole listing with one strict codec, so a single name in another
+        encoding fails it for every file. Here an undecodable line is skipped with a warning
+        naming the folder and the ``encoding`` extra, and the other entries are returned.
+        """
+        conn = ftp.transfercmd(command)
+        chunks: list[bytes] = []
+        try:
+            while block := conn.recv(BLOCK_SIZE):
+                chunks.append(block)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        finally:
+            conn.close()
+        ftp.voidresp()
+        lines: list[str] = []
+        for raw in b"".join(chunks).split(b"\n"):
+            raw = raw.rstrip(b"\r")
+            if not raw:
+                continue
+            try:
+                lines.append(raw.decode(self.settings.encoding))
+            except UnicodeDecodeError:
+                shown = raw.rsplit(b" ", 1)[-1].decode(self.settings.encoding, "backslashreplace")
+                log.warning(
+                    "Skipped an entry of %s on %s whose name is not valid %s (%s); set the connection's "
+                    "'encoding' extra to the server's file name encoding (e.g. cp1252) to see it",
+                    path, self.settings.address, self.settings.encoding, shown)
+        return lines
+
+    def _missing_if_empty(self, ftp: ftplib.FTP, path: str, entries: list[RemoteFile]) -> None:
+        """Some servers (vsftpd) list a missing folder as an empty one: tell the two apart."""
+        if not entries and not self._is_dir(ftp, path):
+            raise FtpNotFound(f"FTP list {path!r} on {self.settings.address}: folder does not exist",
+                              host=self.settings.address, operation="list", path=path, code=550)
+
+    def _list_mlsd(self, ftp: ftplib.FTP, path: str) -> list[RemoteFile]:
         entries: list[RemoteFile] = []
-        if self._has_mlst():
+        for line in self._listing_lines(ftp, f"MLSD {path}", path):
+            fact_text, _, name = line.partition(" ")
+            facts: dict[str, str] = {}
+            for fact in fact_text.rstrip(";").split(";"):
+                key, _, value = fact.partition("=")
+                facts[key.lower()] = value
+            kind = facts.get("type", "").lower()
+            name = posixpath.basename(name.rstrip("/"))
+            if kind in ("cdir", "pdir") or name in ("", ".", ".."):
+                continue
+            entries.append(self._from_facts(join_remote(path, name), name, facts))
+        return entries
+
+    def _list_parsed(self, ftp: ftplib.FTP, path: str) -> list[RemoteFile]:
+        """One ``LIST`` parsed for names, sizes and times (Unix and Windows/IIS styles).
+
+        Only when a line cannot be parsed are the names taken from ``NLST`` and the
+        unparsed ones completed with ``SIZE``/``MDTM`` (two commands per file).
+        """
+        entries: list[RemoteFile] = []
+        unparsed = False
+        for line in self._listing_lines(ftp, f"LIST {path}", path):
+            parsed = parse_list_line(line)
+            if parsed is None:
+                unparsed = True
+                continue
+            name, size, modified, is_dir = parsed
+            name = posixpath.basename(name.rstrip("/"))
+            if name in ("", ".", ".."):
+                continue
+            entries.append(RemoteFile(path=join_remote(path, name), name=name, size=None if is_dir else size,
+                                      modified=modified, is_dir=is_dir))
+        if unparsed:
+            known = {entry.name for entry in entries}
             try:
-                listing = list(ftp.mlsd(path))
-            except ftplib.error_perm:
-                self._binary_mode(ftp)
-                raise
-            self._binary_mode(ftp)
-            for name, facts in listing:
-                kind = facts.get("type", "").lower()
-                if kind in ("cdir", "pdir") or name in (".", ".."):
-                    continue
-                name = posixpath.basename(name.rstrip("/"))
-                entries.append(self._from_facts(join_remote(path, name), name, facts))
-        else:
-            try:
-                names = ftp.nlst(path)
+                names = [line for line in self._listing_lines(ftp, f"NLST {path}", path)]
             except (ftplib.error_perm, ftplib.error_temp) as exc:
-                self._binary_mode(ftp)
-                # Several servers answer NLST of an empty directory with 450/550.
-                if _reply_code(exc) in (450, 550) and self._is_dir(ftp, path):
-                    return []
-                raise
-            self._binary_mode(ftp)
+                if _reply_code(exc) not in (450, 550):
+                    raise
+                names = []
             for raw in names:
                 name = posixpath.basename(raw.rstrip("/"))
-                if name in ("", ".", ".."):
+                if name in ("", ".", "..") or name in known:
                     continue
                 entry = self._stat_on(ftp, join_remote(path, name))
                 if entry is not None:
                     entries.append(entry)
+        return entries
+
+    def _list_on(self, ftp: ftplib.FTP, path: str) -> list[RemoteFile]:
+        try:
+            entries = self._list_mlsd(ftp, path) if self._has_mlst() else self._list_parsed(ftp, path)
+        except (ftplib.error_perm, ftplib.error_temp) as exc:
+            # Servers answer a listing of a missing folder with 450, 501 or 550, and several
+            # answer one of an empty folder with 450/550: ask whether the folder is there.
+            if _reply_code(exc) not in (450, 501, 550):
+                raise
+            if self._is_dir(ftp, path):
+                if _reply_code(exc) == 501:
+                    raise
+                return []
+            raise FtpNotFound(f"FTP list {path!r} on {self.settings.address}: folder does not exist "
+                              f"({self._scrub(str(exc).strip())})", host=self.settings.address,
+                              operation="list", path=path, code=550) from exc
+        self._missing_if_empty(ftp, path, entries)
         entries.sort(key=lambda entry: entry.name)
         return entries
 
@@ -763,13 +896,13 @@ class FtpClient:
             leftovers.append(temp)
             sent = 0
 
-            def count(block: bytes) -> None:
+            def count(block: bytes | int) -> None:
                 nonlocal sent
-                sent += len(block)
+                sent += block if isinstance(block, int) else len(block)
                 tracker.update(sent, size)
 
             with opener() as handle:
-                ftp.storbinary(f"STOR {temp}", handle, blocksize=BLOCK_SIZE, callback=count)
+                self._store(ftp, f"STOR {temp}", handle, size, count)
             stored = self._size_or_none(ftp, temp)
             if stored is not None and stored != size:
                 raise FtpTransientError(
@@ -785,6 +918,36 @@ class FtpClient:
             raise
         tracker.finished("Uploaded", size, f" from {source}")
         return remote
+
+    @staticmethod
+    def _store(ftp: ftplib.FTP, command: str, handle: IO[bytes], size: int,
+               count: Callable[[bytes | int], None]) -> str:
+        """``STOR`` like ``ftplib.storbinary``, but a plain data connection from a real file uses
+        ``sendfile`` (the kernel copies the file to the socket without passing it through Python),
+        which is what brings uploads level with curl; TLS connections and in-memory data send
+        blocks."""
+        try:
+            handle.fileno()
+            zero_copy = True
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            zero_copy = False
+        ftp.voidcmd("TYPE I")
+        with ftp.transfercmd(command) as conn:
+            if zero_copy and not isinstance(conn, ssl.SSLSocket):
+                offset = handle.tell()
+                while offset < size:
+                    sent = conn.sendfile(handle, offset, min(SENDFILE_CHUNK, size - offset))
+                    if not sent:
+                        break
+                    offset += sent
+                    count(sent)
+            else:
+                while block := handle.read(BLOCK_SIZE):
+                    conn.sendall(block)
+                    count(block)
+                if isinstance(conn, ssl.SSLSocket):
+                    conn.unwrap()
+        return ftp.voidresp()
 
     def _cleanup_after_failure(self, temps: list[str]) -> None:
         if not temps:

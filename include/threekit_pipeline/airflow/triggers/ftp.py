@@ -66,10 +66,10 @@ def make_policy(
 
 
 def list_directory(settings: FtpSettings, path: str) -> list[RemoteFile]:
-    """List ``path`` in a fresh FTP session (blocking; run it in a thread from async code)."""
-    from threekit_pipeline.ftp.client import FtpClient
+    """List ``path`` in a fresh FTP/FTPS/SFTP session (blocking; run it in a thread from async code)."""
+    from threekit_pipeline.ftp.transfer import open_client
 
-    with FtpClient(settings) as client:
+    with open_client(settings) as client:
         return list(client.list_dir(path))
 
 

@@ -1,0 +1,348 @@
+"""Feeds as configuration: the pydantic model of a feeds file (YAML), and its loader.
+
+A feeds file declares any number of **inbound feeds** (catalog, translations, source
+assets picked up from a partner's folder) and **outbound deliveries** (catalog, asset,
+translations and render exports, archive copies, each to one or more destinations). Each
+feed names its transfer connection (an Airflow connection of type ``ftp``, ``ftps`` or
+``sftp``: the transfer layer picks the client), folders and patterns, mapping, schedule,
+Threekit connection, destinations, notification recipients and options. ``defaults``
+holds what feeds share; a feed's own value wins.
+
+:func:`load_feeds` validates a file; a mistake raises :class:`FeedsError`, whose message
+names the file, the feed and the key (``feeds.yaml: inbound feed 'erp' (inbound[0]):
+options.stable_seconds: Input should be greater than or equal to 0``). The default file
+(:data:`DEFAULT_FEEDS_FILE`) reproduces the seven DAGs of a single-ERP installation.
+
+No Airflow imports: the DAG factories read the path (``THREEKIT_FEEDS_FILE`` environment
+variable, else the ``threekit_feeds_file`` Variable, else the default) and call
+:func:`load_feeds`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+DEFAULT_FEEDS_FILE = Path(__file__).resolve().parents[1] / "feeds" / "default.yaml"
+FEEDS_FILE_ENV = "THREEKIT_FEEDS_FILE"
+FEEDS_FILE_VARIABLE = "threekit_feeds_file"
+
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+class FeedsError(ValueError):
+    """The feeds file is unreadable or invalid; the message names the file, the feed and the key."""
+
+
+def _feed_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError("must be lower-case letters, digits and '_', starting with a letter (max 50)")
+    return value
+
+
+def _conn_id(value: str) -> str:
+    if not _CONN_ID.match(value):
+        raise ValueError("must be an Airflow connection id (letters, digits, '_', '.', '-')")
+    return value
+
+
+def _folder(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute remote path (starting with '/')")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError("must not contain '..'")
+    return value.rstrip("/") or "/"
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if value.startswith("@"):
+        if value not in {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}:
+            raise ValueError("must be a cron expression or @hourly/@daily/@weekly/@monthly/@yearly")
+        return value
+    if not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a valid cron expression")
+    return value
+
+
+def _string_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+FeedId = Annotated[str, AfterValidator(_feed_id)]
+ConnId = Annotated[str, AfterValidator(_conn_id)]
+Folder = Annotated[str, AfterValidator(_folder)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Strings = Annotated[tuple[str, ...], BeforeValidator(_string_list)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Recipient(_Model):
+    """An address to notify; ``patterns`` limits it to matching file names (a partner's own files)."""
+
+    email: str
+    patterns: Strings = ("*",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"email": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_email(self) -> Recipient:
+        if not _EMAIL.match(self.email):
+            raise ValueError(f"{self.email!r} is not an email address")
+        return self
+
+
+class Destination(_Model):
+    """Where a delivery goes: a transfer connection (ftp, ftps or sftp) and a folder on it."""
+
+    transfer: ConnId
+    folder: Folder
+
+
+class InboundOptions(_Model):
+    """Tuning of an inbound feed (the defaults are today's)."""
+
+    poke_interval_seconds: float = Field(60.0, ge=0.1)
+    stable_seconds: float = Field(30.0, ge=0)
+    sensor_timeout_seconds: float = Field(3300.0, ge=1)
+    marker_suffixes: Strings = ()
+    max_error_ratio: float = Field(0.05, ge=0, le=1)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    import_mode: Literal["job", "sync"] = "job"
+    import_concurrency: int = Field(4, ge=1, le=64)
+    job_deadline_seconds: float = Field(900.0, ge=1)
+    translations_per_locale: bool = False
+
+
+class OutboundOptions(_Model):
+    """What an outbound delivery selects (the defaults are today's)."""
+
+    export_tags: Strings = ()
+    export_keywords: Strings = ()
+    export_types: Strings = ("item",)
+    export_asset_ids: Strings = ()
+    export_asset_tags: Strings = ()
+    render_tags: Strings = ()
+    translations_per_locale: bool = False
+
+
+class Defaults(_Model):
+    """Shared values; each feed may override any of them."""
+
+    owner: str = "data-platform"
+    retries: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: float = Field(30.0, ge=0)
+    transfer: ConnId = "ftp_default"
+    threekit: ConnId = "threekit_default"
+    smtp: ConnId = "smtp_default"
+    notify: tuple[Recipient, ...] = ()
+    archive: Folder = "/archive"
+    quarantine: Folder = "/rejected"
+    reports: Folder = "/reports"
+
+
+class _Feed(_Model):
+    id: FeedId
+    dag_id: FeedId | None = None
+    description: str = ""
+    owner: str | None = None
+    tags: Strings = ()
+    schedule: Cron | None = None
+    transfer: ConnId | None = None
+    threekit: ConnId | None = None
+    smtp: ConnId | None = None
+    notify: tuple[Recipient, ...] | None = None
+    enabled: bool = True
+
+
+class InboundFeed(_Feed):
+    """Files a partner drops in a folder, imported into Threekit.
+
+    ``patterns`` default: a catalog feed takes its mapping's file patterns, the others ``*.csv``
+    (translations) or ``*`` (source assets). ``mapping`` applies to catalog feeds only.
+    """
+
+    kind: Literal["catalog", "translations", "source_assets"]
+    folder: Folder
+    patterns: Strings | None = None
+    mapping: str | None = None
+    archive: Folder | None = None
+    quarantine: Folder | None = None
+    reports: Folder | None = None
+    schedule: Cron | None = "0 * * * *"
+    options: InboundOptions = InboundOptions()
+
+    @model_validator(mode="after")
+    def _mapping_only_for_catalogs(self) -> InboundFeed:
+        if self.kind != "catalog" and self.mapping is not None:
+            raise ValueError(f"'mapping' applies to catalog feeds only, not to kind {self.kind!r}")
+        return self
+
+    @property
+    def effective_dag_id(self) -> str:
+        return self.dag_id or f"threekit_{self.kind}_import__{self.id}"
+
+    @property
+    def effective_patterns(self) -> tuple[str, ...] | None:
+        """The feed's patterns; None for a catalog feed without any (its mapping's patterns apply)."""
+        if self.patterns is not None:
+            return self.patterns
+        return {"catalog": None, "translations": ("*.csv",), "source_assets": ("*",)}[self.kind]
+
+
+class OutboundFeed(_Feed):
+    """Exports from Threekit delivered to one or more destinations.
+
+    ``on_catalog_change`` also runs the delivery when a catalog import changed Threekit.
+    """
+
+    kind: Literal["catalog", "assets", "translations", "renders", "archive_copy"]
+    destinations: tuple[Destination, ...] = Field(min_length=1)
+    on_catalog_change: bool = False
+    options: OutboundOptions = OutboundOptions()
+
+    @property
+    def effective_dag_id(self) -> str:
+        return self.dag_id or f"threekit_{self.kind}_export__{self.id}"
+
+
+class FeedsFile(_Model):
+    """A whole feeds file."""
+
+    version: Literal[1] = 1
+    defaults: Defaults = Defaults()
+    inbound: tuple[InboundFeed, ...] = ()
+    outbound: tuple[OutboundFeed, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> FeedsFile:
+        seen_ids: dict[tuple[str, str], int] = {}
+        seen_dags: set[str] = set()
+        for section, feeds in (("inbound", self.inbound), ("outbound", self.outbound)):
+            for index, feed in enumerate(feeds):
+                where = f"{section} feed '{feed.id}' ({section}[{index}])"
+                if (section, feed.id) in seen_ids:
+                    raise ValueError(f"{where}: id: already used by {section}[{seen_ids[(section, feed.id)]}]")
+                seen_ids[(section, feed.id)] = index
+                if feed.effective_dag_id in seen_dags:
+                    raise ValueError(f"{where}: dag_id: {feed.effective_dag_id!r} is already another feed's DAG")
+                seen_dags.add(feed.effective_dag_id)
+        return self
+
+    # --- effective values (feed, else defaults) -------------------------------------------
+
+    def transfer_of(self, feed: _Feed) -> str:
+        return feed.transfer or self.defaults.transfer
+
+    def threekit_of(self, feed: _Feed) -> str:
+        return feed.threekit or self.defaults.threekit
+
+    def smtp_of(self, feed: _Feed) -> str:
+        return feed.smtp or self.defaults.smtp
+
+    def notify_of(self, feed: _Feed) -> tuple[Recipient, ...]:
+        return feed.notify if feed.notify is not None else self.defaults.notify
+
+    def owner_of(self, feed: _Feed) -> str:
+        return feed.owner or self.defaults.owner
+
+    def folders_of(self, feed: InboundFeed) -> dict[str, str]:
+        """``folder``, ``archive``, ``quarantine`` and ``reports`` of an inbound feed."""
+        return {
+            "folder": feed.folder,
+            "archive": feed.archive or self.defaults.archive,
+            "quarantine": feed.quarantine or self.defaults.quarantine,
+            "reports": feed.reports or self.defaults.reports,
+        }
+
+    def feeds(self) -> list[InboundFeed | OutboundFeed]:
+        """Every enabled feed, inbound first."""
+        return [feed for feed in (*self.inbound, *self.outbound) if feed.enabled]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def feeds_path(variable_value: str | None = None) -> Path:
+    """The feeds file to use: ``$THREEKIT_FEEDS_FILE``, else the Variable's value, else the default."""
+    chosen = os.environ.get(FEEDS_FILE_ENV) or variable_value
+    return Path(chosen) if chosen else DEFAULT_FEEDS_FILE
+
+
+def _where(data: Any, loc: tuple) -> str:
+    """``inbound feed 'erp' (inbound[0])`` for a location inside a feed, else ``''``."""
+    if len(loc) >= 2 and loc[0] in ("inbound", "outbound") and isinstance(loc[1], int):
+        feed_id = None
+        try:
+            feed_id = data[loc[0]][loc[1]].get("id")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+        name = f"'{feed_id}'" if feed_id else "(no id)"
+        return f"{loc[0]} feed {name} ({loc[0]}[{loc[1]}])"
+    return ""
+
+
+def _format(path: Path | str, data: Any, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        where = _where(data, loc)
+        key_parts = loc[2:] if where else loc
+        # pydantic puts the tag of a validator that failed on the whole model into the location.
+        key = ".".join(str(part) for part in key_parts if not str(part).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across feeds: its message names the feed and key itself
+            lines.append(f"{path}: {message}")
+            continue
+        lines.append(f"{path}: {where + ': ' if where else ''}{key or '(feed)'}: {message}")
+    return "\n".join(lines)
+
+
+def parse_feeds(data: Any, source: Path | str = "<feeds>") -> FeedsFile:
+    """Validate already-loaded YAML data; :class:`FeedsError` names ``source``, the feed and the key."""
+    if not isinstance(data, dict):
+        raise FeedsError(f"{source}: a feeds file must be a mapping with 'inbound' and/or 'outbound' lists")
+    try:
+        return FeedsFile.model_validate(data)
+    except ValidationError as exc:
+        raise FeedsError(_format(source, data, exc)) from None
+
+
+def load_feeds(path: Path | str | None = None) -> FeedsFile:
+    """Read and validate a feeds file (the default file when ``path`` is None)."""
+    path = Path(path) if path is not None else feeds_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FeedsError(f"{path}: cannot read the feeds file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise FeedsError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_feeds(data, path)

@@ -1,0 +1,145 @@
+"""The feeds model: the default file reproduces today's seven DAGs; mistakes name file, feed and key."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+
+import pytest
+from threekit_pipeline.feeds import DEFAULT_FEEDS_FILE, FeedsError, feeds_path, load_feeds
+from threekit_pipeline.pipelines.config import DEFAULT_FOLDERS, PipelineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dag_ids_in_dags_folder() -> set[str]:
+    ids = set()
+    for path in (REPO / "dags").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "dag_id" and isinstance(node.value, ast.Constant):
+                ids.add(node.value.value)
+    return ids
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_default_file_reproduces_todays_seven_dags_and_settings():
+    feeds = load_feeds(DEFAULT_FEEDS_FILE)
+    assert {feed.effective_dag_id for feed in feeds.feeds()} == _dag_ids_in_dags_folder()
+    assert len(feeds.feeds()) == 7
+    today = PipelineConfig()
+    catalog = next(feed for feed in feeds.inbound if feed.kind == "catalog")
+    assert catalog.mapping == today.mapping and catalog.effective_patterns is None  # the mapping's patterns
+    assert feeds.folders_of(catalog) == {"folder": DEFAULT_FOLDERS["inbound_catalog"],
+                                         "archive": DEFAULT_FOLDERS["archive"],
+                                         "quarantine": DEFAULT_FOLDERS["rejected"],
+                                         "reports": DEFAULT_FOLDERS["reports"]}
+    by_kind = {feed.kind: feed for feed in feeds.inbound}
+    assert by_kind["translations"].folder == DEFAULT_FOLDERS["inbound_translations"]
+    assert by_kind["source_assets"].folder == DEFAULT_FOLDERS["inbound_assets"]
+    options = catalog.options
+    assert (options.stable_seconds, options.max_error_ratio, options.batch_size, options.import_mode) == (
+        today.stable_seconds, today.max_error_ratio, today.batch_size, today.import_mode)
+    outbound = {feed.kind: feed for feed in feeds.outbound}
+    for kind, key in (("catalog", "outbound_catalog"), ("assets", "outbound_assets"),
+                      ("translations", "outbound_translations"), ("renders", "outbound_renders")):
+        [destination] = outbound[kind].destinations
+        assert (destination.transfer, destination.folder) == (today.ftp_conn_id, DEFAULT_FOLDERS[key])
+    assert outbound["catalog"].on_catalog_change and outbound["renders"].on_catalog_change
+    assert all(feeds.transfer_of(feed) == "ftp_default" and feeds.threekit_of(feed) == "threekit_default"
+               for feed in feeds.feeds())
+
+
+def test_many_feeds_over_ftp_and_sftp(tmp_path):
+    path = write(tmp_path, """
+        defaults:
+          notify: [ops@example.com]
+        inbound:
+          - {id: erp, kind: catalog, transfer: erp_ftp, folder: /in/erp, mapping: canonical}
+          - id: sap
+            kind: catalog
+            transfer: sap_sftp
+            folder: /export/materials/
+            mapping: sap_de
+            schedule: "*/15 * * * *"
+            threekit: threekit_eu
+            notify: [ops@example.com, {email: sap-team@partner.example, patterns: "Materialstamm_*, Merkmale_*"}]
+            options: {stable_seconds: 120, marker_suffixes: [.done]}
+        outbound:
+          - id: distributor
+            kind: renders
+            destinations:
+              - {transfer: distributor_ftps, folder: /incoming/renders}
+              - {transfer: printer_sftp, folder: /renders}
+            options: {render_tags: [print]}
+          - {id: retail, kind: catalog, on_catalog_change: true, destinations: [{transfer: retail_sftp, folder: /c}]}
+    """)
+    feeds = load_feeds(path)
+    erp, sap = feeds.inbound
+    assert (erp.effective_dag_id, sap.effective_dag_id) == ("threekit_catalog_import__erp",
+                                                             "threekit_catalog_import__sap")
+    assert sap.folder == "/export/materials" and sap.options.marker_suffixes == (".done",)
+    assert feeds.transfer_of(erp) == "erp_ftp" and feeds.threekit_of(erp) == "threekit_default"
+    assert [r.email for r in feeds.notify_of(erp)] == ["ops@example.com"]
+    assert feeds.notify_of(sap)[1].patterns == ("Materialstamm_*", "Merkmale_*")
+    renders = feeds.outbound[0]
+    assert [d.transfer for d in renders.destinations] == ["distributor_ftps", "printer_sftp"]
+    assert renders.effective_dag_id == "threekit_renders_export__distributor"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("inbound:\n  - {id: erp, kind: catalog, folder: /in, options: {stable_seconds: -1}}\n",
+     "inbound feed 'erp' (inbound[0]): options.stable_seconds: Input should be greater than or equal to 0"),
+    ("inbound:\n  - {id: erp, kind: catalog, foldr: /in}\n",
+     "inbound feed 'erp' (inbound[0]): foldr: Extra inputs are not permitted"),
+    ("inbound:\n  - {id: erp, kind: catalog}\n",
+     "inbound feed 'erp' (inbound[0]): folder: Field required"),
+    ("inbound:\n  - {id: erp, kind: catalog, folder: in/erp}\n",
+     "inbound feed 'erp' (inbound[0]): folder: must be an absolute remote path"),
+    ("inbound:\n  - {id: tr, kind: translations, folder: /t, mapping: sap_de}\n",
+     "inbound feed 'tr' (inbound[0]): (feed): 'mapping' applies to catalog feeds only"),
+    ("inbound:\n  - {id: erp, kind: catalog, folder: /in, schedule: 'every hour'}\n",
+     "inbound feed 'erp' (inbound[0]): schedule: 'every hour' is not a valid cron expression"),
+    ("outbound:\n  - {id: d, kind: renders, destinations: []}\n",
+     "outbound feed 'd' (outbound[0]): destinations: Tuple should have at least 1 item"),
+    ("outbound:\n  - {id: d, kind: renders, notify: [nobody], destinations: [{transfer: x, folder: /r}]}\n",
+     "outbound feed 'd' (outbound[0]): notify.0: 'nobody' is not an email address"),
+    ("outbound:\n  - {id: d, kind: pdfs, destinations: [{transfer: x, folder: /r}]}\n",
+     "outbound feed 'd' (outbound[0]): kind: Input should be 'catalog', 'assets'"),
+    ("inbound:\n  - {id: a, kind: catalog, folder: /a}\n  - {id: a, kind: catalog, folder: /b}\n",
+     "inbound feed 'a' (inbound[1]): id: already used by inbound[0]"),
+    ("defaults: {retries: many}\n", "defaults.retries: Input should be a valid integer"),
+    ("inbound:\n  - {id: a, kind: catalog, folder: /a, dag_id: x}\n"
+     "outbound:\n  - {id: b, kind: assets, dag_id: x, destinations: [{transfer: t, folder: /o}]}\n",
+     "outbound feed 'b' (outbound[0]): dag_id: 'x' is already another feed's DAG"),
+])
+def test_mistakes_name_the_file_the_feed_and_the_key(tmp_path, body, expected):
+    path = write(tmp_path, body)
+    with pytest.raises(FeedsError) as error:
+        load_feeds(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert expected in str(error.value)
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path):
+    path = write(tmp_path, "inbound:\n  - {id: erp, kind: catalog\n")
+    with pytest.raises(FeedsError, match=rf"^{path}: not valid YAML at line \d+"):
+        load_feeds(path)
+
+
+def test_a_missing_file_is_a_feeds_error(tmp_path):
+    with pytest.raises(FeedsError, match="cannot read the feeds file"):
+        load_feeds(tmp_path / "nope.yaml")
+
+
+def test_the_path_comes_from_the_environment_then_the_variable_then_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("THREEKIT_FEEDS_FILE", raising=False)
+    assert feeds_path() == DEFAULT_FEEDS_FILE
+    assert feeds_path("/etc/feeds.yaml") == Path("/etc/feeds.yaml")
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(tmp_path / "f.yaml"))
+    assert feeds_path("/etc/feeds.yaml") == tmp_path / "f.yaml"
