@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 import re
-import time
+import select
 
 import pytest
 from threekit_pipeline.ftp.client import FtpClient
@@ -106,7 +106,11 @@ def test_idle_timeout_421_is_handled_by_reconnecting(tmp_path, caplog):
         (server.root / "a.csv").write_bytes(b"1")
         with FtpClient(server.settings(retry_backoff=0.05)) as client:
             assert [f.name for f in client.list_dir("/")] == ["a.csv"]
-            time.sleep(1.6)  # the server closes the idle control connection with 421
+            # Wait for the server's 421 on the idle control connection (the socket turns readable),
+            # not for a fixed time: a loaded machine may check idleness late.
+            control = client._ftp.sock
+            readable, _, _ = select.select([control], [], [], 60)
+            assert readable, "the server never closed the idle connection"
             assert [f.name for f in client.list_dir("/")] == ["a.csv"]
             assert client.read_bytes("/a.csv") == b"1"
     assert "retrying" in caplog.text
