@@ -21,15 +21,15 @@ PASSWORD = "sandbox-pw-5c2e91"
 
 def login(server: FtpSandboxProcess, tls: bool = False, cafile: Path | None = None) -> ftplib.FTP:
     if tls:
-        client: ftplib.FTP = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=str(cafile)), timeout=10)
+        client: ftplib.FTP = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=str(cafile)), timeout=60)
     else:
-        client = ftplib.FTP(timeout=10)
+        client = ftplib.FTP(timeout=60)
     client.connect(server.host, server.port)
     client.login(server.user, server.password)
     return client
 
 
-def wait_for_exit(server: FtpSandboxProcess, timeout: float = 10) -> int | None:
+def wait_for_exit(server: FtpSandboxProcess, timeout: float = 60) -> int | None:
     deadline = time.monotonic() + timeout
     while server.returncode is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -52,7 +52,7 @@ def test_fixture_server_accepts_the_configured_user(ftp_sandbox):
 
 
 def _bad_login(server: FtpSandboxProcess) -> None:
-    client = ftplib.FTP(timeout=10)
+    client = ftplib.FTP(timeout=60)
     client.connect(server.host, server.port)
     try:
         client.login(server.user, "not-the-password")
@@ -160,7 +160,7 @@ def test_cli_prints_the_listening_address_and_exits_zero(tmp_path):
         assert (tmp_path / "r").is_dir()
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=10)
+        _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0
     assert PASSWORD not in stderr
 
@@ -179,5 +179,5 @@ def test_launcher_reports_a_port_already_in_use(tmp_path):
     with FtpSandboxProcess(root=tmp_path / "one", user=USER, password=PASSWORD) as first:
         second = FtpSandboxProcess(root=tmp_path / "two", user=USER, password=PASSWORD, port=first.port)
         with pytest.raises(FtpSandboxError, match="exited with code"):
-            second.start(timeout=10)
+            second.start(timeout=60)
         assert not second.running

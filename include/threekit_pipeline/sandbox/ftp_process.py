@@ -116,7 +116,7 @@ class FtpSandboxProcess:
             tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
         return FtpSandboxError(f"ftp-sandbox ({self.root}): {reason}" + (f"\n{tail}" if tail else ""))
 
-    def start(self, timeout: float = 20) -> FtpSandboxProcess:
+    def start(self, timeout: float = 60) -> FtpSandboxProcess:
         """Spawn the server and wait until it accepts a login; returns self."""
         if self.running:
             raise FtpSandboxError(f"ftp-sandbox is already running on port {self.port}")
@@ -186,9 +186,9 @@ class FtpSandboxProcess:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-            client: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=5)
+            client: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=30)
         else:
-            client = ftplib.FTP(timeout=5)
+            client = ftplib.FTP(timeout=30)
         try:
             client.connect(self.host, self.port)
             client.login(self.user, self.password)
