@@ -62,8 +62,11 @@ _SOURCE_KEYS = {
     "metadata",
     "wide",
     "max_error_ratio",
+    "identifiers",
+    "hidden_rows",
 }
-_TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources"}
+_TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources", "case_insensitive_skus"}
+_HIDDEN_ROWS = ("report", "read")
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
 _METADATA_TYPES = {"String", "Number"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -105,6 +108,12 @@ class SourceMapping:
     metadata_types: dict[str, str] = field(default_factory=dict)
     wide: WideOptions | None = None
     max_error_ratio: float = DEFAULT_MAX_ERROR_RATIO
+    # Metadata keys (or their source headers) declared identifiers: always String, never
+    # typed by content, Excel-damaged values reported. Keys named like identifiers (EAN,
+    # GTIN, UPC, ISBN, MPN, part/article/item number, ...) are identifiers without declaring.
+    identifiers: tuple[str, ...] = ()
+    # .xlsx rows hidden in the sheet: "report" (left out, one row error each) or "read".
+    hidden_rows: str = "report"
 
     def header_for(self, canonical_field: str) -> str:
         """The source header that feeds a canonical field (the field name itself for constants)."""
@@ -129,6 +138,9 @@ class Mapping:
     path: Path | None = None
     max_lengths: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
     input_limits: InputLimits = field(default_factory=InputLimits)
+    # SKUs equal when case-folded are one product (rows of other files take the products
+    # file's spelling); by default they are reported as a conflict.
+    case_insensitive_skus: bool = False
 
     def max_length(self, canonical_field: str) -> int:
         """Longest accepted value of a field (``*`` is the default for unlisted fields)."""
@@ -207,6 +219,10 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         ctx.fail("input_limits.max_compression_ratio", f"must be a number >= 1, got {max_ratio!r}")
     limits = InputLimits(max_uncompressed_bytes=max_bytes, max_compression_ratio=float(max_ratio))
 
+    case_insensitive = data.get("case_insensitive_skus", False)
+    if not isinstance(case_insensitive, bool):
+        ctx.fail("case_insensitive_skus", f"must be true or false, got {case_insensitive!r}")
+
     raw_sources = data.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
         ctx.fail("sources", f"required: a mapping with at least one of {', '.join(SOURCE_NAMES)}")
@@ -223,6 +239,7 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         path=path,
         max_lengths=max_lengths,
         input_limits=limits,
+        case_insensitive_skus=case_insensitive,
     )
 
 
@@ -412,6 +429,22 @@ def _parse_source(ctx: _Context, source: str, data: Any, default_ratio: float) -
             if type_name not in _METADATA_TYPES:
                 ctx.fail(f"{base}.metadata.types.{key}", f"must be String or Number, got {type_name!r}")
 
+    raw_identifiers = data.get("identifiers") or []
+    if isinstance(raw_identifiers, str):
+        raw_identifiers = [raw_identifiers]
+    if not isinstance(raw_identifiers, list):
+        ctx.fail(f"{base}.identifiers", "must be a list of metadata keys or source headers")
+    if raw_identifiers and source != "products":
+        ctx.fail(f"{base}.identifiers", "only the products source carries metadata identifiers")
+    identifiers = tuple(_text(ctx, f"{base}.identifiers[{i}]", v) for i, v in enumerate(raw_identifiers))
+    for key in identifiers:
+        if metadata_types.get(key) == "Number":
+            ctx.fail(f"{base}.metadata.types.{key}", "an identifier is always String")
+
+    hidden_rows = data.get("hidden_rows", "report")
+    if hidden_rows not in _HIDDEN_ROWS:
+        ctx.fail(f"{base}.hidden_rows", f"must be one of {', '.join(_HIDDEN_ROWS)}; got {hidden_rows!r}")
+
     if wide:
         clash = [h for h in wide.columns if h.strip().casefold() in headers]
         if clash:
@@ -434,6 +467,8 @@ def _parse_source(ctx: _Context, source: str, data: Any, default_ratio: float) -
         metadata_types=metadata_types,
         wide=wide,
         max_error_ratio=ratio,
+        identifiers=identifiers,
+        hidden_rows=hidden_rows,
     )
 
 
