@@ -79,7 +79,7 @@ class Run:
 def read_errors_csv(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == ["file", "line", "column", "value", "reason"]
+        assert reader.fieldnames == ["file", "line", "column", "key", "value", "reason"]
         return list(reader)
 
 
@@ -256,7 +256,7 @@ def test_unusable_file_is_rejected_with_its_reason(tmp_path, name, mapping, reas
     (rejected,) = run.result.files_rejected
     assert rejected["file"] == name
     assert re.fullmatch(reason, rejected["reason"]), rejected["reason"]
-    assert run.errors == [{"file": name, "line": "", "column": "", "value": "", "reason": rejected["reason"]}]
+    assert run.errors == [{"file": name, "line": "", "column": "", "key": "", "value": "", "reason": rejected["reason"]}]
     assert run.output_text == "" and run.result.products_written == 0
     assert not run.result.ok
 

@@ -1444,7 +1444,7 @@ def _write_output(
                 failed.add(sku)
                 file_name, line = origins[i] if i >= 0 else ("", None)
                 schema_errors.append(
-                    ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]))
+                    ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]), sku)
                 )
                 continue
             line = _encode(entry)
