@@ -142,6 +142,15 @@ class Mapping:
     # file's spelling); by default they are reported as a conflict.
     case_insensitive_skus: bool = False
 
+    def with_max_error_ratio(self, ratio: float) -> Mapping:
+        """This mapping with ``ratio`` as every source's ``max_error_ratio`` (an operator override)."""
+        from dataclasses import replace
+
+        if not 0 <= ratio <= 1:
+            raise MappingError(f"max_error_ratio must be between 0 and 1, got {ratio!r}")
+        sources = {name: replace(source, max_error_ratio=float(ratio)) for name, source in self.sources.items()}
+        return replace(self, sources=sources)
+
     def max_length(self, canonical_field: str) -> int:
         """Longest accepted value of a field (``*`` is the default for unlisted fields)."""
         return self.max_lengths.get(canonical_field, self.max_lengths.get("*", DEFAULT_MAX_LENGTHS["*"]))
