@@ -153,6 +153,8 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
             kwargs[key] = tuple(value)
+        elif key == "max_error_ratio" and value is None:
+            kwargs[key] = None  # unset: the mapping's max_error_ratio applies
         elif key in _NUMBER_FIELDS:
             low, high = _NUMBER_FIELDS[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
