@@ -255,3 +255,18 @@ def test_variable_max_error_ratio_wins_and_files_are_partially_imported_or_quara
     errors = (rejected_dir / "products_extra_20261124.csv.errors.csv").read_text()
     assert "BAD-2" in errors and "BAD-3" in errors
     assert {r["sku"] for r in result["report"]["rejected"]} >= {"BAD-1", "BAD-2", "BAD-3"}
+
+
+def test_a_metadata_key_keeps_the_type_its_first_batch_gave_it(tmp_path, ftp_sandbox, threekit_sandbox):
+    pipeline = Pipeline(tmp_path, ftp_sandbox, threekit_sandbox, max_error_ratio=1.0)
+    pipeline.put("products_20261123.csv", b"sku,name,meta:Size,meta:EAN\nP-1,One,10,4006381333931\n")
+    assert pipeline.run() is not None
+    pipeline.put("products_20261124.csv", b"sku,name,meta:Size,meta:EAN\nP-1,One,10A,0400638133393\nP-2,Two,12,4006381333948\n")
+    result = pipeline.run()
+    metadata = pipeline.product("P-2")["metadata"]
+    assert metadata["Size"] == 12 and not isinstance(metadata["Size"], str)
+    assert metadata["EAN"] == "4006381333948"
+    assert pipeline.product("P-1")["metadata"]["Size"] == 10
+    [error] = [r for r in result["report"]["rejected"] if r["sku"] == "P-1"]
+    assert error["column"] == "meta:Size" and "is Number" in error["reason"]
+    assert statuses(result) == {"products_20261124.csv": "partially imported"}

@@ -197,7 +197,26 @@ def test_declared_number_metadata_refuses_text_as_row_errors(run, write):
     outcome = run([path], mapping)
     assert metadata(outcome.entries["P-1"])["Width"] == (12, "Number")
     [error] = errors_at(outcome, "products_20261123.csv", 3, "meta:Width")
-    assert error["key"] == "P-2" and "declared Number" in error["reason"]
+    assert error["key"] == "P-2" and "is Number" in error["reason"]
+
+
+def test_a_metadata_type_chosen_by_an_earlier_batch_stays(tmp_path, write):
+    from threekit_pipeline.transform import transform_files
+
+    first = transform_files(lenient(), [write("products_20261123.csv", "sku,name,meta:Size\nP-1,One,10\n")], tmp_path / "a.jsonl")
+    assert first.metadata_types == {"Size": "Number"}
+    second = transform_files(
+        lenient(),
+        [write("products_20261124.csv", "sku,name,meta:Size,meta:Note\nP-1,One,10A,\nP-2,Two,12,7\n")],
+        tmp_path / "b.jsonl",
+        metadata_types={**first.metadata_types, "Note": "String"},
+    )
+    assert second.metadata_types == {"Size": "Number", "Note": "String"}
+    lines = (tmp_path / "b.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and '"name":"Size","defaultValue":12,"type":"Number"' in lines[0]
+    assert '"name":"Note","defaultValue":"7","type":"String"' in lines[0]
+    errors = (tmp_path / "b.jsonl.errors.csv").read_text()
+    assert "products_20261124.csv,2,meta:Size,P-1,10A" in errors
 
 
 # --- 3. Structure ---------------------------------------------------------------------------------

@@ -318,7 +318,13 @@ def _input_name(display_name: str) -> str:
     return Path(str(display_name).split("!", 1)[0]).name
 
 
-def _transform_batch(mapping: Any, files: Sequence[Mapping[str, Any]], out_dir: Path, label: str) -> _BatchResult:
+def _transform_batch(
+    mapping: Any,
+    files: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    label: str,
+    metadata_types: dict[str, str] | None = None,
+) -> _BatchResult:
     """Transform one stamp batch; per-file outcomes, rejected rows and (sku, hash, line) entries.
 
     A file is rejected when every part of it (a zip may hold several members) was rejected;
@@ -328,7 +334,16 @@ def _transform_batch(mapping: Any, files: Sequence[Mapping[str, Any]], out_dir: 
     from threekit_pipeline.transform import transform_files
 
     output = out_dir / f"{label}.jsonl"
-    result = transform_files(mapping, [Path(f["local"]) for f in files], output, errors=out_dir / f"{label}.errors.csv")
+    result = transform_files(
+        mapping,
+        [Path(f["local"]) for f in files],
+        output,
+        errors=out_dir / f"{label}.errors.csv",
+        metadata_types=metadata_types,
+    )
+    if metadata_types is not None:
+        for key, kind in result.metadata_types.items():
+            metadata_types.setdefault(key, kind)
 
     parts_by_input: dict[str, list[Mapping[str, Any]]] = {}
     for part in result.per_file:
@@ -391,6 +406,8 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
     batches_dir = _fresh_dir(env.run_dir() / "batches")
     chunks_dir = _fresh_dir(env.run_dir() / "chunks")
 
+    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        metadata_types = ledger.metadata_types()
     files_by_path = {f["path"]: f for f in state["files"]}
     batches = group_by_stamp(InboundFile.from_dict(f) for f in state["files"])
     outcomes: list[FileOutcome] = []
@@ -402,7 +419,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
     superseded = 0
     for number, batch in enumerate(batches, start=1):
         label = f"batch_{number:03d}_{batch[0].stamp_label}"
-        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label)
+        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label, metadata_types)
         outcomes.extend(result.outcomes)
         rejected.extend(result.rejected)
         skus_by_file.update(result.skus_by_file)
@@ -465,6 +482,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
                 latest[sku] = (hashlib.sha256(line.encode("utf-8")).hexdigest(), line)
         delta = ledger.plan(((sku, value[0]) for sku, value in latest.items()), force=env.force_full_resend)
         if not env.dry_run:
+            ledger.fix_metadata_types(metadata_types)
             # Unchanged content is in Threekit already: this batch's stamp now vouches for it.
             ledger.record_stamps(
                 (sku, sku_stamps[sku])

@@ -103,6 +103,8 @@ class Ledger:
             # Threekit holds for it (added tables: older ledgers gain them empty).
             cur.execute("CREATE TABLE IF NOT EXISTS stamps (key TEXT PRIMARY KEY, stamp TEXT NOT NULL)")
             cur.execute("CREATE TABLE IF NOT EXISTS pricing (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            # Metadata key -> String | Number, fixed by the first batch that wrote the key.
+            cur.execute("CREATE TABLE IF NOT EXISTS metadata_types (key TEXT PRIMARY KEY, type TEXT NOT NULL)")
             row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -240,6 +242,21 @@ class Ledger:
     def record_pricing(self, items: Iterable[tuple[str, str]]) -> int:
         """Remember the Pricing values (JSON text) of confirmed keys (upsert)."""
         return self._store("pricing", items)
+
+
+    def metadata_types(self) -> dict[str, str]:
+        """Every metadata key's type as first written (``String`` or ``Number``)."""
+        return dict(self._conn.execute("SELECT key, type FROM metadata_types"))
+
+    def fix_metadata_types(self, types: dict[str, str]) -> int:
+        """Record the types of keys not seen before (a known key keeps its type); returns how many were new."""
+        rows = list(types.items())
+        if not rows:
+            return 0
+        with self._transaction() as cur:
+            before = cur.execute("SELECT COUNT(*) FROM metadata_types").fetchone()[0]
+            cur.executemany("INSERT OR IGNORE INTO metadata_types VALUES (?, ?)", rows)
+            return cur.execute("SELECT COUNT(*) FROM metadata_types").fetchone()[0] - before
 
 
 _COLUMN = {"stamps": "stamp", "pricing": "value"}

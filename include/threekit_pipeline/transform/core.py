@@ -135,6 +135,8 @@ class TransformResult:
     # Input file name (as in per_file["input"]) -> SKUs it contributed to the output, sorted.
     skus_by_file: dict[str, list[str]] = field(default_factory=dict)
     duration_s: float = 0.0
+    # Metadata key -> "String" | "Number" as written in this batch (to fix types across batches).
+    metadata_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -236,14 +238,23 @@ def transform_files(
     output: Path,
     errors: Path | None = None,
     progress: Progress | None = None,
+    metadata_types: dict[str, str] | None = None,
 ) -> TransformResult:
     """Transform one batch of ERP/PIM files into an importReqBody JSONL file (see module doc).
+
+    ``metadata_types`` (key -> ``"String"``/``"Number"``): types earlier batches chose for
+    metadata keys. They count as declared (the mapping's own ``metadata.types`` and
+    identifiers win), so a key never flips type between batches: a value that does not fit
+    a known Number key is a row error. The types this batch wrote are in
+    :attr:`TransformResult.metadata_types`.
 
     ``progress(stage, done, total)`` is called after each file is read and periodically
     while entries are written.
     """
     started = time.perf_counter()
     mapping = load_mapping(mapping) if not isinstance(mapping, Mapping) else mapping
+    if metadata_types:
+        mapping = _with_known_types(mapping, metadata_types)
     output = Path(output)
     errors_path = Path(errors) if errors is not None else output.with_name(output.name + ".errors.csv")
     hashes_path = output.with_name(output.name + ".hashes.csv")
@@ -290,7 +301,7 @@ def transform_files(
     finally:
         if gc_was_enabled:
             gc.enable()
-    result.products_written, result.attributes_written = entry_counts
+    result.products_written, result.attributes_written, result.metadata_types = entry_counts
 
     for sf in source_files:
         if sf.status != "ok":
@@ -345,6 +356,22 @@ def transform_files(
 
 
 # --- Loading -----------------------------------------------------------------------------------
+
+
+def _with_known_types(mapping: Mapping, known: dict[str, str]) -> Mapping:
+    """The mapping with earlier batches' metadata types as declared types (the mapping's own win)."""
+    from dataclasses import replace
+
+    spec = mapping.sources.get("products")
+    if spec is None:
+        return mapping
+    types = {
+        key: kind
+        for key, kind in known.items()
+        if kind in ("String", "Number") and not is_identifier_key(key, spec)
+    }
+    types.update(spec.metadata_types)
+    return replace(mapping, sources={**mapping.sources, "products": replace(spec, metadata_types=types)})
 
 
 def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None) -> list[_SourceFile]:
@@ -742,7 +769,7 @@ def _validate_metadata(sf: _SourceFile) -> None:
         ambiguous = ambiguous_numbers(values) if spec.decimal == "auto" else np.zeros(len(values), dtype=bool)
         if forced == "Number":
             sf.flag(ambiguous & non_empty, column, f"ambiguous number: ',' or '.' may group thousands or mark decimals (metadata {key!r}); declare decimal and thousands in the mapping")
-            sf.flag(non_empty & ~numeric & ~ambiguous, column, f"not a number (metadata {key!r} is declared Number)")
+            sf.flag(non_empty & ~numeric & ~ambiguous, column, f"not a number (metadata {key!r} is Number: declared in the mapping or so typed by an earlier batch)")
         elif ambiguous.any() and (numeric | ambiguous | ~non_empty).all():
             sf.flag(ambiguous, column, f"ambiguous number: ',' or '.' may group thousands or mark decimals (metadata {key!r}); declare decimal and thousands in the mapping")
 
@@ -1347,7 +1374,7 @@ def _write_output(
     output: Path,
     hashes_path: Path,
     progress: Progress | None,
-) -> tuple[set[str], pd.DataFrame | None, tuple[int, int]]:
+) -> tuple[set[str], pd.DataFrame | None, tuple[int, int, dict[str, str]]]:
     by_source: dict[str, list[pd.DataFrame]] = {}
     product_files: list[_SourceFile] = []
     for sf in accepted:
@@ -1360,6 +1387,7 @@ def _write_output(
     product_index: dict[str, int] = {}
     products: list[dict[str, Any]] = []
     origins: list[tuple[str, int]] = []
+    written_types: dict[str, str] = {}
     if product_files:
         frames = []
         meta_keys: list[str] = []
@@ -1389,6 +1417,7 @@ def _write_output(
                 meta_lists.append((key, "Number", numbers))
             else:
                 meta_lists.append((key, "String", [v if v != "" else None for v in values.tolist()]))
+        written_types = {key: kind for key, kind, _values in meta_lists}
         products = _build_products(columns, meta_lists)
         del rows, columns, meta_lists
 
@@ -1467,4 +1496,4 @@ def _write_output(
         progress("write", total, total)
     frame = errors_frame(schema_errors) if schema_errors else None
     written = set(ordered) - failed if failed else set(ordered)
-    return written, frame, (len(written), attributes_written)
+    return written, frame, (len(written), attributes_written, written_types)
