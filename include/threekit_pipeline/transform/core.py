@@ -687,8 +687,9 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
 
 
 def _count_rejected(sf: _SourceFile) -> None:
-    """Rejected source rows: unparseable rows plus distinct lines with at least one problem."""
-    parse_errors = len(sf.table.row_errors) if sf.table is not None else 0
+    """Rejected source rows: unparseable rows plus distinct lines with at least one problem
+    (rows hidden in a workbook are reported but not counted: they were left out on purpose)."""
+    parse_errors = len(sf.table.row_errors) - sf.table.hidden_rows if sf.table is not None else 0
     lines = sf.frame[LINE_COLUMN].to_numpy()[sf.bad]
     sf.rejected_rows = parse_errors + int(np.unique(lines).size)
 

@@ -81,6 +81,9 @@ class RawTable:
     # True when no value can hold a control character (tab, CR, LF included): the
     # validators may skip their per-column control-character scans.
     control_free: bool = False
+    # How many of ``row_errors`` are .xlsx rows hidden in the sheet (left out as the mapping
+    # says: reported, but not bad data, so they do not count towards max_error_ratio).
+    hidden_rows: int = 0
 
     @property
     def rows(self) -> int:
@@ -770,7 +773,8 @@ def read_xlsx(
     width = len(headers)
     lines: list[int] = []
     rows: list[list[str]] = []
-    row_errors: list[tuple[int, str]] = []
+    row_errors: list[tuple] = []
+    hidden_count = 0
     for row_number in sorted(r for r in grid if r > header_row):
         values = grid[row_number]
         overflow = [v for v in values[width:] if v is not None and str(v).strip()]
@@ -793,12 +797,13 @@ def read_xlsx(
                 row_errors.append(
                     (row_number, "row is hidden in the sheet (filtered out); left out (mapping hidden_rows: read to import it)", "", texts)
                 )
+                hidden_count += 1
                 continue
         rows.append(texts)
         lines.append(row_number)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
     frame = pd.DataFrame({h: pd.Series(list(col), dtype="str") for h, col in zip(headers, columns, strict=True)})
     frame.insert(0, LINE_COLUMN, np.asarray(lines, dtype=np.int64))
-    table = RawTable(name, headers, frame, None, None, duplicates, row_errors)
+    table = RawTable(name, headers, frame, None, None, duplicates, row_errors, hidden_rows=hidden_count)
     _drop_repeated_headers(table)
     return table
