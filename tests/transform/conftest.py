@@ -28,7 +28,7 @@ class Outcome:
 def read_errors(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == ["file", "line", "column", "value", "reason"]
+        assert reader.fieldnames == ["file", "line", "column", "key", "value", "reason"]
         return list(reader)
 
 

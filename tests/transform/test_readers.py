@@ -97,12 +97,15 @@ def test_crlf_line_endings():
     assert lines(table) == [2, 3]
 
 
-def test_short_rows_are_padded_and_long_rows_reported():
+def test_short_and_long_rows_are_reported_with_both_field_counts_never_padded():
     text = "sku,name,description\nA,one\nB,two,d,EXTRA\nC,three,d\n"
     table = read_csv_bytes(text.encode(), name="x.csv")
-    assert rows(table) == [("A", "one", ""), ("C", "three", "d")]
-    assert lines(table) == [2, 4]
-    assert table.row_errors == [(3, "row has 4 fields, the header has 3")]
+    assert rows(table) == [("C", "three", "d")]
+    assert lines(table) == [4]
+    assert [error[:2] for error in table.row_errors] == [
+        (2, "row has 2 fields, the header has 3"),
+        (3, "row has 4 fields, the header has 3"),
+    ]
 
 
 def test_values_are_never_converted():

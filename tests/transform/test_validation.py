@@ -36,7 +36,7 @@ def test_missing_required_columns_reject_the_file_naming_them(write, run):
     assert "found 'sku', 'title'" in rejected["reason"]
     assert outcome.lines == []
     assert outcome.errors == [
-        {"file": "products_20261123.csv", "line": "", "column": "", "value": "", "reason": rejected["reason"]}
+        {"file": "products_20261123.csv", "line": "", "column": "", "key": "", "value": "", "reason": rejected["reason"]}
     ]
     assert not outcome.result.ok
 
@@ -448,6 +448,7 @@ def test_an_entry_failing_the_schema_check_is_not_written_but_reported(write, ru
             "file": "products_20261123.csv",
             "line": "3",
             "column": "",
+            "key": "P001",
             "value": "P001",
             "reason": "entry fails the import schema: $.product: broken",
         }

@@ -8,7 +8,8 @@ supported:
   on every poll and carries the returned snapshot to the next one.
 * **Markers**: when ``marker_suffixes`` is set (e.g. ``(".done", ".ok")``), a file is
   complete as soon as ``<name><suffix>`` exists next to it, and never before; the
-  partner writes the marker after the data file. Markers are not returned as data files.
+  partner writes the marker after the data file, so a marker older than its data file
+  (left from an earlier delivery) does not count. Markers are not returned as data files.
 
 Temporary upload names (``.*.part``, ``*.tmp``, ``*.filepart``...) are always ignored.
 
@@ -55,8 +56,8 @@ def _as_tuple(value: str | Iterable[str]) -> tuple[str, ...]:
 class CompletenessPolicy:
     """Which files to consider and when they count as complete.
 
-    ``patterns`` are :mod:`fnmatch` globs matched case-sensitively against the file name
-    (not the path). ``ignore`` globs win over ``patterns``.
+    ``patterns`` are :mod:`fnmatch` globs matched case-insensitively against the file name
+    (not the path), as the mapping's patterns are. ``ignore`` globs win over ``patterns``.
     """
 
     patterns: Sequence[str] = ("*",)
@@ -93,7 +94,8 @@ class CompletenessPolicy:
         """True when ``name`` is a data file this policy looks at."""
         if self.is_ignored(name) or self.is_marker(name):
             return False
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+        folded = name.lower()
+        return any(fnmatch.fnmatchcase(folded, pattern.lower()) for pattern in self.patterns)
 
     def marker_names(self, name: str) -> tuple[str, ...]:
         """The marker names that would signal ``name`` complete."""
@@ -113,6 +115,11 @@ def _previous_state(record: Sequence | None) -> tuple[tuple[int | None, str | No
     return (size, modified), since
 
 
+def _older(marker: RemoteFile, data: RemoteFile) -> bool:
+    """True when the marker was written before its data file (a stale marker of an earlier delivery)."""
+    return marker.modified is not None and data.modified is not None and marker.modified < data.modified
+
+
 def complete_files(
     previous: Snapshot | None,
     current: list[RemoteFile],
@@ -127,7 +134,7 @@ def complete_files(
     """
     now_ts = now.timestamp() if isinstance(now, datetime) else float(now)
     previous = previous or {}
-    present = {entry.name for entry in current if not entry.is_dir}
+    present = {entry.name: entry for entry in current if not entry.is_dir}
     candidates = [entry for entry in current if not entry.is_dir and policy.is_candidate(entry.name)]
 
     snapshot: Snapshot = {}
@@ -144,7 +151,9 @@ def complete_files(
         snapshot[entry.path] = [state[0], state[1], since]
 
         if policy.uses_markers:
-            done = any(marker in present for marker in policy.marker_names(entry.name))
+            done = any(
+                marker in present and not _older(present[marker], entry) for marker in policy.marker_names(entry.name)
+            )
         else:
             done = earlier is not None and earlier[0] == state and now_ts - since >= policy.stable_seconds
         if done:

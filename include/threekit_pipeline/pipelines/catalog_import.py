@@ -20,9 +20,20 @@ Nothing but paths and small summaries leaves a task. Everything a task writes li
 
 When several stamp batches of one run carry the same SKU, one entry is sent: the batches'
 entries merged oldest to newest the way Threekit applies successive imports (fields of a
-newer entry replace older ones, metadata and attributes merge by name). Sending each
-version separately could race in parallel chunks; a newer batch that carries only prices
-must not drop what an older batch set.
+newer entry replace older ones, metadata and attributes merge by name, Pricing by
+pricebook and currency). Sending each version separately could race in parallel chunks; a
+newer batch that carries only prices must not drop what an older batch set.
+
+Across runs the ledger remembers, per SKU, the stamp of the batch that set its content and
+the Pricing values Threekit confirmed:
+
+* a batch older than that stamp does not overwrite the SKU: its rows are held and reported
+  ("older than what Threekit holds"); a replay/backfill run (an explicit request) applies it;
+* a price file that carries only some pricebooks (or currencies) changes only those: the
+  entry's Pricing is merged with the confirmed one before it is sent.
+
+A file none of whose entries landed in Threekit is quarantined with the reasons; a file some
+of whose rows or entries were rejected or held is archived as ``partially imported``.
 """
 
 from __future__ import annotations
@@ -309,7 +320,13 @@ def _input_name(display_name: str) -> str:
     return Path(str(display_name).split("!", 1)[0]).name
 
 
-def _transform_batch(mapping: Any, files: Sequence[Mapping[str, Any]], out_dir: Path, label: str) -> _BatchResult:
+def _transform_batch(
+    mapping: Any,
+    files: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    label: str,
+    metadata_types: dict[str, str] | None = None,
+) -> _BatchResult:
     """Transform one stamp batch; per-file outcomes, rejected rows and (sku, hash, line) entries.
 
     A file is rejected when every part of it (a zip may hold several members) was rejected;
@@ -319,7 +336,16 @@ def _transform_batch(mapping: Any, files: Sequence[Mapping[str, Any]], out_dir: 
     from threekit_pipeline.transform import transform_files
 
     output = out_dir / f"{label}.jsonl"
-    result = transform_files(mapping, [Path(f["local"]) for f in files], output, errors=out_dir / f"{label}.errors.csv")
+    result = transform_files(
+        mapping,
+        [Path(f["local"]) for f in files],
+        output,
+        errors=out_dir / f"{label}.errors.csv",
+        metadata_types=metadata_types,
+    )
+    if metadata_types is not None:
+        for key, kind in result.metadata_types.items():
+            metadata_types.setdefault(key, kind)
 
     parts_by_input: dict[str, list[Mapping[str, Any]]] = {}
     for part in result.per_file:
@@ -375,23 +401,39 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
     state = _read_json(Path(collected["collected"]))
     (env.run_dir() / PLAN_FILE).unlink(missing_ok=True)
     mapping = load_mapping(config.mapping)
+    if config.max_error_ratio is not None:
+        # The Variable's max_error_ratio, when set, wins over the mapping's (README).
+        mapping = mapping.with_max_error_ratio(config.max_error_ratio)
+    replay = bool(state["window"].get("replay")) or bool(env.only_file and env.params.get("apply_older_batches"))
     batches_dir = _fresh_dir(env.run_dir() / "batches")
     chunks_dir = _fresh_dir(env.run_dir() / "chunks")
 
+    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        metadata_types = ledger.metadata_types()
     files_by_path = {f["path"]: f for f in state["files"]}
     batches = group_by_stamp(InboundFile.from_dict(f) for f in state["files"])
     outcomes: list[FileOutcome] = []
     rejected: list[RejectedRow] = []
     latest: dict[str, tuple[str, str]] = {}  # sku -> (hash, line); later batches win
+    sku_stamps: dict[str, str] = {}  # sku -> stamp of the newest batch carrying it (stamped batches only)
+    sku_sources: dict[str, list[str]] = {}  # sku -> files of that batch that carry it
     skus_by_file: dict[str, list[str]] = {}
     superseded = 0
     for number, batch in enumerate(batches, start=1):
         label = f"batch_{number:03d}_{batch[0].stamp_label}"
-        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label)
+        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label, metadata_types)
         outcomes.extend(result.outcomes)
         rejected.extend(result.rejected)
         skus_by_file.update(result.skus_by_file)
+        stamp = batch[0].stamp.replace(tzinfo=None).isoformat() if batch[0].stamp else None
+        batch_sources: dict[str, list[str]] = {}
+        for name, skus in result.skus_by_file.items():
+            for sku in skus:
+                batch_sources.setdefault(sku, []).append(name)
         for sku, content_hash, line in result.entries:
+            sku_sources[sku] = batch_sources.get(sku, [])
+            if stamp is not None:
+                sku_stamps[sku] = stamp
             if sku in latest:
                 superseded += 1
                 content_hash, line = _merged_line(latest[sku][1], line)
@@ -410,15 +452,59 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
             "%d product(s) appear in several batches; their entries are merged oldest to newest", superseded
         )
 
+    held: list[RejectedRow] = []
     with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        known_stamps = ledger.stamps(sku_stamps)
+        for sku, stamp in sku_stamps.items():
+            newer = known_stamps.get(sku)
+            if newer is None or newer <= stamp:
+                continue
+            if replay:
+                log.info("%s: stamp %s is older than %s in Threekit; applied (replay)", sku, stamp, newer)
+                continue
+            del latest[sku]
+            held.append(
+                RejectedRow(
+                    stage="held",
+                    file=", ".join(sku_sources.get(sku, [])),
+                    line="",
+                    column="",
+                    value=stamp,
+                    sku=sku,
+                    reason=(
+                        f"older than what Threekit holds: this batch is stamped {stamp}, the SKU's content came "
+                        f"from a batch stamped {newer}; not applied (a replay run applies it)"
+                    ),
+                )
+            )
+        confirmed_pricing = ledger.pricing(latest)
+        for sku, pricing_json in confirmed_pricing.items():
+            line = _with_confirmed_pricing(latest[sku][1], pricing_json)
+            if line != latest[sku][1]:
+                latest[sku] = (hashlib.sha256(line.encode("utf-8")).hexdigest(), line)
         delta = ledger.plan(((sku, value[0]) for sku, value in latest.items()), force=env.force_full_resend)
+        if not env.dry_run:
+            ledger.fix_metadata_types(metadata_types)
+            # Unchanged content is in Threekit already: this batch's stamp now vouches for it.
+            ledger.record_stamps(
+                (sku, sku_stamps[sku])
+                for sku in delta.unchanged
+                if sku in sku_stamps and known_stamps.get(sku, "") < sku_stamps[sku]
+            )
     log.info("Delta: %s", delta.summary())
+    if held:
+        log.warning(
+            "Held back %d product(s) older than what Threekit holds:\n%s",
+            len(held),
+            format_table([r.to_dict() for r in held], ["file", "sku", "value", "reason"], limit=TABLE_ROWS),
+        )
+    rejected.extend(held)
 
     chunks: list[str] = []
     if env.dry_run:
         log.info("Dry run: %d product(s) would be sent in chunks of %d; nothing is sent", len(delta.to_send), config.batch_size)
     else:
-        chunks = _write_chunks(chunks_dir, delta.to_send, latest, config.batch_size)
+        chunks = _write_chunks(chunks_dir, delta.to_send, latest, config.batch_size, sku_stamps)
         log.info("%d product(s) to send in %d chunk(s) of up to %d", len(delta.to_send), len(chunks), config.batch_size)
 
     if rejected:
@@ -426,7 +512,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
             "Rejected rows (%d), first %d:\n%s",
             len(rejected),
             min(TABLE_ROWS, len(rejected)),
-            format_table([r.to_dict() for r in rejected], ["file", "line", "column", "value", "reason"], limit=TABLE_ROWS),
+            format_table([r.to_dict() for r in rejected], ["file", "line", "column", "sku", "value", "reason"], limit=TABLE_ROWS),
         )
     plan = {
         "processing_day": state["processing_day"],
@@ -436,6 +522,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
         "files": [o.to_dict() for o in outcomes],
         "rejected": [r.to_dict() for r in rejected],
         "skus_by_file": skus_by_file,
+        "held": [r.sku for r in held],
         "chunks": chunks,
         "counts": {
             "files_found": len(outcomes),
@@ -446,6 +533,7 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
             "products_distinct": len(latest),
             "unchanged_skipped": len(delta.unchanged),
             "to_send": len(delta.to_send),
+            "held_older": len(held),
         },
     }
     path = env.run_dir() / PLAN_FILE
@@ -462,8 +550,53 @@ def _merge_named(older: Any, newer: Any) -> Any:
     merged: dict[Any, Any] = {}
     for position, item in enumerate([*older, *newer]):
         name = item.get("name") if isinstance(item, dict) else None
-        merged[name if name is not None else ("#", position)] = item
+        key = name if name is not None else ("#", position)
+        previous = merged.get(key)
+        if (
+            isinstance(previous, dict)
+            and previous.get("type") == "Pricing"
+            and item.get("type") == "Pricing"
+        ):
+            item = {**item, "values": merge_pricing(previous.get("values") or [], item.get("values") or [])}
+        merged[key] = item
     return list(merged.values())
+
+
+def merge_pricing(older: Sequence[Mapping[str, Any]], newer: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pricing values ``[{pricebook, currencies}]`` of ``older`` updated by ``newer``.
+
+    A source updates only what it carries: pricebooks and currencies ``newer`` does not
+    mention keep their ``older`` amounts. Pricebooks sorted by name, currencies by code
+    (the transform's order), so equal content gives the same line and hash.
+    """
+    books: dict[str, dict[str, Any]] = {}
+    for values in (older, newer):
+        for book in values:
+            if isinstance(book, Mapping) and isinstance(book.get("pricebook"), str):
+                books.setdefault(book["pricebook"], {}).update(book.get("currencies") or {})
+    return [
+        {"pricebook": name, "currencies": {code: books[name][code] for code in sorted(books[name])}}
+        for name in sorted(books)
+    ]
+
+
+def _with_confirmed_pricing(line: str, confirmed: str) -> str:
+    """The entry line with its Pricing merged over the Pricing Threekit confirmed (JSON text)."""
+    entry = json.loads(line)
+    attributes = (entry.get("product") or {}).get("attributes") or []
+    for attribute in attributes:
+        if isinstance(attribute, dict) and attribute.get("type") == "Pricing":
+            attribute["values"] = merge_pricing(json.loads(confirmed), attribute.get("values") or [])
+            return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    return line
+
+
+def _entry_pricing(line: str) -> str | None:
+    """The Pricing values of an entry line as JSON text, None when it carries no prices."""
+    for attribute in (json.loads(line).get("product") or {}).get("attributes") or []:
+        if isinstance(attribute, dict) and attribute.get("type") == "Pricing":
+            return json.dumps(attribute.get("values") or [], ensure_ascii=False, separators=(",", ":"))
+    return None
 
 
 def merge_entries(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
@@ -484,13 +617,21 @@ def _merged_line(older_line: str, newer_line: str) -> tuple[str, str]:
     return hashlib.sha256(line.encode("utf-8")).hexdigest(), line
 
 
-def _write_chunks(folder: Path, skus: Sequence[str], latest: Mapping[str, tuple[str, str]], size: int) -> list[str]:
+def _write_chunks(
+    folder: Path,
+    skus: Sequence[str],
+    latest: Mapping[str, tuple[str, str]],
+    size: int,
+    stamps: Mapping[str, str] | None = None,
+) -> list[str]:
     paths: list[str] = []
+    stamps = stamps or {}
     for start in range(0, len(skus), size):
         part = skus[start : start + size]
         path = folder / f"chunk_{len(paths) + 1:04d}.jsonl"
         path.write_text("".join(latest[sku][1] + "\n" for sku in part), encoding="utf-8")
         _write_json(path.with_suffix(".hashes.json"), {sku: latest[sku][0] for sku in part})
+        _write_json(path.with_suffix(".stamps.json"), {sku: stamps[sku] for sku in part if sku in stamps})
         paths.append(str(path))
     return paths
 
@@ -547,8 +688,23 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
                 confirmed.append((key, hashes[key]))
             if status == "skipped":
                 resumed_as[previous] += 1
+    stamps_path = chunk.with_suffix(".stamps.json")
+    stamps = _read_json(stamps_path) if stamps_path.exists() else {}
+    confirmed_keys = {key for key, _hash in confirmed}
+    pricing: list[tuple[str, str]] = []
+    if confirmed_keys:
+        from threekit_pipeline.threekit.importer import entry_key
+
+        for number, line in enumerate(chunk.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                key = entry_key(json.loads(line), number)
+                values = _entry_pricing(line) if key in confirmed_keys else None
+                if values is not None:
+                    pricing.append((key, values))
     with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
         ledger.record(confirmed, run_id=env.run_id)
+        ledger.record_stamps((key, stamps[key]) for key in confirmed_keys if key in stamps)
+        ledger.record_pricing(pricing)
     result = {
         "chunk": chunk.name,
         "total": summary.total,
@@ -704,8 +860,11 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         log.error("Import incomplete: %s. Report: %s", report.notes[-1], remote["json"])
         raise ImportIncomplete(report.notes[-1])
 
+    _settle_file_statuses(plan, report)
     moves = _move_files(env, ftp, plan, report, report_dir)
     report.counts["files_archived"] = sum(1 for m in moves if m["action"] != "rejected")
+    report.counts["files_partially_imported"] = sum(1 for o in report.files if o.status == "partially imported")
+    report.counts["files_quarantined"] = sum(1 for o in report.files if o.status == "rejected")
     remote = upload_report(ftp, report, report_dir, config.folder("reports"), REPORTS_SUBDIR)
     log.info(
         "Where each file went:\n%s",
@@ -725,14 +884,41 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
     }
 
 
+def _settle_file_statuses(plan: Mapping[str, Any], report: RunReport) -> None:
+    """Per transformed file: imported, partially imported, held, or rejected when nothing of it landed.
+
+    A file's entries are the SKUs it contributed (``skus_by_file``); an entry did not land
+    when Threekit rejected it or it was held as older than what Threekit holds. A file
+    with rows but no landed entry is rejected (quarantined with its reasons), or held when
+    every entry was held (archived: a replay applies it); one with some rejected rows or
+    entries is ``partially imported``.
+    """
+    held = set(plan.get("held") or [])
+    refused = {row.sku for row in report.rejected if row.stage == "threekit" and row.sku}
+    for outcome in report.files:
+        if outcome.status == "rejected":
+            continue
+        skus = set(plan["skus_by_file"].get(outcome.file, []))
+        landed = skus - held - refused
+        if (outcome.rows_read or skus) and not landed and (skus or outcome.rows_rejected):
+            if skus and skus <= held:
+                outcome.status = "held"
+                outcome.reason = outcome.reason or "every entry is older than what Threekit holds (a replay run applies it)"
+            else:
+                outcome.status = "rejected"
+                outcome.reason = outcome.reason or "no entry of this file landed in Threekit (see the errors CSV)"
+        elif outcome.rows_rejected or skus & (held | refused):
+            outcome.status = "partially imported"
+
+
 def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, report_dir: Path) -> list[dict]:
     config: PipelineConfig = env.config
     day = date.fromisoformat(plan["processing_day"])
     moves = []
     by_file: dict[str, list[RejectedRow]] = {}
     for row in report.rejected:
-        if row.stage == "transform":
-            by_file.setdefault(row.file, []).append(row)
+        for name in {part.strip() for part in str(row.file).split(",") if part.strip()}:
+            by_file.setdefault(name, []).append(row)
     errors_dir = report_dir / "file_errors"
     for outcome in report.files:
         if outcome.status == "rejected":
@@ -760,10 +946,31 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
                 processing_day=day,
                 scratch_dir=report_dir,
             )
-            outcome.status = "imported"
+            if outcome.status not in ("partially imported", "held"):
+                outcome.status = "imported"
         outcome.destination = move.destination
         moves.append(move.to_dict())
+        _consume_markers(ftp, outcome.remote_path, move.destination, config.marker_suffixes)
     return moves
+
+
+def _consume_markers(ftp: Any, remote_path: str, destination: str, suffixes: Sequence[str]) -> None:
+    """Move the completion markers of a processed file beside it: a marker belongs to one delivery."""
+    import posixpath
+
+    if not suffixes or not destination or destination == remote_path:
+        return
+    target_dir = posixpath.dirname(destination)
+    for suffix in suffixes:
+        marker = remote_path + suffix
+        try:
+            found = ftp.stat(marker) if hasattr(ftp, "stat") else None
+        except (OSError, FileNotFoundError):
+            found = None
+        if found is None:
+            continue
+        final = ftp.move(marker, target_dir)
+        log.info("Marker %s consumed with its file -> %s", marker, final)
 
 
 def should_publish(result: Mapping[str, Any] | None) -> bool:

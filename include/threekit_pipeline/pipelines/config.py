@@ -43,6 +43,9 @@ def default_staging_dir() -> str:
     return str(Path(home) / "staging")
 
 
+DEFAULT_MAX_ERROR_RATIO = 0.05
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Effective configuration of all Threekit pipelines (defaults documented in the README)."""
@@ -62,8 +65,10 @@ class PipelineConfig:
     export_tags: tuple[str, ...] = ()
     export_keywords: tuple[str, ...] = ()
     export_types: tuple[str, ...] = ("item",)
-    # Per-file share of bad rows above which the whole file is rejected.
-    max_error_ratio: float = 0.05
+    # Per-file share of bad rows above which the whole file is rejected. Unset (None): the
+    # catalog import uses the mapping's max_error_ratio and translations 0.05; set, it wins
+    # over the mapping's for every source (README, "max_error_ratio").
+    max_error_ratio: float | None = None
     batch_size: int = 500
     import_mode: str = "job"
     import_concurrency: int = 4
@@ -78,6 +83,11 @@ class PipelineConfig:
 
     def folder(self, key: str) -> str:
         return self.folders[key]
+
+    @property
+    def error_ratio(self) -> float:
+        """The Variable's max_error_ratio, else the default 0.05 (for pipelines without a mapping)."""
+        return DEFAULT_MAX_ERROR_RATIO if self.max_error_ratio is None else self.max_error_ratio
 
     @property
     def render_targets(self) -> tuple[str, ...]:
@@ -143,6 +153,8 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
             kwargs[key] = tuple(value)
+        elif key == "max_error_ratio" and value is None:
+            kwargs[key] = None  # unset: the mapping's max_error_ratio applies
         elif key in _NUMBER_FIELDS:
             low, high = _NUMBER_FIELDS[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -99,6 +99,12 @@ class Ledger:
                 " imported_at TEXT NOT NULL,"
                 " run_id TEXT NOT NULL)"
             )
+            # Which batch stamp produced each key's current content, and the Pricing values
+            # Threekit holds for it (added tables: older ledgers gain them empty).
+            cur.execute("CREATE TABLE IF NOT EXISTS stamps (key TEXT PRIMARY KEY, stamp TEXT NOT NULL)")
+            cur.execute("CREATE TABLE IF NOT EXISTS pricing (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            # Metadata key -> String | Number, fixed by the first batch that wrote the key.
+            cur.execute("CREATE TABLE IF NOT EXISTS metadata_types (key TEXT PRIMARY KEY, type TEXT NOT NULL)")
             row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -204,6 +210,56 @@ class Ledger:
                 marks = ",".join("?" * len(chunk))
                 removed += cur.execute(f"DELETE FROM entries WHERE key IN ({marks})", chunk).rowcount
         return removed
+
+
+    def _values(self, table: str, keys: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys)), _LOOKUP_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for key, value in self._conn.execute(f"SELECT key, {_COLUMN[table]} FROM {table} WHERE key IN ({marks})", chunk):
+                found[key] = value
+        return found
+
+    def _store(self, table: str, items: Iterable[tuple[str, str]]) -> int:
+        rows = list(dict(items).items())
+        if rows:
+            with self._transaction() as cur:
+                cur.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", rows)
+        return len(rows)
+
+    def stamps(self, keys: Iterable[str]) -> dict[str, str]:
+        """``key -> stamp`` (sortable text, e.g. ``2026-11-24T00:00:00``) of the batch that set each key's content."""
+        return self._values("stamps", keys)
+
+    def record_stamps(self, items: Iterable[tuple[str, str]]) -> int:
+        """Remember the batch stamp of confirmed keys (upsert)."""
+        return self._store("stamps", items)
+
+    def pricing(self, keys: Iterable[str]) -> dict[str, str]:
+        """``key -> JSON list`` of the Pricing values last confirmed in Threekit."""
+        return self._values("pricing", keys)
+
+    def record_pricing(self, items: Iterable[tuple[str, str]]) -> int:
+        """Remember the Pricing values (JSON text) of confirmed keys (upsert)."""
+        return self._store("pricing", items)
+
+
+    def metadata_types(self) -> dict[str, str]:
+        """Every metadata key's type as first written (``String`` or ``Number``)."""
+        return dict(self._conn.execute("SELECT key, type FROM metadata_types"))
+
+    def fix_metadata_types(self, types: dict[str, str]) -> int:
+        """Record the types of keys not seen before (a known key keeps its type); returns how many were new."""
+        rows = list(types.items())
+        if not rows:
+            return 0
+        with self._transaction() as cur:
+            before = cur.execute("SELECT COUNT(*) FROM metadata_types").fetchone()[0]
+            cur.executemany("INSERT OR IGNORE INTO metadata_types VALUES (?, ?)", rows)
+            return cur.execute("SELECT COUNT(*) FROM metadata_types").fetchone()[0] - before
+
+
+_COLUMN = {"stamps": "stamp", "pricing": "value"}
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

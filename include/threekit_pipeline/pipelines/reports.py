@@ -64,7 +64,8 @@ class FileOutcome:
     remote_path: str
     size: int | None = None
     stamp: str = ""
-    status: str = "pending"  # imported | unchanged | rejected | failed | dry_run | pending
+    # imported | partially imported | held | unchanged | rejected | failed | dry_run | pending
+    status: str = "pending"
     rows_read: int = 0
     products_written: int = 0
     rows_rejected: int = 0
@@ -148,7 +149,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
 
 
 def read_rejections_csv(path: Path, *, stage: str, default_file: str = "") -> list[RejectedRow]:
-    """Read an errors CSV (``file,line,column,value,reason`` [+ ``sku``]) into report rows."""
+    """Read an errors CSV (``file,line,column[,key],value,reason`` [+ ``sku``]) into report rows."""
     rows: list[RejectedRow] = []
     if not path or not Path(path).exists():
         return rows
@@ -162,7 +163,7 @@ def read_rejections_csv(path: Path, *, stage: str, default_file: str = "") -> li
                     column=record.get("column") or "",
                     value=record.get("value") or "",
                     reason=record.get("reason") or "",
-                    sku=record.get("sku") or "",
+                    sku=record.get("sku") or record.get("key") or "",
                 )
             )
     return rows

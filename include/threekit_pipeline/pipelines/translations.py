@@ -151,10 +151,10 @@ def _process_file(
     workdir = env.run_dir("files", f"{position:04d}", fresh=True)
     local = safe_local_path(workdir, item.name)
     ftp.download(item.path, local)
-    validated = validate_file(local, item.name, workdir, cfg.max_error_ratio)
+    validated = validate_file(local, item.name, workdir, cfg.error_ratio)
     outcome.rows_read = validated.rows
     outcome.rows_rejected = validated.bad_rows
-    reason = rejection_reason(validated, cfg.max_error_ratio)
+    reason = rejection_reason(validated, cfg.error_ratio)
     log.info(
         "File %d/%d %s: %d rows, %d valid, locales %s%s",
         position,

@@ -10,7 +10,8 @@
 * ``<output>.skus.csv``: ``file,sku``, the SKUs each input file contributed to the output
   (also in :attr:`TransformResult.skus_by_file`, left out of ``to_dict()`` by default to
   keep it small enough for XCom);
-* the errors CSV (``<output>.errors.csv`` unless given): ``file, line, column, value, reason``.
+* the errors CSV (``<output>.errors.csv`` unless given): ``file, line, column, key, value,
+  reason`` (``key``: the row's SKU).
 
 Model (see ``include/mappings/README.md``): every product is matched by its SKU (metadata
 ``SKU``) so a re-import updates instead of duplicating. Option rows become ``String``
@@ -32,6 +33,7 @@ import hashlib
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +77,28 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 # Metadata is Number only for plain decimals without leading zeros (codes such as EAN
 # "0042..." stay strings) and within the exactly representable integer range.
 _METADATA_NUMBER = r"-?(?:0|[1-9]\d{0,14})(?:\.\d+)?"
+# Invisible, format and non-ASCII space characters: never part of a key (U+00A0 no-break
+# space, soft hyphen, zero-width space/joiners, direction marks, word joiner, BOM, ...).
+_INVISIBLE_KEY = (
+    r"[\u00a0\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180e\u2000-\u200f\u2028-\u202f"
+    r"\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]"
+)
+# Values only a spreadsheet's number conversion produces, never a real identifier.
+_EXCEL_DAMAGE = (
+    (r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+", "identifier in scientific notation (a spreadsheet turned it into a number and its digits are lost); export the column as text"),
+    (r"\d+\.0+", "identifier ends in '.0' (a spreadsheet turned it into a number); export the column as text"),
+    (r'="[^"]*"', "identifier wrapped as a spreadsheet formula (=\"...\"); export the column as text"),
+)
+# Metadata keys that name identifiers: always String, whatever their values look like.
+_IDENTIFIER_KEY = re.compile(
+    r"(?:^|[^a-z])(?:ean|ean13|ean8|gtin|gtin\d+|upc|isbn|mpn|sku|barcode|id)(?:$|[^a-z])"
+    r"|(?:part|article|item|material|product|catalog|model|order|artikel|material|teile)[ _.-]*"
+    r"(?:no|nr|num|number|nummer|code|id)(?:$|[^a-z])"
+    r"|nummer$"
+)
+# One "," or "." followed by exactly three digits ("1,299", "12.500"): a grouped thousand in
+# one convention and a decimal in the other. With decimal: auto it is reported, never guessed.
+_AMBIGUOUS_NUMBER = r"[+-]?[1-9]\d{0,2}[.,]\d{3}"
 _NOT_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 _TRUE = frozenset({"true", "1", "yes", "y", "x"})
 _FALSE = frozenset({"false", "0", "no", "n", ""})
@@ -113,6 +137,8 @@ class TransformResult:
     duration_s: float = 0.0
     # "Canonical Name" + locale columns from per-locale export columns ("" when none).
     translations: str = ""
+    # Metadata key -> "String" | "Number" as written in this batch (to fix types across batches).
+    metadata_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -199,6 +225,7 @@ class _SourceFile:
                     "file": np.full(count, self.name, dtype=object),
                     "line": pd.array(frame[LINE_COLUMN].to_numpy()[mask], dtype="Int64"),
                     "column": columns if not isinstance(columns, str) else np.full(count, columns, dtype=object),
+                    "key": frame["sku"].to_numpy(dtype=object)[mask] if "sku" in frame.columns else np.full(count, "", dtype=object),
                     "value": values[mask].astype("str").to_numpy(dtype=object),
                     "reason": reasons if not isinstance(reasons, str) else np.full(count, reasons, dtype=object),
                 }
@@ -215,14 +242,23 @@ def transform_files(
     output: Path,
     errors: Path | None = None,
     progress: Progress | None = None,
+    metadata_types: dict[str, str] | None = None,
 ) -> TransformResult:
     """Transform one batch of ERP/PIM files into an importReqBody JSONL file (see module doc).
+
+    ``metadata_types`` (key -> ``"String"``/``"Number"``): types earlier batches chose for
+    metadata keys. They count as declared (the mapping's own ``metadata.types`` and
+    identifiers win), so a key never flips type between batches: a value that does not fit
+    a known Number key is a row error. The types this batch wrote are in
+    :attr:`TransformResult.metadata_types`.
 
     ``progress(stage, done, total)`` is called after each file is read and periodically
     while entries are written.
     """
     started = time.perf_counter()
     mapping = load_mapping(mapping) if not isinstance(mapping, Mapping) else mapping
+    if metadata_types:
+        mapping = _with_known_types(mapping, metadata_types)
     output = Path(output)
     errors_path = Path(errors) if errors is not None else output.with_name(output.name + ".errors.csv")
     hashes_path = output.with_name(output.name + ".hashes.csv")
@@ -241,7 +277,8 @@ def transform_files(
         if sf.readable:
             _validate_rows(sf, mapping)
     products = [sf for sf in source_files if sf.source == "products"]
-    _check_duplicate_products(products)
+    _check_duplicate_products(products, mapping.case_insensitive_skus)
+    _check_batch_conflicts(source_files)
     for sf in products:
         _apply_error_ratio(sf)
     rejected_products = [sf for sf in products if sf.status != "ok"]
@@ -251,7 +288,10 @@ def transform_files(
             if sf.source != "products" and sf.status == "ok":
                 sf.reject(f"batch products file rejected ({cause})")
     elif products:
-        _check_against_products(products, [sf for sf in source_files if sf.source not in (None, "products")])
+        others = [sf for sf in source_files if sf.source not in (None, "products")]
+        if mapping.case_insensitive_skus:
+            _adopt_product_spelling(products, others)
+        _check_against_products(products, others)
     for sf in source_files:
         if sf.source != "products":
             _apply_error_ratio(sf)
@@ -266,7 +306,7 @@ def transform_files(
     finally:
         if gc_was_enabled:
             gc.enable()
-    result.products_written, result.attributes_written = entry_counts
+    result.products_written, result.attributes_written, result.metadata_types = entry_counts
 
     for sf in source_files:
         if sf.status != "ok":
@@ -329,6 +369,22 @@ def transform_files(
 # --- Loading -----------------------------------------------------------------------------------
 
 
+def _with_known_types(mapping: Mapping, known: dict[str, str]) -> Mapping:
+    """The mapping with earlier batches' metadata types as declared types (the mapping's own win)."""
+    from dataclasses import replace
+
+    spec = mapping.sources.get("products")
+    if spec is None:
+        return mapping
+    types = {
+        key: kind
+        for key, kind in known.items()
+        if kind in ("String", "Number") and not is_identifier_key(key, spec)
+    }
+    types.update(spec.metadata_types)
+    return replace(mapping, sources={**mapping.sources, "products": replace(spec, metadata_types=types)})
+
+
 def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None) -> list[_SourceFile]:
     source_files: list[_SourceFile] = []
     if mapping.inputs:
@@ -367,6 +423,7 @@ def _load_inputs(mapping: Mapping, paths: list[Path], progress: Progress | None)
                     sheet=spec.sheet,
                     decimal="," if spec.decimal == "," else ".",
                     limits=mapping.input_limits,
+                    hidden_rows=spec.hidden_rows,
                 )
                 _map_columns(sf, mapping)
             except FileRejected as exc:
@@ -459,7 +516,7 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
     sf.rows = table.rows
     data: dict[str, Any] = {LINE_COLUMN: raw[LINE_COLUMN].to_numpy()}
     for canonical, header in selected.items():
-        values = raw[header]
+        values = _nfc(raw[header])
         if canonical != "sku":
             values = values.str.strip()
         value_map = spec.value_maps.get(canonical)
@@ -471,7 +528,7 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
         data[canonical] = pd.Series(np.full(len(raw), constant, dtype=object), dtype="str")
         sf.headers[canonical] = f"(constant {canonical})"
     if sf.source == "products":
-        sf.meta = _metadata_columns(spec, table.headers, selected)
+        sf.meta = _metadata_columns(spec, table.headers, selected, sf)
         for header, _key in sf.meta:
             # A repeated metadata column would land under a made-up key ("Color (column 4)").
             if (positions := table.duplicate_headers.get(header.casefold())) is not None:
@@ -480,22 +537,45 @@ def _map_columns(sf: _SourceFile, mapping: Mapping) -> None:
         # Collected before the frame is built: inserting thousands of columns one by one
         # into a DataFrame is quadratic (a 10,000-column export took minutes).
         for header, _key in sf.meta:
-            data[f"meta\x00{header}"] = raw[header].str.strip().reset_index(drop=True)
+            data[f"meta\x00{header}"] = _nfc(raw[header]).str.strip().reset_index(drop=True)
     frame = pd.DataFrame(data)
     if spec.wide:
         frame = _melt_wide(frame, raw, wide_headers, spec)
     sf.frame = frame
     sf.bad = np.zeros(len(frame), dtype=bool)
     if table.row_errors:
-        sf.errors.append(
-            errors_frame(ErrorRow(sf.name, line, "", "", reason) for line, reason in table.row_errors)
-        )
+        sku_position = table.headers.index(selected["sku"]) if "sku" in selected else -1
+        sf.errors.append(errors_frame(_row_error(sf.name, error, sku_position) for error in table.row_errors))
     used = {*selected.values(), *(m[0] for m in sf.meta), *(w[0] for w in wide_headers)}
     unused = [h for h in table.headers if h not in used and not h.startswith("(column ")]
     if unused:
         shown = ", ".join(_shown_header(h) for h in unused[:20])
         more = f", ... ({len(unused) - 20} more)" if len(unused) > 20 else ""
         log.info("%s: %d column(s) not used by mapping %s: %s%s", sf.name, len(unused), mapping.name, shown, more)
+
+
+def _row_error(file_name: str, error: tuple, sku_position: int) -> ErrorRow:
+    """An ErrorRow from a reader's ``(line, reason[, column[, raw fields]])`` row error."""
+    line, reason = error[0], error[1]
+    column = error[2] if len(error) > 2 else ""
+    fields = error[3] if len(error) > 3 else None
+    key = ""
+    if fields is not None and 0 <= sku_position < len(fields):
+        key = unicodedata.normalize("NFC", str(fields[sku_position]))
+    return ErrorRow(file_name, line, column, "", reason, key)
+
+
+def _nfc(values: pd.Series) -> pd.Series:
+    """Unicode NFC of a string Series (a no-op scan when the text is all ASCII)."""
+    if not len(values):
+        return values
+    array = _strings(values)
+    if pc.all(pc.string_is_ascii(array)).as_py():
+        return values
+    normalised = pc.utf8_normalize(array, form="NFC")
+    if normalised.equals(array):
+        return values
+    return pd.Series(normalised.to_pandas(), index=values.index, dtype="str")
 
 
 def _shown_header(header: str, limit: int = 60) -> str:
@@ -508,7 +588,9 @@ def _required_fields(spec: SourceMapping) -> set[str]:
     return {name for name, required in fields.items() if required}
 
 
-def _metadata_columns(spec: SourceMapping, headers: list[str], selected: dict[str, str]) -> list[tuple[str, str]]:
+def _metadata_columns(
+    spec: SourceMapping, headers: list[str], selected: dict[str, str], sf: _SourceFile | None = None
+) -> list[tuple[str, str]]:
     meta: list[tuple[str, str]] = []
     seen_keys: set[str] = set()
     explicit = {h.strip().casefold(): key for h, key in spec.metadata_columns.items()}
@@ -525,14 +607,20 @@ def _metadata_columns(spec: SourceMapping, headers: list[str], selected: dict[st
             key = header[len(spec.metadata_prefix) :].strip()
         if key is None:
             continue
+        key = unicodedata.normalize("NFC", key)
         if not key or key.casefold() == "sku" or key in seen_keys:
             log.warning("Column %r ignored: metadata key %r is empty, reserved or repeated", header, key)
+            if sf is not None:
+                sf.file_error(f"column ignored: metadata key {key!r} is empty, reserved or repeated", column=header)
             continue
         seen_keys.add(key)
         meta.append((header, key))
     for folded, key in explicit.items():
         if folded not in found_explicit:
             log.warning("Metadata column for %r not present in this file; nothing written for it", key)
+            if sf is not None:
+                header = next((h for h in spec.metadata_columns if h.strip().casefold() == folded), key)
+                sf.file_error(f"metadata column for {key!r} missing from this file; nothing written for it", column=header)
     return meta
 
 
@@ -632,6 +720,7 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
     source = sf.source
     if source == "products":
         sf.flag(_mask(frame["name"] == ""), "name", "empty name")
+        _validate_metadata(sf)
     elif source == "options":
         sf.flag(_mask(frame["attribute"] == ""), "attribute", "empty attribute name")
         sf.flag(_mask(frame["value"] == ""), "value", "empty option value")
@@ -648,8 +737,9 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
 
 
 def _count_rejected(sf: _SourceFile) -> None:
-    """Rejected source rows: unparseable rows plus distinct lines with at least one problem."""
-    parse_errors = len(sf.table.row_errors) if sf.table is not None else 0
+    """Rejected source rows: unparseable rows plus distinct lines with at least one problem
+    (rows hidden in a workbook are reported but not counted: they were left out on purpose)."""
+    parse_errors = len(sf.table.row_errors) - sf.table.hidden_rows if sf.table is not None else 0
     lines = sf.frame[LINE_COLUMN].to_numpy()[sf.bad]
     sf.rejected_rows = parse_errors + int(np.unique(lines).size)
 
@@ -661,10 +751,78 @@ def _check_sku(sf: _SourceFile, mapping: Mapping, control_free: bool = False) ->
     sf.flag(empty, "sku", "empty SKU")
     sf.flag(~empty & _mask(stripped != sku), "sku", "SKU has leading or trailing whitespace")
     sf.flag(_mask(sku.str.contains(r"[/\\]", regex=True)), "sku", "SKU contains a path character (/ or \\)")
+    if not pc.all(pc.string_is_ascii(_strings(sku))).as_py():
+        invisible = _mask(sku.str.contains(_INVISIBLE_KEY, regex=True))
+        if invisible.any():
+            found = sku[invisible].str.extract(f"({_INVISIBLE_KEY})", expand=False)
+            reasons = pd.Series(np.full(len(sku), "", dtype=object), index=sku.index, dtype="str")
+            reasons[invisible] = "SKU contains an invisible or space character (U+" + found.map(lambda c: f"{ord(c):04X}") + ")"
+            sf.flag(invisible, "sku", reasons)
+    _check_excel_damage(sf, "sku", sku)
     if not control_free:
         sf.flag(_mask(sku.str.contains(_CONTROL_STRICT, regex=True)), "sku", "SKU contains control characters")
     limit = mapping.max_length("sku")
     sf.flag(_mask(sku.str.len() > limit), "sku", f"SKU longer than {limit} characters")
+
+
+def _check_excel_damage(sf: _SourceFile, field_name: str, values: pd.Series) -> None:
+    """Report identifiers a spreadsheet mangled (``4.00638E+12``, ``123.0``, ``="000123"``)."""
+    candidates = _mask(values.str.contains(r'[eE.="]', regex=True))
+    if not candidates.any():
+        return
+    for pattern, reason in _EXCEL_DAMAGE:
+        damaged = candidates & _mask(values.str.fullmatch(pattern))
+        sf.flag(damaged, field_name, reason)
+
+
+def is_identifier_key(key: str, spec: SourceMapping | None = None, header: str | None = None) -> bool:
+    """True for a metadata key that holds an identifier (never typed by its content).
+
+    Declared in the mapping (``identifiers``, by key or source header) or named like one
+    (EAN, GTIN, UPC, ISBN, MPN, barcode, part/article/item number...).
+    """
+    if spec is not None:
+        declared = {name.strip().casefold() for name in spec.identifiers}
+        if key.casefold() in declared or (header is not None and header.strip().casefold() in declared):
+            return True
+        if spec.metadata_types.get(key) == "String" and key.casefold() in declared:
+            return True
+    return _IDENTIFIER_KEY.search(key.casefold()) is not None
+
+
+def ambiguous_numbers(values: pd.Series) -> np.ndarray:
+    """Mask of values that read differently with ``,``/``.`` as grouping or as decimal point."""
+    return _mask(values.str.strip().str.fullmatch(_AMBIGUOUS_NUMBER))
+
+
+def _validate_metadata(sf: _SourceFile) -> None:
+    """Per metadata column: identifiers checked for spreadsheet damage, numbers read or refused.
+
+    * identifier keys: Excel damage reported (the column is always String);
+    * declared ``Number``: every non-empty value must be a number (else a row error);
+    * otherwise a column that would be Number but for values ambiguous under
+      ``decimal: auto`` (``1,250``) reports those values instead of typing them.
+    """
+    spec, frame = sf.spec, sf.frame
+    for header, key in sf.meta:
+        column = f"meta\x00{header}"
+        values = frame[column]
+        if is_identifier_key(key, spec, header):
+            _check_excel_damage(sf, column, values)
+            continue
+        forced = spec.metadata_types.get(key)
+        if forced == "String":
+            continue
+        non_empty = _mask(values != "")
+        if not non_empty.any():
+            continue
+        numeric = _mask(normalise_decimals(values, spec.decimal, spec.thousands).str.fullmatch(_METADATA_NUMBER))
+        ambiguous = ambiguous_numbers(values) if spec.decimal == "auto" else np.zeros(len(values), dtype=bool)
+        if forced == "Number":
+            sf.flag(ambiguous & non_empty, column, f"ambiguous number: ',' or '.' may group thousands or mark decimals (metadata {key!r}); declare decimal and thousands in the mapping")
+            sf.flag(non_empty & ~numeric & ~ambiguous, column, f"not a number (metadata {key!r} is Number: declared in the mapping or so typed by an earlier batch)")
+        elif ambiguous.any() and (numeric | ambiguous | ~non_empty).all():
+            sf.flag(ambiguous, column, f"ambiguous number: ',' or '.' may group thousands or mark decimals (metadata {key!r}); declare decimal and thousands in the mapping")
 
 
 def normalise_decimals(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
@@ -716,10 +874,17 @@ def _validate_prices(sf: _SourceFile) -> None:
     empty = _mask(raw_price == "")
     sf.flag(empty, "price", "empty price")
     valid = _mask(normalised.str.fullmatch(_NUMBER))
+    ambiguous = ambiguous_numbers(raw_price) if spec.decimal == "auto" else np.zeros(len(raw_price), dtype=bool)
+    sf.flag(
+        ambiguous,
+        "price",
+        "ambiguous price: ',' or '.' may group thousands or mark decimals; declare decimal and thousands in the mapping",
+    )
     not_finite = ~valid & _isin(raw_price.str.strip().str.lower(), _NOT_FINITE)
     sf.flag(not_finite, "price", "price is NaN or infinite")
     layout = "" if spec.decimal == "auto" else f" (decimal {spec.decimal!r}, thousands {spec.thousands or 'none'!r})"
-    sf.flag(~empty & ~valid & ~not_finite, "price", "price is not a number" + layout)
+    sf.flag(~empty & ~valid & ~not_finite & ~ambiguous, "price", "price is not a number" + layout)
+    valid = valid & ~ambiguous
     amounts = pd.to_numeric(normalised.where(valid, "nan"), errors="coerce").to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         negative = valid & (amounts < 0)
@@ -769,8 +934,13 @@ def _validate_parts(sf: _SourceFile) -> None:
             sf.flag(conflict, "asset_type", reason.astype("str"))
 
 
-def _check_duplicate_products(products: list[_SourceFile]) -> None:
-    """Every occurrence of a SKU after the first (across the batch's products files) is rejected."""
+def _check_duplicate_products(products: list[_SourceFile], case_insensitive: bool = False) -> None:
+    """Every occurrence of a SKU after the first (across the batch's products files) is rejected.
+
+    SKUs equal when case-folded (``SOFA-001`` / ``sofa-001``) are reported too: as a
+    letter-case conflict, or as duplicates when the mapping declares SKUs case-insensitive.
+    The first occurrence stays.
+    """
     readable = [sf for sf in products if sf.readable]
     if not readable:
         return
@@ -781,31 +951,122 @@ def _check_duplicate_products(products: list[_SourceFile]) -> None:
             "line": np.concatenate([sf.frame[LINE_COLUMN].to_numpy() for sf in readable]),
         }
     )
-    duplicated = combined["sku"].duplicated(keep="first").to_numpy() & (combined["sku"] != "").to_numpy(dtype=bool)
-    if not duplicated.any():
+    non_empty = (combined["sku"] != "").to_numpy(dtype=bool)
+    duplicated = combined["sku"].duplicated(keep="first").to_numpy() & non_empty
+    combined["folded"] = combined["sku"].str.casefold()
+    twins = combined["folded"].duplicated(keep="first").to_numpy() & non_empty & ~duplicated
+    if not duplicated.any() and not twins.any():
         return
     first = combined.groupby("sku", sort=False)[["file", "line"]].transform("first")
+    first_folded = combined.groupby("folded", sort=False)[["file", "line", "sku"]].transform("first")
+
+    def where(file_index: int, line: int, own: int) -> str:
+        return f"line {line}" if file_index == own else f"{readable[file_index].name} line {line}"
+
     offset = 0
     for i, sf in enumerate(readable):
         n = len(sf.frame)
+        reasons = np.full(n, "", dtype=object)
         dup = duplicated[offset : offset + n]
-        if dup.any():
-            first_file = first["file"].to_numpy()[offset : offset + n]
-            first_line = first["line"].to_numpy()[offset : offset + n]
-            reasons = np.array(
-                [
-                    f"duplicate SKU (first seen on line {line})"
-                    if f == i
-                    else f"duplicate SKU (first seen in {readable[f].name} line {line})"
-                    for f, line in zip(first_file[dup], first_line[dup], strict=True)
-                ],
-                dtype=object,
-            )
-            full = np.full(n, "", dtype=object)
-            full[dup] = reasons
-            sf.flag(dup, "sku", pd.Series(full, dtype="str"))
+        twin = twins[offset : offset + n]
+        for k in np.flatnonzero(dup).tolist():
+            at = where(int(first["file"].iat[offset + k]), int(first["line"].iat[offset + k]), i)
+            reasons[k] = f"duplicate SKU (first seen {'on' if at.startswith('line') else 'in'} {at})"
+        for k in np.flatnonzero(twin).tolist():
+            at = where(int(first_folded["file"].iat[offset + k]), int(first_folded["line"].iat[offset + k]), i)
+            other = first_folded["sku"].iat[offset + k]
+            if case_insensitive:
+                reasons[k] = f"duplicate SKU: same as {other!r} ignoring letter case ({at})"
+            else:
+                reasons[k] = f"SKU differs only in letter case from {other!r} ({at}): likely the same product"
+        bad = dup | twin
+        if bad.any():
+            sf.flag(bad, "sku", pd.Series(reasons, dtype="str"))
             _count_rejected(sf)
         offset += n
+
+
+def _adopt_product_spelling(products: list[_SourceFile], others: list[_SourceFile]) -> None:
+    """Case-insensitive SKUs: rows of other files take the spelling of the batch's products file."""
+    spelling: dict[str, str] = {}
+    for sf in products:
+        if sf.readable:
+            good = sf.frame["sku"][~sf.bad]
+            for folded, sku in zip(good.str.casefold().tolist(), good.tolist(), strict=True):
+                spelling.setdefault(folded, sku)
+    for sf in others:
+        if sf.readable and len(sf.frame):
+            mapped = sf.frame["sku"].str.casefold().map(spelling)
+            sf.frame["sku"] = mapped.fillna(sf.frame["sku"]).astype("str")
+
+
+def _check_batch_conflicts(source_files: list[_SourceFile]) -> None:
+    """A key given twice with different values across the batch's files is reported, never settled by order.
+
+    Prices: the same (SKU, pricebook, currency) in two price files with different amounts
+    (repeats inside one file are reported by the price check). Options: a second row marking
+    a different default for one (SKU, attribute), inside a file or across files. The first
+    occurrence (file order, then line) stays; each later one is a row error naming it.
+    """
+    prices = [sf for sf in source_files if sf.source == "prices" and sf.readable and len(sf.frame)]
+    if len(prices) > 1:
+        _report_conflicts(
+            prices,
+            ["sku", "pricebook", "currency"],
+            "price",
+            lambda sf: np.ones(len(sf.frame), dtype=bool),
+            "conflicting price for this SKU, pricebook and currency: {value} in {at}",
+        )
+    options = [sf for sf in source_files if sf.source == "options" and sf.readable and len(sf.frame) and "default" in sf.frame]
+    if options:
+        _report_conflicts(
+            options,
+            ["sku", "attribute"],
+            "value",
+            lambda sf: sf.frame["default"].to_numpy(dtype=bool),
+            "a second default for this SKU and attribute: {value!r} is already the default in {at}",
+            column="default",
+        )
+
+
+def _report_conflicts(files, key: list[str], value: str, selected, template: str, column: str | None = None) -> None:
+    """Rows (among ``selected`` good rows) whose key was already given a different ``value``."""
+    parts = []
+    for i, sf in enumerate(files):
+        rows = np.flatnonzero(selected(sf) & ~sf.bad)
+        if not len(rows):
+            continue
+        part = sf.frame.iloc[rows][[*key, value, LINE_COLUMN]].copy()
+        part["_file"] = i
+        part["_row"] = rows
+        parts.append(part)
+    if not parts:
+        return
+    combined = pd.concat(parts, ignore_index=True)
+    first = combined.groupby(key, sort=False)[[value, LINE_COLUMN, "_file"]].transform("first")
+    conflict = (combined[value] != first[value]).to_numpy(dtype=bool)
+    if not conflict.any():
+        return
+    for i, sf in enumerate(files):
+        own = conflict & (combined["_file"].to_numpy() == i)
+        if not own.any():
+            continue
+        mask = np.zeros(len(sf.frame), dtype=bool)
+        reasons = np.full(len(sf.frame), "", dtype=object)
+        for k in np.flatnonzero(own).tolist():
+            other = int(first["_file"].iat[k])
+            at = f"line {first[LINE_COLUMN].iat[k]}" if other == i else f"{files[other].name} line {first[LINE_COLUMN].iat[k]}"
+            shown = first[value].iat[k]
+            if isinstance(shown, float):
+                shown = _json_numbers(np.array([shown]))[0]
+            row = int(combined["_row"].iat[k])
+            mask[row] = True
+            reasons[row] = template.format(value=shown, at=at)
+        shown_values = sf.frame[value]
+        if shown_values.dtype == np.float64:
+            shown_values = pd.Series(_json_numbers(shown_values.to_numpy()), index=shown_values.index)
+        sf.flag(mask, column or value, pd.Series(reasons, dtype="str"), values=shown_values.astype("str"))
+        _count_rejected(sf)
 
 
 def _check_against_products(products: list[_SourceFile], others: list[_SourceFile]) -> None:
@@ -1164,7 +1425,7 @@ def _write_output(
     output: Path,
     hashes_path: Path,
     progress: Progress | None,
-) -> tuple[set[str], pd.DataFrame | None, tuple[int, int]]:
+) -> tuple[set[str], pd.DataFrame | None, tuple[int, int, dict[str, str]]]:
     by_source: dict[str, list[pd.DataFrame]] = {}
     product_files: list[_SourceFile] = []
     for sf in accepted:
@@ -1177,14 +1438,17 @@ def _write_output(
     product_index: dict[str, int] = {}
     products: list[dict[str, Any]] = []
     origins: list[tuple[str, int]] = []
+    written_types: dict[str, str] = {}
     if product_files:
         frames = []
         meta_keys: list[str] = []
+        identifier_keys: set[str] = set()
         for sf in product_files:
             good = (sf.frame.loc[~sf.bad] if sf.bad.any() else sf.frame).rename(columns={f"meta\x00{h}": f"meta\x00{k}" for h, k in sf.meta})
             frames.append(good)
             origins.extend((sf.name, line) for line in good[LINE_COLUMN].tolist())
             meta_keys.extend(key for _header, key in sf.meta if key not in meta_keys)
+            identifier_keys.update(key for header, key in sf.meta if is_identifier_key(key, spec, header))
         rows = pd.concat(frames, ignore_index=True)
         n = len(rows)
         columns = {
@@ -1200,14 +1464,13 @@ def _write_output(
         for key in meta_keys:
             values = rows.get(f"meta\x00{key}")
             values = values.fillna("") if values is not None else pd.Series([""] * n, dtype="str")
-            forced = metadata_types.get(key)
+            forced = "String" if key in identifier_keys else metadata_types.get(key)
             numbers = None if forced == "String" else _number_values(values, spec.decimal, spec.thousands)
-            if forced == "Number" and numbers is None:
-                log.warning("Metadata %r declared Number but has non-numeric values; written as String", key)
             if numbers is not None:
                 meta_lists.append((key, "Number", numbers))
             else:
                 meta_lists.append((key, "String", [v if v != "" else None for v in values.tolist()]))
+        written_types = {key: kind for key, kind, _values in meta_lists}
         products = _build_products(columns, meta_lists)
         del rows, columns, meta_lists
 
@@ -1263,7 +1526,7 @@ def _write_output(
                 failed.add(sku)
                 file_name, line = origins[i] if i >= 0 else ("", None)
                 schema_errors.append(
-                    ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]))
+                    ErrorRow(file_name, line, "", sku, "entry fails the import schema: " + "; ".join(problems[:3]), sku)
                 )
                 continue
             line = _encode(entry)
@@ -1286,4 +1549,4 @@ def _write_output(
         progress("write", total, total)
     frame = errors_frame(schema_errors) if schema_errors else None
     written = set(ordered) - failed if failed else set(ordered)
-    return written, frame, (len(written), attributes_written)
+    return written, frame, (len(written), attributes_written, written_types)

@@ -1,6 +1,7 @@
 """Error types and the errors CSV shared by the catalog transform and translations validation.
 
-The errors CSV has the columns ``file, line, column, value, reason``. ``line`` is the line
+The errors CSV has the columns ``file, line, column, key, value, reason``. ``key`` is the
+SKU of the row the error is about (empty for file-level errors). ``line`` is the line
 number a person sees in an editor (header = line 1; for a record spanning several physical
 lines, the line it starts on); it is empty for file-level errors. Values are cut to
 200 characters and made safe to open in a spreadsheet: a value starting with ``=``, ``+``,
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ERRORS_COLUMNS = ("file", "line", "column", "value", "reason")
+ERRORS_COLUMNS = ("file", "line", "column", "key", "value", "reason")
 MAX_ERROR_VALUE_CHARS = 200
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _INVISIBLE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
@@ -51,13 +52,14 @@ class FileRejected(TransformError):
 
 @dataclass(frozen=True)
 class ErrorRow:
-    """One line of the errors CSV (``line`` None for a file-level error)."""
+    """One line of the errors CSV (``line`` None for a file-level error; ``key`` the row's SKU)."""
 
     file: str
     line: int | None
     column: str
     value: str
     reason: str
+    key: str = ""
 
 
 def safe_cell(text: str) -> str:
@@ -89,6 +91,7 @@ def errors_frame(rows: Iterable[ErrorRow]) -> pd.DataFrame:
             "file": pd.Series([r.file for r in rows], dtype="str"),
             "line": pd.array([r.line for r in rows], dtype="Int64"),
             "column": pd.Series([r.column for r in rows], dtype="str"),
+            "key": pd.Series([r.key for r in rows], dtype="str"),
             "value": pd.Series([r.value for r in rows], dtype="str"),
             "reason": pd.Series([r.reason for r in rows], dtype="str"),
         }
@@ -106,8 +109,10 @@ def write_errors_csv(path: Path, frames: Sequence[pd.DataFrame]) -> int:
         frame = pd.concat(parts, ignore_index=True)
     else:
         frame = errors_frame([])
+    if "key" not in frame.columns:
+        frame["key"] = ""
     frame = frame.loc[:, list(ERRORS_COLUMNS)].copy()
-    for column in ("file", "column", "value", "reason"):
+    for column in ("file", "column", "key", "value", "reason"):
         frame[column] = safe_series(frame[column].fillna(""))
     frame["line"] = frame["line"].astype("Int64")
     with atomic_write(path, newline="") as handle:

@@ -62,8 +62,14 @@ _SOURCE_KEYS = {
     "metadata",
     "wide",
     "max_error_ratio",
+    "identifiers",
+    "hidden_rows",
 }
-_TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources", "inputs"}
+_TOP_KEYS = {
+    "name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources", "inputs",
+    "case_insensitive_skus",
+}
+_HIDDEN_ROWS = ("report", "read")
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
 _METADATA_TYPES = {"String", "Number"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -105,6 +111,12 @@ class SourceMapping:
     metadata_types: dict[str, str] = field(default_factory=dict)
     wide: WideOptions | None = None
     max_error_ratio: float = DEFAULT_MAX_ERROR_RATIO
+    # Metadata keys (or their source headers) declared identifiers: always String, never
+    # typed by content, Excel-damaged values reported. Keys named like identifiers (EAN,
+    # GTIN, UPC, ISBN, MPN, part/article/item number, ...) are identifiers without declaring.
+    identifiers: tuple[str, ...] = ()
+    # .xlsx rows hidden in the sheet: "report" (left out, one row error each) or "read".
+    hidden_rows: str = "report"
 
     def header_for(self, canonical_field: str) -> str:
         """The source header that feeds a canonical field (the field name itself for constants)."""
@@ -131,6 +143,18 @@ class Mapping:
     input_limits: InputLimits = field(default_factory=InputLimits)
     # Export layouts feeding several sources from one file (transform/layouts.py).
     inputs: tuple = ()
+    # SKUs equal when case-folded are one product (rows of other files take the products
+    # file's spelling); by default they are reported as a conflict.
+    case_insensitive_skus: bool = False
+
+    def with_max_error_ratio(self, ratio: float) -> Mapping:
+        """This mapping with ``ratio`` as every source's ``max_error_ratio`` (an operator override)."""
+        from dataclasses import replace
+
+        if not 0 <= ratio <= 1:
+            raise MappingError(f"max_error_ratio must be between 0 and 1, got {ratio!r}")
+        sources = {name: replace(source, max_error_ratio=float(ratio)) for name, source in self.sources.items()}
+        return replace(self, sources=sources)
 
     def max_length(self, canonical_field: str) -> int:
         """Longest accepted value of a field (``*`` is the default for unlisted fields)."""
@@ -214,6 +238,10 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         from threekit_pipeline.transform.layouts import parse_inputs
 
         inputs = parse_inputs(data["inputs"], label=label)
+    case_insensitive = data.get("case_insensitive_skus", False)
+    if not isinstance(case_insensitive, bool):
+        ctx.fail("case_insensitive_skus", f"must be true or false, got {case_insensitive!r}")
+
     raw_sources = data.get("sources")
     if inputs and raw_sources is None:
         raw_sources = {}
@@ -233,6 +261,7 @@ def parse_mapping(data: Any, *, label: str = "<mapping>", path: Path | None = No
         max_lengths=max_lengths,
         input_limits=limits,
         inputs=inputs,
+        case_insensitive_skus=case_insensitive,
     )
 
 
@@ -422,6 +451,22 @@ def _parse_source(ctx: _Context, source: str, data: Any, default_ratio: float) -
             if type_name not in _METADATA_TYPES:
                 ctx.fail(f"{base}.metadata.types.{key}", f"must be String or Number, got {type_name!r}")
 
+    raw_identifiers = data.get("identifiers") or []
+    if isinstance(raw_identifiers, str):
+        raw_identifiers = [raw_identifiers]
+    if not isinstance(raw_identifiers, list):
+        ctx.fail(f"{base}.identifiers", "must be a list of metadata keys or source headers")
+    if raw_identifiers and source != "products":
+        ctx.fail(f"{base}.identifiers", "only the products source carries metadata identifiers")
+    identifiers = tuple(_text(ctx, f"{base}.identifiers[{i}]", v) for i, v in enumerate(raw_identifiers))
+    for key in identifiers:
+        if metadata_types.get(key) == "Number":
+            ctx.fail(f"{base}.metadata.types.{key}", "an identifier is always String")
+
+    hidden_rows = data.get("hidden_rows", "report")
+    if hidden_rows not in _HIDDEN_ROWS:
+        ctx.fail(f"{base}.hidden_rows", f"must be one of {', '.join(_HIDDEN_ROWS)}; got {hidden_rows!r}")
+
     if wide:
         clash = [h for h in wide.columns if h.strip().casefold() in headers]
         if clash:
@@ -444,6 +489,8 @@ def _parse_source(ctx: _Context, source: str, data: Any, default_ratio: float) -
         metadata_types=metadata_types,
         wide=wide,
         max_error_ratio=ratio,
+        identifiers=identifiers,
+        hidden_rows=hidden_rows,
     )
 
 

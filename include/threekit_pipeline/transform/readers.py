@@ -75,11 +75,15 @@ class RawTable:
     separator: str | None = None
     # casefolded header -> 1-based column positions, for headers that occur more than once.
     duplicate_headers: dict[str, list[int]] = field(default_factory=dict)
-    # Rows that could not be parsed into fields: (line, reason).
-    row_errors: list[tuple[int, str]] = field(default_factory=list)
+    # Rows that could not be used: (line, reason[, column[, raw fields]]). The column names
+    # the cell when the defect is in one; the raw fields let the caller name the row's key.
+    row_errors: list[tuple] = field(default_factory=list)
     # True when no value can hold a control character (tab, CR, LF included): the
     # validators may skip their per-column control-character scans.
     control_free: bool = False
+    # How many of ``row_errors`` are .xlsx rows hidden in the sheet (left out as the mapping
+    # says: reported, but not bad data, so they do not count towards max_error_ratio).
+    hidden_rows: int = 0
 
     @property
     def rows(self) -> int:
@@ -190,6 +194,7 @@ def read_member(
     sheet: str | None = None,
     decimal: str = ".",
     limits: InputLimits | None = None,
+    hidden_rows: str = "report",
 ) -> RawTable:
     """Parse one data file into a :class:`RawTable` (CSV or .xlsx, decided by name and content)."""
     lower = member.inner_name.lower()
@@ -201,7 +206,7 @@ def read_member(
     if lower.endswith(".xls"):
         raise FileRejected("legacy .xls workbooks are not supported; save the sheet as .xlsx or CSV")
     if lower.endswith(_XLSX_SUFFIXES) or (member.data[:4] == b"PK\x03\x04" and not lower.endswith(_CSV_SUFFIXES)):
-        return read_xlsx(member.data, name=member.name, sheet=sheet, decimal=decimal, limits=limits)
+        return read_xlsx(member.data, name=member.name, sheet=sheet, decimal=decimal, limits=limits, hidden_rows=hidden_rows)
     return read_csv_bytes(member.data, name=member.name, separator=separator, encoding=encoding)
 
 
@@ -381,25 +386,81 @@ def read_csv_bytes(
         separator = sniff_separator(sample)
     _check_header_width(utf8, separator)
 
+    # A carriage return not followed by a line feed, in a file whose lines end with LF or
+    # CRLF, is data (an Excel cell break pasted into a field), never a record end: it is
+    # parked as NUL (refused above, so free) while parsing and put back into the values,
+    # where the validators report it as a control character.
+    original = utf8
+    lone_cr = b"\r" in utf8 and b"\n" in utf8 and _LONE_CR.search(utf8) is not None
+    if lone_cr:
+        utf8 = _LONE_CR.sub(b"\x00", utf8)
+
     physical = _physical_lines(utf8)
     table = _read_csv_arrow(utf8, name=name, separator=separator, encoding=used_encoding, sample=sample)
     if table is None or len(table.frame) + 1 != physical:
-        table = None
-        frame = _read_csv_pandas(utf8, separator)
-        if frame is not None and len(frame) == physical:
-            header_raw = [str(v) for v in frame.iloc[0].tolist()]
-            headers, duplicates = _header_names(header_raw)
-            body = frame.iloc[1:].set_axis(headers, axis=1).reset_index(drop=True)
-            body.insert(0, LINE_COLUMN, np.arange(2, len(frame) + 1, dtype=np.int64))
-            table = RawTable(name, headers, body, used_encoding, separator, duplicates)
-    if table is None:
-        # Records spanning lines, ragged rows: parse record by record for exact line numbers.
+        # Records spanning lines, blank lines, ragged rows: parse record by record for exact
+        # line numbers; a row with fewer or more fields than the header is reported, never padded.
         table = _read_csv_careful(utf8, name=name, separator=separator, encoding=used_encoding)
     else:
         # One record per line, so no value holds CR or LF; check the bytes for the rest.
-        table.control_free = _no_control_bytes(utf8, separator)
+        table.control_free = _no_control_bytes(original, separator)
+    if lone_cr:
+        _restore_lone_cr(table)
     table.frame = _drop_blank_rows(table.frame)
+    _drop_repeated_headers(table)
     return table
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _restore_lone_cr(table: RawTable) -> None:
+    """Put back the carriage returns parked as NUL while parsing (values and headers)."""
+    table.control_free = False
+    table.headers = [h.replace("\x00", "\r") for h in table.headers]
+    renamed = {}
+    for column in table.frame.columns:
+        if column == LINE_COLUMN:
+            continue
+        values = table.frame[column]
+        if "\x00" in column:
+            renamed[column] = column.replace("\x00", "\r")
+        if values.str.contains("\x00", regex=False).any():
+            table.frame[column] = values.str.replace("\x00", "\r", regex=False)
+    if renamed:
+        table.frame = table.frame.rename(columns=renamed)
+
+
+def _header_key(text: str) -> str:
+    return text.replace("\ufeff", "").strip().casefold()
+
+
+def _drop_repeated_headers(table: RawTable) -> None:
+    """Rows that repeat the header line (two exports joined into one file) are reported, not read.
+
+    A header row read as data would become a phantom product and turn every numeric
+    column into text; each such row becomes a row error ``repeated header row``.
+    """
+    frame = table.frame
+    columns = [(h, _header_key(h)) for h in table.headers if not h.startswith("(column ") and h in frame.columns]
+    if not len(frame) or not columns:
+        return
+    first_header, first_key = columns[0]
+    candidates = (frame[first_header].str.replace("\ufeff", "", regex=False).str.strip().str.casefold() == first_key)
+    mask = candidates.to_numpy(dtype=bool, na_value=False).copy()
+    if not mask.any():
+        return
+    for header, key in columns[1:]:
+        values = frame.loc[mask, header].str.replace("\ufeff", "", regex=False).str.strip().str.casefold()
+        mask[mask] = (values == key).to_numpy(dtype=bool, na_value=False)
+        if not mask.any():
+            return
+    lines = frame[LINE_COLUMN].to_numpy()[mask].tolist()
+    table.row_errors.extend(
+        (int(line), "repeated header row: the header line appears again inside the data") for line in lines
+    )
+    table.row_errors.sort(key=lambda error: error[0])
+    table.frame = frame.loc[~mask].reset_index(drop=True)
 
 
 def _check_header_width(utf8: bytes, separator: str) -> None:
@@ -474,31 +535,6 @@ def _read_csv_arrow(utf8: bytes, *, name: str, separator: str, encoding: str, sa
     return RawTable(name, headers, body, encoding, separator, duplicates)
 
 
-def _read_csv_pandas(utf8: bytes, separator: str) -> pd.DataFrame | None:
-    """pandas' C parser: tolerates blank and short lines; None for ragged rows."""
-    try:
-        return pd.read_csv(
-            io.BytesIO(utf8),
-            sep=separator,
-            header=None,
-            dtype=str,
-            na_filter=False,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            index_col=False,
-            quotechar='"',
-            doublequote=True,
-            engine="c",
-            encoding="utf-8",
-        )
-    except pd.errors.ParserError as exc:
-        if "EOF inside string" in str(exc):
-            _raise_unterminated_quote(utf8, separator)
-        return None
-    except pd.errors.EmptyDataError:
-        raise FileRejected("file is empty (no header line)") from None
-
-
 def _allow_fields_up_to(size: int) -> None:
     """Raise the csv module's field size limit (128 KiB by default) to ``size``.
 
@@ -507,17 +543,6 @@ def _allow_fields_up_to(size: int) -> None:
     """
     if csv.field_size_limit() < size:
         csv.field_size_limit(size)
-
-
-def _raise_unterminated_quote(utf8: bytes, separator: str) -> None:
-    _allow_fields_up_to(len(utf8))
-    reader = csv.reader(io.StringIO(utf8.decode("utf-8"), newline=""), delimiter=separator)
-    start = 1
-    previous = 0
-    for _ in reader:
-        start = previous + 1
-        previous = reader.line_num
-    raise FileRejected(f"line {start}: a quoted field is never closed (unbalanced '\"')")
 
 
 def _read_csv_careful(utf8: bytes, *, name: str, separator: str, encoding: str) -> RawTable:
@@ -539,26 +564,49 @@ def _read_csv_careful(utf8: bytes, *, name: str, separator: str, encoding: str) 
             header_raw = record
             width = len(record)
             continue
-        if not record:
+        if not record or all(not v.strip() for v in record):
             continue
         if len(record) > width:
             extra = record[width:]
             if all(not v.strip() for v in extra):
                 record = record[:width]
             else:
-                row_errors.append((start, f"row has {len(record)} fields, the header has {width}"))
+                row_errors.append((start, f"row has {len(record)} fields, the header has {width}", "", record))
                 continue
         elif len(record) < width:
-            record = record + [""] * (width - len(record))
+            # A short row is a cut-off or damaged record (an aborted upload ends mid-row):
+            # padding it with empty values would import a half product.
+            row_errors.append((start, f"row has {len(record)} fields, the header has {width}", "", record))
+            continue
         rows.append(record)
         lines.append(start)
     if header_raw is None:
         raise FileRejected("file is empty (no header line)")
+    _check_last_record_closed(utf8, start, separator)
     headers, duplicates = _header_names(header_raw)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
     frame = pd.DataFrame({h: pd.Series(list(col), dtype="str") for h, col in zip(headers, columns, strict=True)})
     frame.insert(0, LINE_COLUMN, np.asarray(lines, dtype=np.int64))
     return RawTable(name, headers, frame, encoding, separator, duplicates, row_errors)
+
+
+def _check_last_record_closed(utf8: bytes, start: int, separator: str) -> None:
+    """Refuse the file when its last record runs to the end inside an open quote."""
+    if start < 1 or b'"' not in utf8:
+        return
+    text = utf8.decode("utf-8")
+    offset = 0
+    for _ in range(start - 1):
+        offset = text.find("\n", offset) + 1
+        if offset == 0:
+            return
+    reader = csv.reader(io.StringIO(text[offset:], newline=""), delimiter=separator, strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise FileRejected(f"line {start}: a quoted field is never closed (unbalanced '\"')") from None
 
 
 def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -601,6 +649,30 @@ def _cell_text(value, decimal: str) -> str:
     return str(value)
 
 
+_ZERO_PADDED_FORMAT = re.compile(r"0+")
+
+
+def _displayed_value(cell):
+    """The cell's value; an integer with a zero-padded number format as the text it shows."""
+    value = cell.value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number_format = cell.number_format or ""
+        if len(number_format) > 1 and _ZERO_PADDED_FORMAT.fullmatch(number_format) and float(value).is_integer() and value >= 0:
+            return str(int(value)).zfill(len(number_format))
+    return value
+
+
+def _default_sheet(book):
+    """The sheet a person sees on opening the workbook: the active one if visible, else the first visible."""
+    active = book.active
+    if active is not None and getattr(active, "sheet_state", "visible") == "visible":
+        return active
+    for worksheet in book.worksheets:
+        if worksheet.sheet_state == "visible":
+            return worksheet
+    raise FileRejected("workbook has no visible sheet (the mapping's 'sheet' names the one to read)")
+
+
 def _check_xlsx_size(data: bytes, limits: InputLimits) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -617,9 +689,16 @@ def read_xlsx(
     sheet: str | None = None,
     decimal: str = ".",
     limits: InputLimits | None = None,
+    hidden_rows: str = "report",
 ) -> RawTable:
-    """Read the first (or the named) sheet of an .xlsx workbook as strings.
+    """Read the named sheet of an .xlsx workbook, else its active visible sheet, as strings.
 
+    A hidden sheet is never read unless named: the workbook's active sheet when it is
+    visible, else the first visible one (a workbook with no visible sheet is refused).
+    Rows hidden in the sheet (a filter) are reported as row errors and left out, or read
+    when ``hidden_rows="read"``. Cells whose cached value is a formula error (``#N/A``,
+    ``#REF!``, ``#VALUE!``...) make their row a row error naming the column. Integers shown
+    with a zero-padded number format (``000000``) are read as displayed (``"000123"``).
     Formulas give their cached values; a formula without a cached value (a workbook saved by
     a program that does not calculate) rejects the file rather than reading it as empty.
     Merged data cells repeat their value in every covered cell; merged header cells are
@@ -629,6 +708,7 @@ def read_xlsx(
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
+    hidden_rows_policy = hidden_rows
     _check_xlsx_size(data, limits or InputLimits())
     try:
         values_book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
@@ -640,16 +720,21 @@ def read_xlsx(
             if sheet not in values_book.sheetnames:
                 raise FileRejected(f"sheet {sheet!r} not found (sheets: {', '.join(values_book.sheetnames)})")
             worksheet = values_book[sheet]
-            formula_sheet = formula_book[sheet]
         else:
-            worksheet = values_book.worksheets[0]
-            formula_sheet = formula_book.worksheets[0]
+            worksheet = _default_sheet(values_book)
+        formula_sheet = formula_book[worksheet.title]
 
         grid: dict[int, list] = {}
+        # Row number -> [(column index, error text)] for cached formula errors (#N/A, #REF!, ...).
+        formula_errors: dict[int, list[tuple[int, str]]] = {}
         for row in worksheet.iter_rows():
-            values = [cell.value for cell in row]
+            values = [_displayed_value(cell) for cell in row]
             if any(v is not None and str(v).strip() != "" for v in values):
                 grid[row[0].row] = values
+                failed = [(i, str(cell.value)) for i, cell in enumerate(row) if cell.data_type == "e"]
+                if failed:
+                    formula_errors[row[0].row] = failed
+        hidden_rows = {number for number, dimension in worksheet.row_dimensions.items() if dimension.hidden}
         if not grid:
             others = [name for name in values_book.sheetnames if name != worksheet.title]
             hint = f"; other sheets: {', '.join(others)} (the mapping's 'sheet' names the one to read)" if others else ""
@@ -688,7 +773,8 @@ def read_xlsx(
     width = len(headers)
     lines: list[int] = []
     rows: list[list[str]] = []
-    row_errors: list[tuple[int, str]] = []
+    row_errors: list[tuple] = []
+    hidden_count = 0
     for row_number in sorted(r for r in grid if r > header_row):
         values = grid[row_number]
         overflow = [v for v in values[width:] if v is not None and str(v).strip()]
@@ -699,9 +785,25 @@ def read_xlsx(
         texts.extend([""] * (width - len(texts)))
         if not any(t.strip() for t in texts):
             continue
+        if row_number in formula_errors:
+            for index, error in formula_errors[row_number]:
+                column = headers[index] if index < width else ""
+                row_errors.append((row_number, f"cached formula error {error} in the cell", column, texts))
+            continue
+        if row_number in hidden_rows:
+            if hidden_rows_policy == "read":
+                log.warning("%s: row %d is hidden in the sheet (filtered out); read as the mapping says", name, row_number)
+            else:
+                row_errors.append(
+                    (row_number, "row is hidden in the sheet (filtered out); left out (mapping hidden_rows: read to import it)", "", texts)
+                )
+                hidden_count += 1
+                continue
         rows.append(texts)
         lines.append(row_number)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
     frame = pd.DataFrame({h: pd.Series(list(col), dtype="str") for h, col in zip(headers, columns, strict=True)})
     frame.insert(0, LINE_COLUMN, np.asarray(lines, dtype=np.int64))
-    return RawTable(name, headers, frame, None, None, duplicates, row_errors)
+    table = RawTable(name, headers, frame, None, None, duplicates, row_errors, hidden_rows=hidden_count)
+    _drop_repeated_headers(table)
+    return table

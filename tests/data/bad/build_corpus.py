@@ -167,10 +167,10 @@ def build() -> None:
         "products_long_fields.csv",
         _products(
             [
-                "LF-001,Fine,short",
-                "LF-002," + "N" * 256 + ",name over 255",
-                "LF-003,Long description," + "d" * 2001,
-                "S" * 256 + ",SKU over 255,",
+                "LF-001,Fine,short,",
+                "LF-002," + "N" * 256 + ",name over 255,",
+                "LF-003,Long description," + "d" * 2001 + ",",
+                "S" * 256 + ",SKU over 255,,",
                 "LF-005,Long metadata,ok," + "m" * 2001,
                 "LF-006,At the limits," + "d" * 2000 + "," + "m" * 2000,
             ],
