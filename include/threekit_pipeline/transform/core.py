@@ -91,7 +91,7 @@ _EXCEL_DAMAGE = (
 )
 # Metadata keys that name identifiers: always String, whatever their values look like.
 _IDENTIFIER_KEY = re.compile(
-    r"(?:^|[^a-z])(?:ean|ean13|ean8|gtin|gtin\d+|upc|isbn|mpn|sku|barcode|id)(?:$|[^a-z])"
+    r"(?:^|[^a-z])(?:ean|ean13|ean8|gtin|gtin\d+|upc|isbn|mpn|sku|barcode|id)s?(?:$|[^a-z])"
     r"|(?:part|article|item|material|product|catalog|model|order|artikel|material|teile)[ _.-]*"
     r"(?:no|nr|num|number|nummer|code|id)(?:$|[^a-z])"
     r"|nummer$"
@@ -201,15 +201,21 @@ class _SourceFile:
     def file_error(self, reason: str, column: str = "", value: str = "") -> None:
         self.errors.append(errors_frame([ErrorRow(self.name, None, column, value, reason)]))
 
-    def flag(self, mask: np.ndarray, field_name: str, reason, values: pd.Series | None = None) -> None:
-        """Mark rows bad and record one error line per row."""
+    def flag(
+        self, mask: np.ndarray, field_name: str, reason, values: pd.Series | None = None, *, cell_only: bool = False
+    ) -> None:
+        """Record one error line per masked row; mark the rows bad, or with ``cell_only`` blank
+        the cell instead (the value is left out and reported, the rest of the row is kept)."""
         if not mask.any():
             return
         assert self.frame is not None and self.bad is not None
-        self.bad |= mask
         frame = self.frame
         if values is None:
-            values = frame[field_name]
+            values = frame[field_name].copy()
+        if cell_only:
+            frame.loc[mask, field_name] = ""
+        else:
+            self.bad |= mask
         if "_column" in frame.columns and field_name in ("attribute", "value", "default"):
             columns = frame["_column"][mask].to_numpy(dtype=object)
         else:
@@ -765,14 +771,25 @@ def _check_sku(sf: _SourceFile, mapping: Mapping, control_free: bool = False) ->
     sf.flag(_mask(sku.str.len() > limit), "sku", f"SKU longer than {limit} characters")
 
 
-def _check_excel_damage(sf: _SourceFile, field_name: str, values: pd.Series) -> None:
-    """Report identifiers a spreadsheet mangled (``4.00638E+12``, ``123.0``, ``="000123"``)."""
+def _check_excel_damage(sf: _SourceFile, field_name: str, values: pd.Series, *, cell_only: bool = False) -> None:
+    """Report identifiers a spreadsheet mangled (``4.00638E+12``, ``123.0``, ``="000123"``).
+
+    The SKU makes the row bad; a metadata identifier (``cell_only``) is left out of the item and
+    reported, the product itself is still imported.
+    """
     candidates = _mask(values.str.contains(r'[eE.="]', regex=True))
     if not candidates.any():
         return
     for pattern, reason in _EXCEL_DAMAGE:
-        damaged = candidates & _mask(values.str.fullmatch(pattern))
-        sf.flag(damaged, field_name, reason)
+        if cell_only:
+            # A metadata identifier may hold a list ("3.65275E+11, 3.65275E+11"): any damaged item.
+            token = rf"(?:^|[,;|]\s*)(?:{pattern})\s*(?=$|[,;|])"
+            damaged = candidates & _mask(values.str.contains(token, regex=True))
+        else:
+            damaged = candidates & _mask(values.str.fullmatch(pattern))
+        if cell_only:
+            reason = f"{reason}; value left out, the product is imported without it"
+        sf.flag(damaged, field_name, reason, values, cell_only=cell_only)
 
 
 def is_identifier_key(key: str, spec: SourceMapping | None = None, header: str | None = None) -> bool:
@@ -808,7 +825,7 @@ def _validate_metadata(sf: _SourceFile) -> None:
         column = f"meta\x00{header}"
         values = frame[column]
         if is_identifier_key(key, spec, header):
-            _check_excel_damage(sf, column, values)
+            _check_excel_damage(sf, column, values, cell_only=True)
             continue
         forced = spec.metadata_types.get(key)
         if forced == "String":
