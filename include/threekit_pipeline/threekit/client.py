@@ -380,14 +380,31 @@ class ThreekitClient:
             return StreamedFile(dest, size, digest.hexdigest())
 
     # -- product import ------------------------------------------------------------------
-    def import_products_sync(self, entries: Sequence[Mapping[str, Any]]) -> dict:
-        """Import ``{query, product}`` entries synchronously; all-or-nothing.
+    def _import_form(self, entries: Sequence[Mapping[str, Any]], sync: bool) -> Any:
+        """POST the entries as a JSON array in the multipart field ``file`` (``items.json``).
 
-        Returns Threekit's ``{"products": [...]}``. A batch with any invalid entry is
-        rejected as a whole with :class:`ThreekitAPIError` (HTTP 422, nothing written).
+        This is the form production importers send (JTK ``process_API_Items``: multipart
+        ``file`` + ``sync``); the JSON ``{sync, files}`` body of the developer reference is not
+        used because no public caller is seen sending it.
         """
-        body = self._json("POST", "/api/products/import", json={"sync": True, "files": list(entries)})
-        return body if isinstance(body, dict) else {"products": []}
+        payload = json.dumps(list(entries), ensure_ascii=False).encode("utf-8")
+        return self._json(
+            "POST",
+            "/api/products/import",
+            data={"sync": "true" if sync else "false"},
+            files={"file": ("items.json", payload, "application/json")},
+        )
+
+    def import_products_sync(self, entries: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Import ``{query, product}`` entries synchronously; return the items Threekit reports.
+
+        Sent as the multipart ``file`` form with ``sync=true``. Returns the created/updated
+        items, each at least ``{id, name, metadata}`` (see :func:`sync_result_items` for the
+        shapes accepted). Raises :class:`ThreekitAPIError` (HTTP 422) when Threekit refuses
+        the request; whether a refusal is all-or-nothing is not documented, so callers must
+        reconcile the answer entry by entry (:mod:`threekit_pipeline.threekit.importer`).
+        """
+        return sync_result_items(self._import_form(entries, sync=True))
 
     def import_products_job(self, entries: Sequence[Mapping[str, Any]]) -> str:
         """Start an asynchronous catalog-import job for ``entries``; return the job id.
@@ -395,13 +412,7 @@ class ThreekitClient:
         The entries travel as a JSON array in the multipart field ``file`` (as Threekit's
         own importers do), with ``sync=false``.
         """
-        payload = json.dumps(list(entries), ensure_ascii=False).encode("utf-8")
-        body = self._json(
-            "POST",
-            "/api/products/import",
-            data={"sync": "false"},
-            files={"file": ("items.json", payload, "application/json")},
-        )
+        body = self._import_form(entries, sync=False)
         job_id = None
         if isinstance(body, dict):
             job_id = body.get("jobId") or (body.get("job") or {}).get("id")
@@ -481,10 +492,14 @@ class ThreekitClient:
             time.sleep(min(interval, max(0.0, deadline_s - elapsed)))
             interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
-    def job_result_entries(self, job_id: str) -> list[dict]:
-        """The per-entry results of a finished import job (runs -> result file -> JSON array).
+    def job_result_items(self, job_id: str) -> list[dict]:
+        """The items a finished catalog-import job created or updated.
 
-        Raises :class:`ThreekitJobError` when no run has a result file.
+        Path: ``/api/jobs/runs?jobId`` -> ``runs[].results.files[].id`` ->
+        ``/api/files/:id/content`` = a JSON array of ``{id, name, metadata{}}`` (JTK
+        ``process_API_Items``; reference section 4). An input missing from it failed; the
+        file names no failure. Raises :class:`ThreekitJobError` when no run has a result
+        file or the file is not a JSON array.
         """
         runs = self.get_job_runs(job_id)
         file_ids = [
@@ -494,21 +509,32 @@ class ThreekitClient:
             if isinstance(f, dict) and f.get("id")
         ]
         if not file_ids:
-            messages = "; ".join(
-                str(r.get("resultMessage") or r.get("resultCode") or "") for r in runs if r
-            ).strip("; ")
             raise ThreekitJobError(
                 f"job {job_id} has no result file ({len(runs)} run(s)"
-                + (f": {messages}" if messages else "")
+                + (f": {run_messages(runs)}" if run_messages(runs) else "")
                 + ")"
             )
-        entries: list[dict] = []
+        items: list[dict] = []
         for file_id in file_ids:
             content = self._json("GET", f"/api/files/{file_id}/content")
             if not isinstance(content, list):
                 raise ThreekitJobError(f"job {job_id}: result file {file_id} is not a JSON array")
-            entries.extend(content)
-        return entries
+            items.extend(item for item in content if isinstance(item, dict))
+        return items
+
+    def job_failure_summary(self, job_id: str, job: Mapping[str, Any] | None = None) -> str:
+        """What Threekit says about a job's failures: failed task count and run messages.
+
+        Failures show only here (``taskResultFailures`` on the job, ``resultCode`` and
+        ``resultMessage`` on its runs; TREBLE ``http/catalog.ts``, JTK). Empty when the job
+        reports no failure.
+        """
+        job = job if job is not None else self.get_job(job_id)
+        failures = (job or {}).get("taskResultFailures") or 0
+        messages = run_messages(self.get_job_runs(job_id)) if failures else ""
+        if not failures:
+            return ""
+        return f"job {job_id} reported {failures} failed task(s)" + (f": {messages}" if messages else "")
 
     # -- files --------------------------------------------------------------------------
     def upload_file(self, path: Path, filename: str | None = None) -> dict:
@@ -612,11 +638,31 @@ class ThreekitClient:
         return list((body or {}).get("products") or [])
 
     def list_pricebooks(self) -> list[dict]:
-        """The organisation's pricebooks (``id, name, currencies``...)."""
-        body = self._json("GET", f"/api/orgs/{self._require_org()}/pricebooks")
+        """Every pricebook of the organisation: ``[{id, name, orgId, currencies[]...}]``.
+
+        ``GET /api/orgs/:orgId/pricebooks?all=true`` (JTK ``parseXMLFromS3``, TREBLE
+        ``http/pricebook.ts``). Whether ``all=true`` is honoured for every org size is not
+        published, so when the answer carries a ``count`` larger than what it holds, the
+        remaining pages are read with ``page``/``perPage`` (the convention of every other
+        Threekit listing).
+        """
+        path = f"/api/orgs/{self._require_org()}/pricebooks"
+        body = self._json("GET", path, params={"all": "true"})
         if isinstance(body, list):
             return body
-        return list((body or {}).get("pricebooks") or [])
+        books = list((body or {}).get("pricebooks") or [])
+        count = (body or {}).get("count")
+        if isinstance(count, int) and count > len(books):
+            books = list(self.iter_pages(path, "pricebooks"))
+        return books
+
+    def delete_asset(self, asset_id: str) -> None:
+        """Delete an asset (``DELETE /api/assets/:id``; Threekit keeps it restorable)."""
+        self.request("DELETE", f"/api/assets/{asset_id}").close()
+
+    def restore_asset(self, asset_id: str) -> None:
+        """Restore a deleted asset (``POST /api/assets/:id/restore``, RESTPKG ``restoreById``)."""
+        self.request("POST", f"/api/assets/{asset_id}/restore").close()
 
     def healthcheck(self) -> bool:
         """Validate the credentials with one cheap authenticated call.
@@ -631,6 +677,38 @@ class ThreekitClient:
             log.warning("Threekit rejected the credentials: %s", exc)
             return False
         return True
+
+
+def run_messages(runs: Sequence[Mapping[str, Any]]) -> str:
+    """``resultCode: resultMessage`` of every run that has one, joined by ``; ``."""
+    parts = []
+    for run in runs:
+        if not isinstance(run, Mapping):
+            continue
+        code, message = run.get("resultCode"), run.get("resultMessage")
+        text = ": ".join(str(v) for v in (code, message) if v not in (None, ""))
+        if text:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def sync_result_items(body: Any) -> list[dict]:
+    """The items of a synchronous import's answer.
+
+    GUESS (isolated here): no public caller reads a ``sync=true`` answer, so its shape is
+    not known. Accepted: a JSON array of items (the shape of the job result file, the one
+    shape that is documented), or an object holding such an array under ``products``,
+    ``items``, ``results`` or ``assets``. Anything else yields an empty list, which the
+    importer treats as "nothing confirmed" (never as success).
+    """
+    if isinstance(body, list):
+        return [item for item in body if isinstance(item, dict)]
+    if isinstance(body, dict):
+        for key in ("products", "items", "results", "assets"):
+            value = body.get(key)
+            if isinstance(value, list):
+                return [item for item in value if isinstance(item, dict)]
+    return []
 
 
 def json_loads(text: str) -> Any:
