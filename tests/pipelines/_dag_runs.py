@@ -146,7 +146,7 @@ def seed_products(stack: LocalStack, products: list[dict[str, Any]]) -> list[dic
             }
         )
     with threekit_client(stack) as client:
-        return client.import_products_sync(entries)["products"]
+        return client.import_products_sync(entries)
 
 
 class GrowingUpload:

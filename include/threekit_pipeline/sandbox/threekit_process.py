@@ -230,6 +230,10 @@ class ThreekitSandboxProcess:
         """Add pricebooks ``[{name, currencies}]`` (Threekit makes them in its UI only)."""
         return self._admin("POST", "/_sandbox/pricebooks", json=books)["pricebooks"]
 
+    def render_stand_in(self, asset_ids: list[str] | None = None, tags: list[str] | None = None) -> list[dict]:
+        """Give matching items a stub PNG layer, standing in for a render job (see the sandbox)."""
+        return self._admin("POST", "/_sandbox/render", json={"assetIds": asset_ids, "tags": tags})["layers"]
+
     def reset(self) -> None:
         """Wipe all state."""
         self._admin("POST", "/_sandbox/reset")

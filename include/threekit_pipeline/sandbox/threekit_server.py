@@ -859,6 +859,16 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             raise ApiError(404, "not_found", f"asset {asset_id} not found")
         return json_response(asset_document(asset))
 
+    def h_admin_render(self) -> Response:
+        body = self._json_body()
+        if not isinstance(body, dict):
+            raise ApiError(422, "validation_error", "expected {assetIds?: [...], tags?: [...]}")
+        ids, tags = body.get("assetIds"), body.get("tags")
+        for value in (ids, tags):
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ApiError(422, "validation_error", "assetIds and tags must be lists of strings")
+        return json_response({"layers": self.server.sandbox.render_stand_in(ids, tags)})
+
     def h_admin_pricebooks(self) -> Response:
         body = self._json_body()
         books = body if isinstance(body, list) else None
@@ -965,6 +975,7 @@ ROUTES: list[Route] = [
     _route("POST", r"/_sandbox/faults", "/_sandbox/faults", H.h_faults, faults=False),
     _route("POST", r"/_sandbox/reset", "/_sandbox/reset", H.h_reset, faults=False),
     _route("POST", r"/_sandbox/pricebooks", "/_sandbox/pricebooks", H.h_admin_pricebooks, faults=False),
+    _route("POST", r"/_sandbox/render", "/_sandbox/render", H.h_admin_render, faults=False),
     _route("POST", r"/api/products/import", "/api/products/import", H.h_import),
     _route("GET", rf"/api/products/export/(?P<format>{ID})", "/api/products/export/:format", H.h_export),
     _route("GET", r"/api/products/translations", "/api/products/translations", H.h_translations_get),

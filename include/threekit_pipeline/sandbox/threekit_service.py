@@ -35,6 +35,7 @@ from threekit_pipeline.sandbox.threekit_catalog import (
     translatable_strings,
     validate_entry,
 )
+from threekit_pipeline.sandbox.threekit_png import RENDER_HEIGHT, RENDER_WIDTH, render_item_png
 from threekit_pipeline.sandbox.threekit_store import Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,57 @@ class Sandbox:
                 self.store.update_asset(conn, asset)
                 log.info("asset %s restored", asset_id)
         return asset
+
+    # -- render stand-in (admin) ----------------------------------------------------------
+    def render_stand_in(self, asset_ids: list[str] | None, tags: list[str] | None) -> list[dict[str, Any]]:
+        """Give items a stub PNG layer, standing in for a render job (admin/test hook only).
+
+        Threekit makes layers only through render jobs (reference sections 6-7); the sandbox
+        never draws one on import. Until it runs render jobs, tests and the demo call this
+        (``POST /_sandbox/render``). Each item's layer shows it at its default configuration;
+        an unchanged item keeps its layer and file.
+        """
+        wanted_ids = set(asset_ids or ())
+        wanted_tags = set(tags or ())
+        now = utc_now()
+        layers = []
+        with self.store.write() as conn:
+            for item in self.store.assets(conn, ["item"]):
+                if wanted_ids and item["id"] not in wanted_ids:
+                    continue
+                if wanted_tags and not wanted_tags.intersection(item["tags"]):
+                    continue
+                layers.append(self._stand_in_layer(conn, item, now))
+        log.info("render stand-in: %d layer(s)", len(layers))
+        return layers
+
+    def _stand_in_layer(self, conn, item: dict[str, Any], now: str) -> dict[str, Any]:
+        configuration = {
+            a["name"]: a["defaultValue"] for a in item["attributes"] if a.get("defaultValue") is not None
+        }
+        hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
+        file = self.store.register_file(conn, hex_digest, size, f"render-{item['id']}.png", "image/png")
+        existing = self.store.layer_of(conn, item["id"])
+        if existing is not None and existing["fileId"] == file["id"]:
+            return existing
+        layer = {
+            "id": str(uuid.uuid4()),
+            "assetId": item["id"],
+            "assetLayer": None,
+            "assetLayerConfiguration": configuration,
+            "stageId": None,
+            "stageConfiguration": {},
+            "metadata": {},
+            "orgId": self.org_id,
+            "jobId": None,
+            "fileId": file["id"],
+            "format": "png",
+            "width": RENDER_WIDTH,
+            "height": RENDER_HEIGHT,
+            "createdAt": now,
+        }
+        self.store.put_layer(conn, layer)
+        return layer
 
     # -- product import -------------------------------------------------------------------
     def _apply(
