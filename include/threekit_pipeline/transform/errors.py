@@ -106,7 +106,11 @@ def write_errors_csv(path: Path, frames: Sequence[pd.DataFrame]) -> int:
         frame = pd.concat(parts, ignore_index=True)
     else:
         frame = errors_frame([])
-    frame = frame.loc[:, list(ERRORS_COLUMNS)].copy()
+    # Row errors of sources keyed by SKU carry it in a trailing ``sku`` column.
+    columns = [*ERRORS_COLUMNS, "sku"] if "sku" in frame.columns else list(ERRORS_COLUMNS)
+    frame = frame.loc[:, columns].copy()
+    if "sku" in frame.columns:
+        frame["sku"] = safe_series(frame["sku"].fillna(""))
     for column in ("file", "column", "value", "reason"):
         frame[column] = safe_series(frame[column].fillna(""))
     frame["line"] = frame["line"].astype("Int64")
