@@ -269,3 +269,29 @@ def test_arguments_are_checked(sandbox, make_client, tmp_path):
         import_jsonl(client, tmp_path / "x.jsonl", tmp_path / "o.jsonl", mode="fast")
     with pytest.raises(ValueError, match="batch_size"):
         import_jsonl(client, tmp_path / "x.jsonl", tmp_path / "o.jsonl", batch_size=0)
+
+
+@pytest.mark.parametrize("sync_partial", [False, True], ids=["sync-atomic", "sync-partial"])
+@pytest.mark.parametrize("mode", ["job", "sync"])
+def test_public_shape_answers_fresh_import_and_one_invalid_entry(
+    sandbox_factory, make_client, make_entry, write_jsonl, tmp_path, mode, sync_partial
+):
+    """Acceptance against answers in the public shape (no per-entry status anywhere).
+
+    Both guesses about synchronous imports (a bad entry refuses the whole request, or only
+    leaves it out of the answer) lead to the same outcome.
+    """
+    proc = sandbox_factory(sync_partial=sync_partial)
+    client = make_client(proc)
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", [make_entry(n) for n in range(300)])
+    summary = import_jsonl(client, fresh, tmp_path / "fresh.out.jsonl", batch_size=100, mode=mode, poll_interval=0.02)
+    assert (summary.created, summary.updated, summary.rejected) == (300, 0, 0)
+
+    mixed = write_jsonl(
+        tmp_path / "mixed.jsonl", [make_entry(n, valid=n != 1150) for n in range(1000, 1100)] + [make_entry(1150, valid=False)]
+    )
+    summary = import_jsonl(client, mixed, tmp_path / "mixed.out.jsonl", batch_size=101, mode=mode, poll_interval=0.02)
+    assert (summary.created, summary.rejected) == (100, 1)
+    assert [(r["line"], r["key"]) for r in summary.rejected_reasons] == [(101, "SKU-1150")]
+    skus = {item["metadata"]["SKU"] for item in proc.items()}
+    assert len(skus) == 400 and "SKU-1150" not in skus

@@ -50,6 +50,7 @@ class ThreekitSandboxProcess:
         log_file: Path | None = None,
         detailed_errors: bool = False,
         pricebooks: list[tuple[str, list[str]]] | None = None,
+        sync_partial: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.token = token
@@ -64,6 +65,7 @@ class ThreekitSandboxProcess:
         self.job_delay_ms = job_delay_ms
         self.detailed_errors = detailed_errors
         self.pricebooks = pricebooks
+        self.sync_partial = sync_partial
         self.log_file = (
             Path(log_file) if log_file else self.data_dir.parent / f"{self.data_dir.name}-sandbox.log"
         )
@@ -115,6 +117,8 @@ class ThreekitSandboxProcess:
             command += ["--seed", str(self.seed)]
         if self.detailed_errors:
             command.append("--detailed-errors")
+        if self.sync_partial:
+            command.append("--sync-partial")
         for name, currencies in self.pricebooks or ():
             command += ["--pricebook", f"{name}:{','.join(currencies)}"]
         return command

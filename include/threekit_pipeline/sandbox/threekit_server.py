@@ -1061,6 +1061,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="put validation details into 422 and run messages (local debugging; Threekit's are generic)",
     )
     parser.add_argument(
+        "--sync-partial",
+        action="store_true",
+        help="GUESS switch: a sync import lands its valid entries instead of refusing the whole request",
+    )
+    parser.add_argument(
         "--pricebook",
         action="append",
         type=_pricebook,
@@ -1095,6 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
         job_delay_ms=args.job_delay_ms,
         detailed_errors=args.detailed_errors,
         pricebooks=tuple(args.pricebook) if args.pricebook else None,
+        sync_partial=args.sync_partial,
     )
     server = SandboxHTTPServer((args.host, args.port), token, sandbox, faults, args.seed)
     host, port = server.server_address[:2]

@@ -121,8 +121,10 @@ class Sandbox:
         *,
         detailed_errors: bool = False,
         pricebooks: tuple[tuple[str, tuple[str, ...]], ...] | None = None,
+        sync_partial: bool = False,
     ) -> None:
         self.store = store
+        self.sync_partial = sync_partial
         self.org_id = store.org_id
         self.job_delay_ms = job_delay_ms
         self.detailed_errors = detailed_errors
@@ -285,7 +287,13 @@ class Sandbox:
         return "updated", merged
 
     def import_sync(self, raw_entries: list[Any]) -> list[dict[str, Any]]:
-        """Validate and apply every entry atomically; :class:`ImportRejected` if any is invalid."""
+        """Validate and apply the entries; returns the created/updated items.
+
+        GUESS (no public evidence either way), selected by ``sync_partial``: by default a
+        synchronous import with an invalid entry writes nothing (:class:`ImportRejected`,
+        answered 422); with ``sync_partial`` (CLI ``--sync-partial``) the valid entries land
+        and the invalid ones are only absent from the answer, as in a job's result file.
+        """
         messages: list[str] = []
         entries = []
         with self.store.connection() as conn:
@@ -295,6 +303,9 @@ class Sandbox:
                 entries.append(validate_entry(raw, position, self.org_id, books))
             except EntryError as exc:
                 messages.extend(exc.messages)
+        if messages and self.sync_partial and entries:
+            log.info("synchronous import: %d problem(s); applying the %d valid entries", len(messages), len(entries))
+            messages = []
         if messages:
             log.info(
                 "synchronous import of %d entries rejected: %d problem(s)", len(raw_entries), len(messages)
@@ -314,7 +325,7 @@ class Sandbox:
                 created += status == "created"
                 updated += status == "updated"
                 results.append(item)
-            if messages:
+            if messages and not (self.sync_partial and results):
                 raise ImportRejected(messages)  # rolls the transaction back
         log.info("synchronous import: %d created, %d updated", created, updated)
         return results
