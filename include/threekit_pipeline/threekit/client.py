@@ -100,8 +100,10 @@ class ThreekitClient:
 
     ``base_url`` is the environment root (``https://preview.threekit.com``); endpoint paths
     start with ``/api``. ``timeout`` is seconds, or a ``(connect, read)`` tuple, applied to
-    every call. Pass ``session`` to reuse a configured session (its headers gain the
-    ``Authorization`` header).
+    every call. Pass ``session`` to use a configured session (e.g. one built by Airflow's
+    ``HttpHook``: proxies, TLS settings, keep-alive adapter); its headers gain the
+    ``Authorization`` header. Such a session is closed by :meth:`close` only when
+    ``close_session`` is True.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class ThreekitClient:
         pool_size: int = 8,
         user_agent: str = "threekit-pipeline/0.1",
         session: requests.Session | None = None,
+        close_session: bool = False,
     ):
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL such as https://preview.threekit.com")
@@ -134,6 +137,7 @@ class ThreekitClient:
         self.max_retry_time = max_retry_time
         self._token = token
         self._own_session = session is None
+        self._close_session = close_session or session is None
         self.session = session or requests.Session()
         if self._own_session:
             # Retries are done here (with logging and a time budget), never inside urllib3.
@@ -153,8 +157,8 @@ class ThreekitClient:
         return [self._token]
 
     def close(self) -> None:
-        """Release pooled connections (only of a session this client created)."""
-        if self._own_session:
+        """Release pooled connections (of a session this client created or was asked to close)."""
+        if self._close_session:
             self.session.close()
 
     def __enter__(self) -> ThreekitClient:
