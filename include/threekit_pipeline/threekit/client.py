@@ -5,8 +5,8 @@ What it guarantees:
 * One ``requests.Session`` with a pooled ``HTTPAdapter``; the bearer token lives only in the
   session headers. A timeout applies to every call. ``orgId`` is added to every request.
 * Transient failures (429 with ``Retry-After``, 5xx, dropped or refused connections,
-  truncated bodies, timeouts) are retried with exponential backoff and full jitter, bounded
-  by both ``max_retries`` and ``max_retry_time``; when the budget is spent the call raises
+  truncated bodies, timeouts) are retried (``tenacity``) with exponential backoff and full
+  jitter, bounded by both ``max_retries`` and ``max_retry_time``; when the budget is spent the call raises
   :class:`ThreekitRetryExhausted`. Client errors (400/401/403/404/422) are never retried
   and raise :class:`ThreekitAPIError` carrying Threekit's error type and message.
 * The token never appears in logs, exception messages or ``repr``: requests exceptions are
@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 from urllib3.exceptions import ProtocolError
 
 from threekit_pipeline.threekit.errors import (
@@ -51,7 +51,7 @@ from threekit_pipeline.threekit.errors import (
     ThreekitJobTimeout,
     ThreekitRetryExhausted,
 )
-from threekit_pipeline.threekit.multipart import MultipartFileBody
+from threekit_pipeline.threekit.multipart import FileUpload
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,22 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 JOB_TERMINAL_STATUSES = frozenset({"stopped"})
 MAX_POLL_INTERVAL_S = 10.0
+
+
+class _Transient(Exception):
+    """One failed attempt that may succeed when repeated (internal to the retry loop)."""
+
+    def __init__(self, failure: str, status: int | None, retry_after: float | None) -> None:
+        super().__init__(failure)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _AttemptState:
+    """The one field of tenacity's ``RetryCallState`` its wait strategies read."""
+
+    attempt_number: int
 
 
 @dataclass(frozen=True)
@@ -179,8 +195,16 @@ class ThreekitClient:
     # -- core request loop --------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the retry after failed attempt ``attempt``."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return random.uniform(0, ceiling)
+        return wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(
+            _AttemptState(attempt)
+        )
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """Seconds before the next attempt: ``Retry-After`` (capped by ``backoff_max``) or backoff."""
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, _Transient) and failure.retry_after is not None:
+            return min(failure.retry_after, self.backoff_max)
+        return self._backoff(retry_state.attempt_number)
 
     def request(
         self,
@@ -200,7 +224,10 @@ class ThreekitClient:
         ``path`` is an endpoint path such as ``/api/jobs/<id>``. ``retry=False`` makes a
         single attempt (transient failures then raise :class:`ThreekitRetryExhausted` with
         one attempt). Raises :class:`ThreekitAPIError` for non-retryable error statuses.
-        With ``stream=True`` the caller must close the returned response.
+        With ``stream=True`` the caller must close the returned response. ``data`` may be a
+        callable returning ``(body, content_type)``; it is called for every attempt, so a
+        streamed body is rebuilt for a retry. Retries are driven by ``tenacity``: at most
+        ``max_retries`` more attempts, and none whose wait would end past ``max_retry_time``.
         """
         if not path.startswith("/"):
             raise ValueError(f"endpoint path must start with '/': {path!r}")
@@ -211,67 +238,83 @@ class ThreekitClient:
             query["orgId"] = self.org_id
         url = self.base_url + path
         max_attempts = 1 + (self.max_retries if retry is not False else 0)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            if attempt > 1 and hasattr(data, "seek"):
+
+        def attempt() -> requests.Response:
+            body, send_headers = data, dict(headers or {})
+            if callable(data):
+                body, content_type = data()
+                send_headers["Content-Type"] = content_type
+            elif hasattr(data, "seek"):
                 data.seek(0)
-            status: int | None = None
             try:
                 response = self.session.request(
                     method,
                     url,
                     params=query,
                     json=json,
-                    data=data,
+                    data=body,
                     files=files,
-                    headers=headers,
+                    headers=send_headers or None,
                     stream=stream,
                     timeout=self.timeout,
                 )
             except TRANSIENT_EXCEPTIONS as exc:
-                failure = type(exc).__name__
-                retry_after = None
+                raise _Transient(type(exc).__name__, None, None) from None
             except requests.RequestException as exc:
                 # Not transient (invalid URL, too many redirects...): report without the URL text.
                 raise ThreekitError(f"{method} {endpoint} failed: {type(exc).__name__}") from None
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status not in RETRYABLE_STATUSES:
-                    raise self._api_error(response, method, endpoint)
-                error_type, message = self._error_details(response)
-                failure = f"HTTP {status}" + (f" {error_type}" if error_type else "")
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-                response.close()
+            status = response.status_code
+            if status < 400:
+                return response
+            if status not in RETRYABLE_STATUSES:
+                raise self._api_error(response, method, endpoint)
+            error_type, _message = self._error_details(response)
+            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            response.close()
+            raise _Transient(f"HTTP {status}" + (f" {error_type}" if error_type else ""), status, retry_after)
 
-            elapsed = time.monotonic() - started
-            if retry_after is not None:
-                delay = min(retry_after, self.backoff_max)
-            else:
-                delay = self._backoff(attempt)
-            if attempt >= max_attempts or elapsed + delay > self.max_retry_time:
-                log.error(
-                    "%s %s: giving up after %d attempt(s) in %.1f s (last: %s)",
-                    method,
-                    endpoint,
-                    attempt,
-                    elapsed,
-                    failure,
-                )
-                raise ThreekitRetryExhausted(method, endpoint, attempt, elapsed, status, failure)
+        def stop(retry_state: RetryCallState) -> bool:
+            return (
+                retry_state.attempt_number >= max_attempts
+                or (retry_state.seconds_since_start or 0.0) + retry_state.upcoming_sleep > self.max_retry_time
+            )
+
+        def before_sleep(retry_state: RetryCallState) -> None:
+            failure = retry_state.outcome.exception()
             log.warning(
                 "%s %s: %s, retry %d/%d in %.2f s",
                 method,
                 endpoint,
                 failure,
-                attempt,
+                retry_state.attempt_number,
                 max_attempts - 1,
-                delay,
+                retry_state.upcoming_sleep,
             )
-            time.sleep(delay)
+
+        def give_up(retry_state: RetryCallState) -> requests.Response:
+            failure = retry_state.outcome.exception()
+            elapsed = retry_state.seconds_since_start or 0.0
+            log.error(
+                "%s %s: giving up after %d attempt(s) in %.1f s (last: %s)",
+                method,
+                endpoint,
+                retry_state.attempt_number,
+                elapsed,
+                failure,
+            )
+            raise ThreekitRetryExhausted(
+                method, endpoint, retry_state.attempt_number, elapsed, failure.status, str(failure)
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            wait=self._wait,
+            stop=stop,
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+            sleep=time.sleep,
+        )
+        return retrying(attempt)
 
     def _error_details(self, response: requests.Response) -> tuple[str | None, str]:
         """Threekit's ``error.type`` and ``error.message`` (or a short plain-text excerpt)."""
@@ -544,8 +587,8 @@ class ThreekitClient:
     def upload_file(self, path: Path, filename: str | None = None) -> dict:
         """Upload a local file (streamed, constant memory); return Threekit's file record."""
         path = Path(path)
-        with MultipartFileBody(path, field="files", filename=filename) as body:
-            result = self._json("POST", "/api/files", data=body, headers={"Content-Type": body.content_type})
+        with FileUpload(path, field="files", filename=filename) as upload:
+            result = self._json("POST", "/api/files", data=upload)
         files = (result or {}).get("files") if isinstance(result, dict) else None
         if not files:
             raise ThreekitError("POST /api/files returned no file record")
@@ -613,10 +656,8 @@ class ThreekitClient:
 
     def import_translations(self, csv_path: Path) -> dict:
         """Upload a translations CSV (multipart field ``file``); return Threekit's answer."""
-        with MultipartFileBody(Path(csv_path), field="file", content_type="text/csv") as body:
-            result = self._json(
-                "POST", "/api/products/translations", data=body, headers={"Content-Type": body.content_type}
-            )
+        with FileUpload(Path(csv_path), field="file", content_type="text/csv") as upload:
+            result = self._json("POST", "/api/products/translations", data=upload)
         return result if isinstance(result, dict) else {"result": result}
 
     # -- assets, catalog, pricebooks --------------------------------------------------------
