@@ -350,12 +350,19 @@ class ItemIndex:
         return self._ids[candidates[0]] if candidates else None
 
 
+# Up to this many entries unknown to the ledger are looked up one by one (``GET /api/assets``
+# filtered by their query metadata); more than that and one scan of the org's items is cheaper.
+MAX_SINGLE_LOOKUPS = 25
+
+
 class _Existing:
-    """Which entries' items existed before they were sent: ledger keys plus a catalog scan.
+    """Which entries' items existed before they were sent: ledger keys plus a lookup.
 
     Threekit's import answers do not say whether an item was created or updated, so the
     importer decides it from what it knew before sending: the caller's ``known_keys`` (the
-    delta ledger) and, for entries the ledger does not know, one scan of the org's items
+    delta ledger) and, for entries the ledger does not know, a lookup in the org. A few
+    unknown entries are looked up one by one (``GET /api/assets?type=item&metadata=<query
+    metadata>``, reference section 5); more are answered by one scan of the org's items
     (``GET /api/assets?type=item``, all pages) made the first time it is needed.
     """
 
@@ -378,16 +385,28 @@ class _Existing:
                 )
             return self._index
 
-    def existed(self, pending: _Pending) -> bool:
-        if pending.key in self.known_keys:
-            return True
-        if not self.lookup:
-            return False
-        return self._scanned().find(match_criteria(pending.entry)) is not None
+    def _looked_up(self, pending: _Pending) -> bool:
+        criteria = match_criteria(pending.entry)
+        metadata = {field: value for kind, field, value in criteria if kind == "metadata"}
+        if not metadata or len(metadata) != len(criteria):
+            return self._scanned().find(criteria) is not None
+        found = self.client.list_assets(type="item", metadata=json.dumps(metadata, sort_keys=True))
+        return ItemIndex(list(found)).find(criteria) is not None
 
     def prefetch(self, batch: list[_Pending]) -> dict[int, bool]:
         """Existence of every entry of ``batch`` *before* it is sent (keyed by line)."""
-        return {p.line: self.existed(p) for p in batch}
+        before = {p.line: p.key in self.known_keys for p in batch}
+        unknown = [p for p in batch if not before[p.line]]
+        if not unknown or not self.lookup:
+            return before
+        with self._lock:
+            scanned = self._index is not None
+        if scanned or len(unknown) > MAX_SINGLE_LOOKUPS:
+            index = self._scanned()
+            before.update({p.line: index.find(match_criteria(p.entry)) is not None for p in unknown})
+        else:
+            before.update({p.line: self._looked_up(p) for p in unknown})
+        return before
 
     def landed(self, pending: _Pending, item: dict) -> None:
         with self._lock:
