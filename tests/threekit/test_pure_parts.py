@@ -210,3 +210,38 @@ def test_flatten_catalog_rejects_non_array(tmp_path):
     with pytest.raises(ThreekitError, match="expected a JSON array"):
         flatten_catalog_to_csv(source, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_sync_answer_shapes_are_read_in_one_place():
+    from threekit_pipeline.threekit.client import run_messages, sync_result_items
+
+    item = {"id": "i-1", "name": "Chair", "metadata": {"SKU": "A"}}
+    assert sync_result_items([item, "junk"]) == [item]
+    for key in ("products", "items", "results", "assets"):
+        assert sync_result_items({key: [item]}) == [item]
+    # An answer of unknown shape confirms nothing (never read as success).
+    assert sync_result_items({"jobId": "x"}) == []
+    assert sync_result_items(None) == []
+    assert run_messages([{"resultCode": "Failed", "resultMessage": "2 task(s) failed"}, {"resultCode": "Success"}]) == (
+        "Failed: 2 task(s) failed; Success"
+    )
+
+
+def test_entries_are_matched_to_returned_items_by_their_query():
+    from threekit_pipeline.threekit.importer import ItemIndex, match_criteria
+
+    items = [
+        {"id": "1", "name": "Chair", "metadata": {"SKU": "A", "Width": 40}},
+        {"id": "2", "name": "Chair", "metadata": {"SKU": "B"}},
+    ]
+    index = ItemIndex(items)
+    by_map = {"query": {"metadata": {"SKU": "B"}}, "product": {"name": "Chair"}}
+    by_list = {"query": {"metadata": [{"name": "SKU", "defaultValue": "A"}]}, "product": {}}
+    numeric = {"query": {"metadata": {"Width": "40.0"}}, "product": {}}
+    assert index.find(match_criteria(by_map))["id"] == "2"
+    assert index.find(match_criteria(by_list))["id"] == "1"
+    assert index.find(match_criteria({"query": {"metadata": {"Width": 40.0}}, "product": {}}))["id"] == "1"
+    assert index.find(match_criteria(numeric)) is None  # "40.0" is not the number 40's text
+    assert index.find(match_criteria({"query": {"metadata": {"SKU": "C"}}, "product": {}})) is None
+    assert index.find(match_criteria({"product": {"name": "Chair"}}))["id"] == "1"  # no query: by name
+    assert index.find(match_criteria({"query": {"id": "2", "metadata": {"SKU": "A"}}, "product": {}})) is None
