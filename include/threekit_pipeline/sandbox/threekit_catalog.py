@@ -629,18 +629,6 @@ def translatable_strings(item: dict[str, Any]) -> set[str]:
     return strings
 
 
-def pricebooks_of(items: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
-    """Every pricebook referenced by a Pricing attribute, with the currencies seen."""
-    books: dict[str, set[str]] = {}
-    for item in items:
-        for attribute in item["attributes"]:
-            if attribute.get("type") != "Pricing":
-                continue
-            for price in attribute.get("values") or []:
-                books.setdefault(price["pricebook"], set()).update(price.get("currencies") or {})
-    return books
-
-
 def metadata_matches(stored: dict[str, Any], criteria: dict[str, Any]) -> bool:
     """Whether every ``criteria`` key has the same (canonical) value in ``stored``."""
     return all(

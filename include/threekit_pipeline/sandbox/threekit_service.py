@@ -29,6 +29,7 @@ from threekit_pipeline.sandbox.threekit_catalog import (
     EntryError,
     ItemIndex,
     content_of,
+    layer_configuration,
     merge_product,
     new_item,
     result_item,
@@ -232,9 +233,7 @@ class Sandbox:
         return layers
 
     def _stand_in_layer(self, conn, item: dict[str, Any], now: str) -> dict[str, Any]:
-        configuration = {
-            a["name"]: a["defaultValue"] for a in item["attributes"] if a.get("defaultValue") is not None
-        }
+        configuration = layer_configuration(item)
         hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
         file = self.store.register_file(conn, hex_digest, size, f"render-{item['id']}.png", "image/png")
         existing = self.store.layer_of(conn, item["id"])
