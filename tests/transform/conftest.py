@@ -28,7 +28,11 @@ class Outcome:
 def read_errors(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == ["file", "line", "column", "value", "reason"]
+        # Row errors of SKU-keyed sources also name the SKU (trailing column).
+        assert reader.fieldnames in (
+            ["file", "line", "column", "value", "reason"],
+            ["file", "line", "column", "value", "reason", "sku"],
+        )
         return list(reader)
 
 

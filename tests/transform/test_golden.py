@@ -141,7 +141,7 @@ def test_cli_rejected_file_exits_1_and_shows_first_rejected_rows(tmp_path, capsy
     assert "products_20261123.csv: too many bad rows: 2 of 3" in printed
     assert "products_20261123.csv:3 [sku]: empty SKU" in printed
     assert "products_20261123.csv:4 [sku] 'B/2': SKU contains a path character" in printed
-    assert errors.read_text(encoding="utf-8").startswith("file,line,column,value,reason\n")
+    assert errors.read_text(encoding="utf-8").startswith("file,line,column,value,reason,sku\n")
 
 
 @pytest.mark.parametrize(
