@@ -138,10 +138,13 @@ def threekit_catalog_import():
 
     @task
     def transform_and_plan(collected: dict) -> list:
-        """Transform per batch, skip unchanged products (ledger), write import chunks; returns their paths."""
+        """Transform per batch (pricebook names -> ids), skip unchanged products (ledger), write chunks."""
         from threekit_pipeline.pipelines import catalog_import
 
-        return catalog_import.transform_and_plan(_env(), collected)["chunks"]
+        env = _env()
+        with env.threekit() as client:
+            pricebooks = client.list_pricebooks()  # once per run, all pages
+        return catalog_import.transform_and_plan(env, collected, pricebooks=pricebooks)["chunks"]
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def finalize() -> dict:

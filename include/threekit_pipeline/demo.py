@@ -171,6 +171,10 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
             return 1
         failed = []
         for dag_id in (*IMPORT_DAGS, *EXPORT_DAGS):
+            if dag_id == EXPORT_DAGS[0]:
+                # Threekit makes images only in render jobs, which this pipeline does not request
+                # yet; the sandbox stands in for them so the render export has layers to deliver.
+                stack.threekit.render_stand_in(tags=DEMO_VARIABLE["render_tags"])
             logical = datetime.now(UTC).replace(microsecond=0).isoformat()
             log_path = work_dir / "logs" / f"{dag_id}.log"
             t0 = time.monotonic()

@@ -87,12 +87,37 @@ def test_every_connection_form_yields_a_working_client(threekit_sandbox):
     for form, value in _connection_forms(threekit_sandbox).items():
         with mock.patch.dict("os.environ", AIRFLOW_CONN_THREEKIT_DEFAULT=value):
             hook = ThreekitHook()
-            assert hook.base_url() == threekit_sandbox.base_url, form
+            assert hook.api_base_url() == threekit_sandbox.base_url, form
             with hook.get_client() as client:
                 assert client.base_url == threekit_sandbox.base_url, form
                 assert client.org_id == threekit_sandbox.org_id, form
                 assert client.healthcheck() is True, form
                 assert list(client.list_assets()) == [], form
+
+
+def test_hook_is_an_http_hook_and_keeps_threekit_extras_out_of_headers(threekit_sandbox):
+    from airflow.providers.http.hooks.http import HttpHook
+
+    value = json.dumps(
+        {
+            "conn_type": "threekit",
+            "host": threekit_sandbox.base_url,
+            "login": "someone",
+            "password": threekit_sandbox.token,
+            "extra": {"org_id": threekit_sandbox.org_id, "timeout": 30, "verify": False},
+        }
+    )
+    with mock.patch.dict("os.environ", AIRFLOW_CONN_THREEKIT_DEFAULT=value):
+        hook = ThreekitHook()
+        assert isinstance(hook, HttpHook)
+        with hook.get_client() as client:
+            session = client.session
+            assert session.verify is False  # an HttpHook session option from the extras
+            assert session.auth is None  # the token is a bearer token, never basic auth
+            assert not {"org_id", "timeout", "verify"} & {h.lower() for h in session.headers}
+            assert session.headers["Authorization"] == f"Bearer {threekit_sandbox.token}"
+            assert client.healthcheck() is True
+        assert hook.base_url == threekit_sandbox.base_url
 
 
 def test_airflow_round_trip_uri_of_the_json_form_still_works(threekit_sandbox):

@@ -136,7 +136,7 @@ def seed_products(stack: LocalStack, products: list[dict[str, Any]]) -> list[dic
     """Create catalog items through the client's synchronous import (upsert by SKU)."""
     entries = []
     for product in products:
-        product = dict(product)
+        product = copy.deepcopy(product)
         sku = product.pop("sku")
         metadata = [{"name": "SKU", "defaultValue": sku, "type": "String"}, *product.pop("metadata", [])]
         entries.append(
@@ -146,7 +146,14 @@ def seed_products(stack: LocalStack, products: list[dict[str, Any]]) -> list[dic
             }
         )
     with threekit_client(stack) as client:
-        return client.import_products_sync(entries)["products"]
+        # Pricing values carry pricebook ids: names given here are resolved like the pipeline does.
+        books = {b["name"]: b["id"] for b in client.list_pricebooks()}
+        for entry in entries:
+            for attribute in entry["product"].get("attributes") or []:
+                if attribute.get("type") == "Pricing":
+                    for value in attribute.get("values") or []:
+                        value["pricebook"] = books.get(value["pricebook"], value["pricebook"])
+        return client.import_products_sync(entries)
 
 
 class GrowingUpload:

@@ -117,7 +117,8 @@ def test_entries_threekit_rejects_are_reported_not_recorded(tmp_path, threekit_s
             ftp.upload_atomic(path, f"/inbound/catalog/{path.name}")
         sensor_output = [[{"path": f"/inbound/catalog/{p.name}", "size": p.stat().st_size} for p in files.values()]]
         collected = catalog_import.collect_files(env, sensor_output, ftp)
-        planned = catalog_import.transform_and_plan(env, collected)
+        client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
+        planned = catalog_import.transform_and_plan(env, collected, pricebooks=client.list_pricebooks())
 
         # Threekit refuses one entry (an attribute type it does not know).
         first_chunk = Path(planned["chunks"][0])
@@ -130,7 +131,6 @@ def test_entries_threekit_rejects_are_reported_not_recorded(tmp_path, threekit_s
 
         bad_sku = entry_key(bad)
 
-        client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
         with client:
             results = [catalog_import.import_chunk(env, chunk, client) for chunk in planned["chunks"]]
         assert sum(r["rejected"] for r in results) == 1
@@ -148,7 +148,8 @@ def test_entries_threekit_rejects_are_reported_not_recorded(tmp_path, threekit_s
     report = json.loads(next(report_dir.glob("*.json")).read_text())
     (rejected,) = [r for r in report["rejected"] if r["stage"] == "threekit"]
     assert rejected["sku"] == bad_sku
-    assert "Hologram" in rejected["reason"]
+    # Threekit's 422 is generic; the job's failure summary comes with it.
+    assert rejected["reason"].startswith("Invalid product data (job ")
     # The SKU is traced back to every file that contributed to the entry.
     assert files["products"].name in rejected["file"].split(", ")
     errors = list(csv.DictReader(next(report_dir.glob("*.errors.csv")).open()))
@@ -303,3 +304,32 @@ def test_report_files(tmp_path):
     assert data["rejected_total"] == 1 and data["counts"] == {"created": 1}
     (file_row,) = csv.DictReader(paths["csv"].open())
     assert file_row["destination"] == "/a/p.csv"
+
+
+def test_pricebook_names_become_ids_and_an_unknown_one_is_a_row_error(tmp_path, threekit_sandbox):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    products = folder / "products_20261123.csv"
+    prices = folder / "prices_20261123.csv"
+    products.write_text("sku,name\n" + "".join(f"P-{n:02d},Chair {n}\n" for n in range(30)), encoding="utf-8")
+    rows = [f"P-{n:02d},{'eu retail' if n % 2 else 'EU Retail'},EUR,{100 + n}\n" for n in range(30)]
+    rows.append("P-07,Mars Retail,EUR,1\n")  # line 32: no such pricebook in the org
+    prices.write_text("sku,pricebook,currency,price\n" + "".join(rows), encoding="utf-8")
+    env = _env(tmp_path)
+    client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
+    with client:
+        books = client.list_pricebooks()
+        planned = catalog_import.transform_and_plan(env, _collected(env, [products, prices]), pricebooks=books)
+    retail_id = next(b["id"] for b in books if b["name"] == "EU Retail")
+
+    plan = json.loads(Path(planned["plan"]).read_text())
+    [rejected] = plan["rejected"]
+    assert (rejected["file"], str(rejected["line"]), rejected["sku"]) == (prices.name, "32", "P-07")
+    assert rejected["reason"].startswith("unknown pricebook 'Mars Retail'; known: ")
+    assert "EU Retail" in rejected["reason"] and "US Retail" in rejected["reason"]
+    entries = _chunk_entries(planned["chunks"])
+    assert len(entries) == 30
+    for sku, entry in entries.items():
+        [pricing] = [a for a in entry["product"]["attributes"] if a["type"] == "Pricing"]
+        # Known names (any case) arrive as the pricebook's id; nothing of the bad row is sent.
+        assert pricing["values"] == [{"pricebook": retail_id, "currencies": {"EUR": 100 + int(sku[2:])}}]

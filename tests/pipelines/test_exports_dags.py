@@ -39,7 +39,7 @@ PRODUCTS = [
             {
                 "type": "Pricing",
                 "name": "Pricing",
-                "values": [{"pricebook": "retail", "currencies": {"EUR": 999.5}}],
+                "values": [{"pricebook": "EU Retail", "currencies": {"EUR": 999.5}}],
                 "defaultValue": {},
             },
         ],
@@ -70,7 +70,7 @@ def test_catalog_export_golden_path_rerun_and_csv_injection(tmp_path):
         sofa = by_sku["SOFA-1"]
         assert sofa["name"] == "Oslo Sofa"
         assert sofa["attribute:Color"] == "Red|Blue"
-        assert float(sofa["price:retail:EUR"]) == 999.5
+        assert float(sofa["price:EU Retail:EUR"]) == 999.5  # the pricebook's name, not its id
         # Formula-looking cells are neutralised with a leading quote.
         injected = by_sku["'=HYPERLINK(1)"]
         assert injected["name"] == "'=cmd|' /C calc'!A0"

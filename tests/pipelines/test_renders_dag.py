@@ -34,6 +34,7 @@ def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_
             ],
         )
         ids = {item["metadata"]["SKU"]: item["id"] for item in items}
+        stack.threekit.render_stand_in(tags=["featured"])  # what a render job would leave
         dag = load_dag("threekit_render_export")
 
         state, tasks = run_dag(dag, logical_date=DAY)
@@ -65,6 +66,7 @@ def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_
 
         # One item changes: only its image is uploaded again (and the manifest listing it).
         seed_products(stack, [{"sku": "SOFA-1", "name": "Oslo Sofa XL", "tags": ["featured"]}])
+        stack.threekit.render_stand_in(tags=["featured"])
         state, tasks = run_dag(dag, logical_date=DAY)
         assert state == "success", tasks
         for destination in DESTINATIONS:
@@ -79,6 +81,7 @@ def test_render_export_to_several_destinations_only_changed_images_uploaded(tmp_
 def test_render_export_dry_run_uploads_nothing(tmp_path):
     with running_stack(tmp_path) as stack:
         seed_products(stack, [{"sku": "SOFA-1", "name": "Oslo Sofa"}])
+        stack.threekit.render_stand_in()
         dag = load_dag("threekit_render_export")
         state, tasks = run_dag(dag, logical_date=DAY, conf={"dry_run": True})
         assert state == "success", tasks

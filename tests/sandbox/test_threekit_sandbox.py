@@ -14,6 +14,13 @@ import zlib
 
 import pytest
 import requests
+from threekit_pipeline.sandbox.threekit_service import pricebook_id
+
+ORG_ID = "org-api-test"
+GENERIC_422 = "Invalid product data"
+# Seeded pricebooks of the sandbox org (Pricing values carry pricebook ids, not names).
+RETAIL = pricebook_id(ORG_ID, "EU Retail")
+TRADE = pricebook_id(ORG_ID, "UK Retail")
 
 # The exact example request body of Threekit's product import documentation.
 DOC_EXAMPLE_BODY = json.loads(
@@ -49,12 +56,15 @@ class Api:
         return self.session.post(self.base + path, timeout=30, **kwargs)
 
     def import_sync(self, entries: list[dict]) -> requests.Response:
-        return self.post("/api/products/import", json={"sync": True, "files": entries})
+        return self.import_job(entries, sync="true")
 
     def import_ok(self, entries: list[dict]) -> list[dict]:
+        """Import synchronously; the answer lists the items as ``{id, name, metadata}``."""
         response = self.import_sync(entries)
         assert response.status_code == 200, response.text
-        return response.json()["products"]
+        items = response.json()
+        assert all(sorted(item) == ["id", "metadata", "name"] for item in items), items
+        return items
 
     def import_job(self, entries, sync: str = "false") -> requests.Response:
         payload = entries if isinstance(entries, bytes) else json.dumps(entries).encode()
@@ -90,7 +100,7 @@ def shared_sandbox(tmp_path_factory):
     from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
 
     root = tmp_path_factory.mktemp("threekit-api")
-    sandbox = ThreekitSandboxProcess(data_dir=root / "threekit", token="tk-api-test-0c4b8e2a", org_id="org-api-test")
+    sandbox = ThreekitSandboxProcess(data_dir=root / "threekit", token="tk-api-test-0c4b8e2a", org_id=ORG_ID)
     sandbox.start()
     try:
         yield sandbox
@@ -102,6 +112,36 @@ def shared_sandbox(tmp_path_factory):
 def api(shared_sandbox) -> Api:
     shared_sandbox.reset()
     return Api(shared_sandbox)
+
+
+@pytest.fixture(scope="module")
+def detailed_sandbox(tmp_path_factory):
+    """A sandbox started with ``--detailed-errors`` (validation details in 422 messages)."""
+    from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
+
+    root = tmp_path_factory.mktemp("threekit-api-detailed")
+    sandbox = ThreekitSandboxProcess(
+        data_dir=root / "threekit", token="tk-api-test-0c4b8e2a", org_id=ORG_ID, detailed_errors=True
+    )
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def detailed_api(detailed_sandbox) -> Api:
+    detailed_sandbox.reset()
+    return Api(detailed_sandbox)
+
+
+def _doc_example_with_real_ids() -> dict:
+    """The documented example with its placeholders replaced by values this org knows."""
+    body = copy.deepcopy(DOC_EXAMPLE_BODY)
+    body["files"]["product"]["type"] = "item"
+    body["files"]["product"]["attributes"][1]["values"][0]["pricebook"] = RETAIL
+    return body
 
 
 def chair(sku: str = "CH-1", name: str = "Chair", **product) -> dict:
@@ -126,21 +166,27 @@ def png_size(content: bytes) -> tuple[int, int]:
 
 
 def test_documented_example_body_is_accepted_and_reimport_updates_the_same_item(api):
-    first = api.post(f"/api/products/import?orgId={api.sandbox.org_id}", json=DOC_EXAMPLE_BODY)
-    assert first.status_code == 200, first.text
-    [product] = first.json()["products"]
-    assert product["name"] == "string"
-    assert product["orgId"] == api.sandbox.org_id
-    assert product["metadata"] == {"string": "string"}
-    assert product["keywords"] == ["string"] and product["tags"] == ["string"]
+    # The example's placeholders ("type": "string", a pricebook id of another org) are refused.
+    placeholder = api.post(f"/api/products/import?orgId={api.sandbox.org_id}", json=DOC_EXAMPLE_BODY)
+    assert placeholder.status_code == 422
+    assert placeholder.json()["error"] == {"type": "product_data_invalid", "message": GENERIC_422}
 
-    second = api.post(f"/api/products/import?orgId={api.sandbox.org_id}", json=DOC_EXAMPLE_BODY)
+    body = _doc_example_with_real_ids()
+    first = api.post(f"/api/products/import?orgId={api.sandbox.org_id}", json=body)
+    assert first.status_code == 200, first.text
+    [product] = first.json()
+    assert product["name"] == "string"
+    assert product["metadata"] == {"string": "string"}
+
+    second = api.post(f"/api/products/import?orgId={api.sandbox.org_id}", json=body)
     assert second.status_code == 200, second.text
-    assert second.json()["products"][0]["id"] == product["id"]
+    assert second.json()[0]["id"] == product["id"]
 
     [item] = api.sandbox.items()
     assert item["id"] == product["id"]
     assert item["type"] == "item"
+    assert item["orgId"] == api.sandbox.org_id
+    assert item["keywords"] == ["string"] and item["tags"] == ["string"]
     assert [a["name"] for a in item["attributes"]] == [
         "Example Number Attribute",
         "Pricing",
@@ -250,19 +296,39 @@ INVALID_ENTRIES = {
 
 
 @pytest.mark.parametrize("case", sorted(INVALID_ENTRIES))
-def test_invalid_entry_rejects_the_whole_sync_request(api, case):
+def test_invalid_entry_rejects_the_whole_sync_request(api, detailed_api, case):
     bad_entry, expected = INVALID_ENTRIES[case]
     response = api.import_sync([chair(), bad_entry])
     assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["type"] == "product_data_invalid"
-    assert expected in error["message"]
+    # Default: Threekit's generic answer, naming neither the entry nor the field.
+    assert response.json()["error"] == {"type": "product_data_invalid", "message": GENERIC_422}
     # Atomic: the valid first entry was not written either.
     assert api.sandbox.items() == []
-    assert api.sandbox.stats()["layers"] == 0
+    # --detailed-errors: the same refusal with the field-level detail, for local debugging.
+    detailed = detailed_api.import_sync([chair(), bad_entry])
+    assert detailed.status_code == 422
+    assert expected in detailed.json()["error"]["message"]
+    assert detailed_api.sandbox.items() == []
 
 
-def test_every_problem_of_an_entry_is_reported(api):
+def test_pricing_with_an_unknown_pricebook_id_is_refused(api):
+    priced = chair(attributes=[{"type": "Pricing", "name": "Pricing", "values": [{"pricebook": RETAIL, "currencies": {"EUR": 5}}]}])
+    assert api.import_sync([priced]).status_code == 200
+    by_name = chair("CH-2", attributes=[{"type": "Pricing", "name": "Pricing", "values": [{"pricebook": "EU Retail", "currencies": {"EUR": 5}}]}])
+    refused = api.import_sync([by_name])
+    assert refused.status_code == 422
+    assert [i["metadata"]["sku"] for i in api.sandbox.items()] == ["CH-1"]
+
+
+def test_product_type_is_honoured(api):
+    api.import_ok([chair("M-1", name="Oak", type="material")])
+    assert [i["name"] for i in api.get("/api/assets", params={"type": "material"}).json()["assets"]] == ["Oak"]
+    assert api.get("/api/assets", params={"type": "item"}).json()["count"] == 0
+    assert api.import_sync([chair("X", type="gizmo")]).status_code == 422
+
+
+def test_every_problem_of_an_entry_is_reported(detailed_api):
+    api = detailed_api
     entry = {"product": {"name": 1, "tags": "a,b", "attributes": [{"type": "Color", "name": "C"}]}}
     message = api.import_sync([entry]).json()["error"]["message"]
     assert "entry 0: product.name: must be a string" in message
@@ -285,8 +351,8 @@ def test_body_that_is_not_json_or_has_no_files_is_422(api):
 def test_multipart_form_with_sync_true_answers_with_products(api):
     response = api.import_job([chair("A"), chair("B", name="Bench")], sync="true")
     assert response.status_code == 200, response.text
-    assert [p["name"] for p in response.json()["products"]] == ["Chair", "Bench"]
-    assert response.json()["products"][1]["metadata"] == {"sku": "B"}
+    assert [p["name"] for p in response.json()] == ["Chair", "Bench"]
+    assert response.json()[1]["metadata"] == {"sku": "B"}
     assert len(api.sandbox.items()) == 2
 
 
@@ -433,13 +499,13 @@ def test_import_job_runs_to_stopped_with_a_result_file_per_entry(api):
     assert runs["runs"][0]["jobId"] == job_id
     assert runs["runs"][0]["resultCode"] == "Failed"
 
+    # The result file: the created/updated items in the public shape; the failed entry is absent.
     results = api.job_results(job_id)
-    assert [r["index"] for r in results] == [0, 1, 2]
-    assert [r["status"] for r in results] == ["updated", "failed", "created"]
-    assert results[0]["id"] == existing["id"]
-    assert results[2]["metadata"] == {"sku": "C"}
-    assert "id" not in results[1]
-    assert results[1]["error"].startswith("entry 1: product.attributes[0].values[0].pricebook: is required")
+    assert results == [
+        {"id": existing["id"], "name": "Chair", "metadata": {"sku": "A"}},
+        {"id": results[1]["id"], "name": "Stool", "metadata": {"sku": "C"}},
+    ]
+    assert "pricebook" not in runs["runs"][0]["resultMessage"]  # generic by default
     names = sorted(i["name"] for i in api.sandbox.items())
     assert names == ["Chair", "Stool"]
 
@@ -449,7 +515,7 @@ def test_json_body_with_sync_false_starts_a_job(api):
     assert response.status_code == 200, response.text
     job = api.wait_job(response.json()["jobId"])
     assert (job["type"], job["taskCount"], job["taskResultSuccesses"]) == ("catalog-import", 1, 1)
-    assert [r["status"] for r in api.job_results(job["id"])] == ["created"]
+    assert [r["metadata"] for r in api.job_results(job["id"])] == [{"sku": "J"}]
     assert api.sandbox.items()[0]["metadata"] == {"sku": "J"}
 
 
@@ -545,7 +611,7 @@ CATALOG = [
             {
                 "type": "Pricing",
                 "name": "Pricing",
-                "values": [{"pricebook": "retail", "currencies": {"EUR": 499.0, "USD": 549}}],
+                "values": [{"pricebook": RETAIL, "currencies": {"EUR": 499.0, "USD": 549}}],
             },
             {
                 "type": "Asset",
@@ -570,7 +636,7 @@ CATALOG = [
             {
                 "type": "Pricing",
                 "name": "Pricing",
-                "values": [{"pricebook": "trade", "currencies": {"GBP": 10}}],
+                "values": [{"pricebook": TRADE, "currencies": {"GBP": 10}}],
             }
         ],
     ),
@@ -657,11 +723,43 @@ def test_catalog_products_lookup_by_metadata(api):
     )
 
 
-def test_pricebooks_list_every_referenced_pricebook(api):
+def test_pricebooks_have_uuid_ids_names_and_pages(api):
+    path = f"/api/orgs/{api.sandbox.org_id}/pricebooks"
+    everything = api.get(path, params={"all": "true"}).json()
+    books = everything["pricebooks"]
+    assert everything["count"] == len(books) == 7
+    assert {b["name"]: b["id"] for b in books}["EU Retail"] == RETAIL
+    assert all(len(b["id"]) == 36 and b["orgId"] == api.sandbox.org_id for b in books)
+    # An import does not invent pricebooks.
     api.import_ok(CATALOG)
-    books = api.get(f"/api/orgs/{api.sandbox.org_id}/pricebooks").json()["pricebooks"]
-    assert [(b["id"], b["currencies"]) for b in books] == [("retail", ["EUR", "USD"]), ("trade", ["GBP"])]
-    assert all(b["orgId"] == api.sandbox.org_id for b in books)
+    assert api.get(path, params={"all": "true"}).json()["pricebooks"] == books
+    api.sandbox.add_pricebooks([{"name": f"Zone {n}", "currencies": ["EUR"]} for n in range(40)])
+    first = api.get(path).json()
+    assert (first["count"], first["perPage"], len(first["pricebooks"])) == (47, 30, 30)
+    second = api.get(path, params={"page": 2}).json()["pricebooks"]
+    assert [b["id"] for b in first["pricebooks"] + second] == [
+        b["id"] for b in api.get(path, params={"all": "true"}).json()["pricebooks"]
+    ]
+    # A reset keeps the seeded pricebooks (same ids) and drops the added ones.
+    api.sandbox.reset()
+    after_reset = api.get(path, params={"all": "true"}).json()["pricebooks"]
+    assert [(b["id"], b["name"]) for b in after_reset] == [(b["id"], b["name"]) for b in books]
+
+
+def test_delete_is_soft_and_restore_brings_the_item_back(api):
+    [armchair, bench, _] = api.import_ok(CATALOG)
+    deleted = api.session.delete(f"{api.base}/api/assets/{armchair['id']}", timeout=10)
+    assert deleted.status_code == 200
+    assert deleted.json()["deletedAt"]
+    assert api.get(f"/api/assets/{armchair['id']}").status_code == 404
+    assert armchair["id"] not in {a["id"] for a in api.get("/api/assets").json()["assets"]}
+    assert "Armchair" not in {e["product"]["name"] for e in api.get("/api/products/export/json").json()}
+    assert api.get("/api/catalog/products", params={"nameLike": "arm"}).json()["products"] == []
+    assert api.session.delete(f"{api.base}/api/assets/{armchair['id']}", timeout=10).status_code == 404
+    restored = api.post(f"/api/assets/{armchair['id']}/restore")
+    assert restored.status_code == 200 and restored.json()["deletedAt"] is None
+    assert api.get(f"/api/assets/{armchair['id']}").json()["name"] == "Armchair"
+    assert api.post("/api/assets/00000000-0000-0000-0000-000000000000/restore").status_code == 404
 
 
 # --- translations ------------------------------------------------------------------------
@@ -737,9 +835,13 @@ def test_malformed_translations_csv_is_422(api, body, reason):
 # --- layers ---------------------------------------------------------------------------------
 
 
-def test_each_item_gets_a_render_layer_that_follows_its_content(api):
+def test_imports_make_no_layer_and_the_render_stand_in_does(api):
     [armchair, bench, _] = api.import_ok(CATALOG)
-    [layer] = api.get("/api/layers", params={"assetId": armchair["id"]}).json()["layers"]
+    job_id = api.import_job([chair("D", name="Desk")]).json()["jobId"]
+    api.wait_job(job_id)
+    assert api.get("/api/layers").json()["count"] == 0  # only render jobs make layers
+
+    [layer] = api.sandbox.render_stand_in(asset_ids=[armchair["id"]])
     assert layer["format"] == "png"
     assert layer["assetLayerConfiguration"] == {"Fabric": "linen", "Width": 80, "Legs": {"assetId": "leg-1"}}
     png = api.get(f"/api/files/{layer['fileId']}/content")
@@ -751,33 +853,22 @@ def test_each_item_gets_a_render_layer_that_follows_its_content(api):
         ).json()["count"]
         == 1
     )
-    assert api.get("/api/layers").json()["count"] == 3
-
     # Unchanged content keeps the layer and its file; a changed default value re-renders.
-    api.import_ok(CATALOG)
+    api.sandbox.render_stand_in(asset_ids=[armchair["id"]])
     assert api.get("/api/layers", params={"assetId": armchair["id"]}).json()["layers"] == [layer]
     changed = copy.deepcopy(CATALOG[0])
     changed["product"]["attributes"][0]["defaultValue"] = "wool"
     api.import_ok([changed])
+    api.sandbox.render_stand_in(tags=["living"])
     [new_layer] = api.get("/api/layers", params={"assetId": armchair["id"]}).json()["layers"]
     assert new_layer["fileId"] != layer["fileId"]
     assert new_layer["assetLayerConfiguration"]["Fabric"] == "wool"
     new_png = api.get(f"/api/files/{new_layer['fileId']}/content").content
-    assert new_png != png.content
     # The PNG decodes: one filter byte plus RGB pixels per row.
     idat = new_png[new_png.index(b"IDAT") + 4 :]
     length = struct.unpack(">I", new_png[new_png.index(b"IDAT") - 4 : new_png.index(b"IDAT")])[0]
     assert len(zlib.decompress(idat[:length])) == new_layer["height"] * (1 + 3 * new_layer["width"])
-    bench_layers = api.get("/api/layers", params={"assetId": bench["id"]}).json()["layers"]
-    assert [layer["assetId"] for layer in bench_layers] == [bench["id"]]
-
-
-def test_layers_of_an_import_job(api):
-    job_id = api.import_job([chair("A"), chair("B", name="Bench")]).json()["jobId"]
-    api.wait_job(job_id)
-    layers = api.get("/api/layers", params={"jobId": job_id}).json()
-    assert layers["count"] == 2
-    assert {layer["assetId"] for layer in layers["layers"]} == {r["id"] for r in api.job_results(job_id)}
+    assert api.get("/api/layers", params={"assetId": bench["id"]}).json()["layers"] == []
     assert api.get("/api/layers", params={"perPage": 500}).status_code == 422
     assert api.get("/api/layers/not-a-uuid").status_code == 422
 
@@ -802,28 +893,48 @@ def test_asset_import_jobs_create_models_and_textures(api):
     job, run = _asset_import(api, model_file["id"])
     assert run["resultCode"] == "Success"
     assert job["taskResultSuccesses"] == 1 and job["taskResultFailures"] == 0
-    [model] = run["results"]["assets"]
-    assert (model["name"], model["type"]) == ("sofa.glb", "model")
+    # Runs report the files only; the asset is found by the file it came from.
+    assert list(run["results"]) == ["files"]
     assert run["results"]["files"][0]["id"] == model_file["id"]
-    stored = api.get(f"/api/assets/{model['id']}").json()
-    assert stored["type"] == "model" and stored["importedFileId"] == model_file["id"]
+    [model] = api.get("/api/assets", params={"importedFileId": model_file["id"]}).json()["assets"]
+    assert (model["name"], model["type"]) == ("sofa.glb", "model")
 
     texture_file = api.upload("fabric.jpg", b"\xff\xd8jpeg")
-    _, texture_run = _asset_import(api, texture_file["id"])
-    assert texture_run["results"]["assets"][0]["type"] == "texture"
+    _asset_import(api, texture_file["id"])
+    [texture] = api.get("/api/assets", params={"importedFileId": texture_file["id"]}).json()["assets"]
+    assert texture["type"] == "texture"
 
     # Same file name, new content: the same asset is updated.
     new_model_file = api.upload("sofa.glb", b"glTF-binary-model-v2")
-    _, rerun = _asset_import(api, new_model_file["id"])
-    assert rerun["results"]["assets"][0]["id"] == model["id"]
+    _asset_import(api, new_model_file["id"])
+    [again] = api.get("/api/assets", params={"importedFileId": new_model_file["id"]}).json()["assets"]
+    assert again["id"] == model["id"]
     assert api.get(f"/api/assets/{model['id']}").json()["importedFileId"] == new_model_file["id"]
     assert api.get("/api/assets", params={"type": "model"}).json()["count"] == 1
     assert api.sandbox.stats()["assetsByType"] == {"model": 1, "texture": 1}
 
 
 @pytest.mark.parametrize(
+    ("name", "kind"),
+    [("look.pbrzip", "model"), ("room.usdz", "model"), ("scene.vrscene", "model"), ("sky.exr", "texture"),
+     ("studio.hdr", "texture"), ("Brand.otf", "font"), ("Brand.ttf", "font")],
+)
+def test_documented_asset_formats_are_imported(api, name, kind):
+    record = api.upload(name, b"content")
+    job, run = _asset_import(api, record["id"])
+    assert run["resultCode"] == "Success", run
+    [asset] = api.get("/api/assets", params={"importedFileId": record["id"]}).json()["assets"]
+    assert asset["type"] == kind
+
+
+@pytest.mark.parametrize(
     ("name", "content", "message"),
-    [("drawing.xyz", b"data", "unsupported file type .xyz"), ("empty.glb", b"", "file is empty")],
+    [
+        ("drawing.xyz", b"data", "unsupported file type .xyz"),
+        ("scan.tif", b"data", "unsupported file type .tif"),
+        ("photo.webp", b"data", "unsupported file type .webp"),
+        ("empty.glb", b"", "file is empty"),
+    ],
 )
 def test_asset_import_job_failures(api, name, content, message):
     record = api.upload(name, content)
@@ -873,7 +984,7 @@ def test_stats_count_requests_by_route_and_reset_wipes_state(api):
     stats = api.sandbox.stats()
     assert stats["requests"]["GET /api/assets"] == 2
     assert stats["requests"]["POST /api/products/import"] == 1
-    assert (stats["items"], stats["assets"], stats["layers"]) == (1, 1, 1)
+    assert (stats["items"], stats["assets"], stats["layers"]) == (1, 1, 0)
     assert requests.get(f"{api.base}/_sandbox/stats", timeout=10).status_code == 403
     api.sandbox.reset()
     stats = api.sandbox.stats()

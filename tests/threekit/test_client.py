@@ -63,7 +63,7 @@ def test_dropped_connections_are_retried_without_duplicates(sandbox_factory, mak
     client = make_client(proc, max_retries=10)
     for number in range(15):
         answer = client.import_products_sync([make_entry(number)])
-        assert len(answer["products"]) == 1
+        assert [item["metadata"]["SKU"] for item in answer] == [f"SKU-{number:04d}"]
     assert _requests(proc, "POST /api/products/import") > 15  # some attempts were dropped
     proc.set_faults(drop_rate=0.0)
     skus = sorted(item["metadata"]["SKU"] for item in proc.items())
@@ -157,10 +157,36 @@ def test_invalid_entry_raises_422_with_threekit_message(sandbox, make_client, ma
     assert exc.method == "POST"
     assert exc.endpoint == "/api/products/import"
     assert exc.error_type == "product_data_invalid"
-    assert "entry 1: product.attributes[0].defaultValue: must be a number" in exc.message
+    # Threekit's 422 is generic: it names neither the entry nor the field.
+    assert exc.message == "Invalid product data"
     assert "/api/products/import" in str(exc) and "422" in str(exc)
     assert _requests(sandbox, "POST /api/products/import") == 1  # never retried
     assert sandbox.items() == []  # all-or-nothing
+
+
+def test_detailed_errors_flag_names_the_entry_and_field(sandbox_factory, make_client, make_entry):
+    proc = sandbox_factory(detailed_errors=True)
+    with pytest.raises(ThreekitAPIError) as caught:
+        make_client(proc).import_products_sync([make_entry(1), make_entry(2, valid=False)])
+    assert "entry 1: product.attributes[0].defaultValue: must be a number" in caught.value.message
+
+
+def test_sync_import_is_sent_as_multipart_file(sandbox, make_client, make_entry, monkeypatch):
+    client = make_client(sandbox)
+    sent = []
+    original = client.session.request
+
+    def spy(method, url, **kwargs):
+        sent.append(kwargs)
+        return original(method, url, **kwargs)
+
+    monkeypatch.setattr(client.session, "request", spy)
+    client.import_products_sync([make_entry(1)])
+    assert sent[0]["json"] is None
+    assert sent[0]["data"] == {"sync": "true"}
+    name, payload, content_type = sent[0]["files"]["file"]
+    assert (name, content_type) == ("items.json", "application/json")
+    assert [e["query"] for e in __import__("json").loads(payload)] == [{"metadata": {"SKU": "SKU-0001"}}]
 
 
 def test_unknown_job_is_404(sandbox, make_client):
@@ -179,9 +205,15 @@ def test_import_job_is_polled_and_its_results_read(sandbox, make_client, make_en
     assert job["status"] == "stopped"
     assert seen[-1] == "stopped"
     assert job["taskResultSuccesses"] == 2 and job["taskResultFailures"] == 1
-    results = client.job_result_entries(job_id)
-    assert [r["status"] for r in results] == ["updated", "created", "failed"]
-    assert "must be a number" in results[2]["error"]
+    # The result file lists the created/updated items only, in the public shape.
+    results = client.job_result_items(job_id)
+    assert [sorted(r) for r in results] == [["id", "metadata", "name"]] * 2
+    assert [r["metadata"]["SKU"] for r in results] == ["SKU-0000", "SKU-0001"]
+    # The failure shows only in the job and its runs.
+    runs = client.get_job_runs(job_id)
+    assert runs[0]["resultCode"] == "Failed"
+    assert "must be a number" not in runs[0]["resultMessage"]
+    assert client.job_failure_summary(job_id, job).startswith(f"job {job_id} reported 1 failed task(s)")
 
 
 def test_job_deadline_cancels_the_job(sandbox_factory, make_client, make_entry):
@@ -207,8 +239,8 @@ def test_pagination_walks_every_page(sandbox, make_client, make_entry):
     assert len(assets) == 230
     assert len({a["id"] for a in assets}) == 230
     assert _requests(sandbox, "GET /api/assets") == 3
-    layers = list(client.iter_pages("/api/layers", "layers", per_page=100))
-    assert len({layer["assetId"] for layer in layers}) == 230
+    # No render job ran, so there is no layer (imports never draw one).
+    assert list(client.iter_pages("/api/layers", "layers", per_page=100)) == []
 
 
 def test_upload_and_download_stream_in_bounded_memory(sandbox, make_client, tmp_path):
@@ -254,16 +286,67 @@ def test_download_retries_dropped_connections(sandbox_factory, make_client, tmp_
 
 def test_catalog_lookups(sandbox, make_client, make_entry):
     client = make_client(sandbox)
+    books = client.list_pricebooks()
+    by_name = {b["name"]: b for b in books}
+    assert by_name["EU Retail"]["currencies"] == ["EUR"]
+    assert all(len(b["id"]) == 36 and b["id"] != b["name"] for b in books)  # UUIDs, not names
     entry = make_entry(7)
     entry["product"]["attributes"].append(
-        {"type": "Pricing", "name": "Pricing", "values": [{"pricebook": "retail", "currencies": {"EUR": 99}}]}
+        {
+            "type": "Pricing",
+            "name": "Pricing",
+            "values": [{"pricebook": by_name["EU Retail"]["id"], "currencies": {"EUR": 99}}],
+        }
     )
     client.import_products_sync([entry, make_entry(8)])
     found = client.find_products_by_metadata({"SKU": "SKU-0007"})
     assert [p["name"] for p in found] == ["Chair 7"]
     assert client.find_products_by_metadata({"SKU": "nope"}) == []
+
+
+def test_pricing_with_an_unknown_pricebook_id_is_refused(sandbox, make_client, make_entry):
+    client = make_client(sandbox)
+    entry = make_entry(1)
+    entry["product"]["attributes"].append(
+        {"type": "Pricing", "name": "Pricing", "values": [{"pricebook": "EU Retail", "currencies": {"EUR": 9}}]}
+    )
+    with pytest.raises(ThreekitAPIError) as caught:
+        client.import_products_sync([entry])
+    assert caught.value.status == 422
+    assert sandbox.items() == []
+
+
+def test_pricebooks_are_read_across_pages(sandbox, make_client, monkeypatch):
+    sandbox.add_pricebooks([{"name": f"Book {n:03d}", "currencies": ["EUR"]} for n in range(130)])
+    client = make_client(sandbox)
     books = client.list_pricebooks()
-    assert [(b["id"], b["currencies"]) for b in books] == [("retail", ["EUR"])]
+    assert len(books) == 130 + 7  # the seeded ones and the added ones
+    assert _requests(sandbox, "GET /api/orgs/:orgId/pricebooks") == 1  # all=true answered at once
+    # A server that ignores all=true and pages (count > listed) is walked page by page.
+    original = client._json
+
+    def paged_only(method, path, **kwargs):
+        params = dict(kwargs.pop("params", None) or {})
+        params.pop("all", None)
+        return original(method, path, params=params, **kwargs)
+
+    monkeypatch.setattr(client, "_json", paged_only)
+    assert [b["id"] for b in client.list_pricebooks()] == [b["id"] for b in books]
+
+
+def test_delete_is_soft_and_restorable(sandbox, make_client, make_entry):
+    client = make_client(sandbox)
+    [item] = client.import_products_sync([make_entry(1)])
+    client.delete_asset(item["id"])
+    assert list(client.list_assets(type="item")) == []
+    with pytest.raises(ThreekitAPIError) as caught:
+        client.request("GET", f"/api/assets/{item['id']}")
+    assert caught.value.status == 404
+    client.restore_asset(item["id"])
+    assert [a["id"] for a in client.list_assets(type="item")] == [item["id"]]
+    with pytest.raises(ThreekitAPIError) as unknown:
+        client.delete_asset("00000000-0000-0000-0000-000000000000")
+    assert unknown.value.status == 404
 
 
 def test_asset_file_import_job(sandbox, make_client, tmp_path):
@@ -275,8 +358,10 @@ def test_asset_file_import_job(sandbox, make_client, tmp_path):
     job = client.wait_for_job(job_id, poll_interval=0.02, deadline_s=30)
     assert job["status"] == "stopped"
     runs = client.get_job_runs(job_id)
-    assets = runs[0]["results"]["assets"]
-    assert len(assets) == 1 and assets[0]["id"]
+    # Runs report files only; the asset is found by the file it was imported from.
+    assert set(runs[0]["results"]) == {"files"}
+    assets = list(client.list_assets(importedFileId=record["id"]))
+    assert [(a["name"], a["type"]) for a in assets] == [("sofa.glb", "model")]
 
 
 def test_translations_round_trip(sandbox, make_client, make_entry, tmp_path):

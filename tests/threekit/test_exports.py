@@ -22,18 +22,19 @@ from threekit_pipeline.threekit.exports import (
 def catalog(sandbox, make_client, make_entry):
     """A client on a sandbox holding 5 chairs (one with a price and a formula-like description)."""
     client = make_client(sandbox)
+    retail = next(b for b in client.list_pricebooks() if b["name"] == "US Retail")
     entries = [make_entry(n) for n in range(5)]
     entries[0]["product"]["description"] = "=cmd|' /C calc'!A0"
     entries[0]["product"]["attributes"].append(
         {
             "type": "Pricing",
             "name": "Pricing",
-            "values": [{"pricebook": "retail", "currencies": {"USD": 120}}],
+            "values": [{"pricebook": retail["id"], "currencies": {"USD": 120}}],
         }
     )
     entries[4]["product"]["tags"] = ["tables"]
     answer = client.import_products_sync(entries)
-    return client, {p["metadata"]["SKU"]: p["id"] for p in answer["products"]}
+    return client, {p["metadata"]["SKU"]: p["id"] for p in answer}
 
 
 def test_catalog_export_and_flatten(catalog, tmp_path):
@@ -47,7 +48,8 @@ def test_catalog_export_and_flatten(catalog, tmp_path):
     tables = client.export_products_json(tmp_path / "tables.json", tags=["tables"], types=["item"])
     assert [e["query"]["id"] for e in json.loads(tables.read_text(encoding="utf-8"))] == [ids["SKU-0004"]]
 
-    flat = flatten_catalog_to_csv(tmp_path / "all.json", tmp_path / "catalog.csv")
+    names = {b["id"]: b["name"] for b in client.list_pricebooks()}
+    flat = flatten_catalog_to_csv(tmp_path / "all.json", tmp_path / "catalog.csv", pricebook_names=names)
     with open(flat.path, newline="", encoding="utf-8") as fh:
         rows = {row["sku"]: row for row in csv.DictReader(fh)}
     assert flat.count == 5 and len(rows) == 5
@@ -56,7 +58,7 @@ def test_catalog_export_and_flatten(catalog, tmp_path):
     assert first["description"] == "'=cmd|' /C calc'!A0"
     assert first["attribute:Color"] == "red|blue"
     assert first["attribute:Height"] == "80"
-    assert first["price:retail:USD"] == "120"
+    assert first["price:US Retail:USD"] == "120"
     assert first["metadata:SKU"] == "SKU-0000"
     assert rows["SKU-0004"]["tags"] == "tables"
 
@@ -96,9 +98,11 @@ def test_translations_export_split_per_locale(catalog, tmp_path):
     assert single.rows < result.rows
 
 
-def test_render_download_with_manifest_and_rerun(catalog, tmp_path):
+def test_render_download_with_manifest_and_rerun(sandbox, catalog, tmp_path):
     client, ids = catalog
     assets = {ids["SKU-0001"]: "SKU-0001", ids["SKU-0002"]: None}
+    assert download_renders(client, assets, tmp_path / "none").rows == []  # no render job, no layer
+    sandbox.render_stand_in(asset_ids=list(assets))
     first = download_renders(client, assets, tmp_path / "renders")
     assert len(first.rows) == 2 and first.downloaded == 2 and not first.missing
     by_asset = {row["asset_id"]: row for row in first.rows}

@@ -40,7 +40,12 @@ def test_invalid_entries_are_isolated_and_the_rest_lands(sandbox, make_client, m
     assert summary.batches == 1
     assert [r["key"] for r in summary.rejected_reasons] == [f"SKU-{n:04d}" for n in INVALID_LINES]
     for reason in summary.rejected_reasons:
-        assert reason["reason"].startswith("product.attributes[0].defaultValue: must be a number")
+        # Threekit's generic 422, plus (job mode) what the job said about its failures.
+        if mode == "job":
+            assert reason["reason"].startswith("Invalid product data (job ")
+            assert "reported 3 failed task(s)" in reason["reason"]
+        else:
+            assert reason["reason"] == "Invalid product data"
     assert sorted(item["metadata"]["SKU"] for item in sandbox.items()) == [
         f"SKU-{n:04d}" for n in range(1, 51) if n not in INVALID_LINES
     ]
@@ -50,6 +55,42 @@ def test_invalid_entries_are_isolated_and_the_rest_lands(sandbox, make_client, m
     assert rejected == list(INVALID_LINES)
     assert all(r["id"] for r in records if r["status"] != "rejected")
     assert json.loads(json.dumps(summary.to_dict()))["outcome_path"] == str(outcome)
+
+
+@pytest.mark.parametrize("mode", ["job", "sync"])
+def test_detailed_errors_give_the_field_as_reason(sandbox_factory, make_client, mixed_jsonl, tmp_path, mode):
+    proc = sandbox_factory(detailed_errors=True)
+    summary = import_jsonl(
+        make_client(proc), mixed_jsonl, tmp_path / "o.jsonl", batch_size=50, mode=mode, poll_interval=0.02
+    )
+    assert [r["key"] for r in summary.rejected_reasons] == [f"SKU-{n:04d}" for n in INVALID_LINES]
+    for reason in summary.rejected_reasons:
+        assert reason["reason"].startswith("product.attributes[0].defaultValue: must be a number")
+
+
+def test_created_and_updated_come_from_what_existed_before(
+    sandbox, make_client, make_entry, write_jsonl, tmp_path
+):
+    client = make_client(sandbox)
+    client.import_products_sync([make_entry(n) for n in range(5)])  # made outside this import
+    source = write_jsonl(tmp_path / "catalog.jsonl", [make_entry(n) for n in range(10)])
+    summary = import_jsonl(client, source, tmp_path / "o.jsonl", batch_size=4, poll_interval=0.02)
+    assert (summary.created, summary.updated, summary.rejected) == (5, 5, 0)
+    records = _outcomes(tmp_path / "o.jsonl")
+    assert [r["status"] for r in records] == ["updated"] * 5 + ["created"] * 5
+    ids = {item["metadata"]["SKU"]: item["id"] for item in sandbox.items()}
+    assert {r["key"]: r["id"] for r in records} == ids
+    # Known keys (the ledger) count as existing without a lookup of the org's items.
+    scans = sandbox.stats()["requests"].get("GET /api/assets", 0)
+    again = import_jsonl(
+        client,
+        source,
+        tmp_path / "again.jsonl",
+        poll_interval=0.02,
+        known_keys=[f"SKU-{n:04d}" for n in range(10)],
+    )
+    assert (again.created, again.updated) == (0, 10)
+    assert sandbox.stats()["requests"].get("GET /api/assets", 0) == scans
 
 
 def test_sync_isolation_bisects_instead_of_sending_each_entry(sandbox, make_client, mixed_jsonl, tmp_path):
@@ -82,7 +123,8 @@ def test_resume_skips_what_an_earlier_attempt_imported(
     sent = _imports(sandbox)
     again = import_jsonl(client, source, outcome, batch_size=5, poll_interval=0.02)
     assert (again.skipped, again.rejected, again.created, again.total) == (11, 1, 0, 12)
-    assert _imports(sandbox) == sent + 1  # only the rejected entry was tried again
+    # Only the rejected entry was tried again: one job, then one synchronous import naming it.
+    assert _imports(sandbox) == sent + 2
     records = _outcomes(outcome)
     assert [r["line"] for r in records] == list(range(1, 13))
     skipped = [r for r in records if r["status"] == "skipped"]
@@ -178,7 +220,7 @@ def test_progress_is_logged_per_batch(sandbox, make_client, make_entry, write_js
         msg.startswith("batch 1/3: 10 entries, 9 created/updated, 1 rejected (") for msg in batch_lines
     )
     assert any(msg.startswith("batch 3/3: 5 entries, 5 created/updated, 0 rejected (") for msg in batch_lines)
-    assert any("line 8 (SKU-0007) rejected: product.attributes[0]" in r.getMessage() for r in caplog.records)
+    assert any("line 8 (SKU-0007) rejected: Invalid product data" in r.getMessage() for r in caplog.records)
     assert progress[-1] == (25, 25)
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
 
@@ -207,7 +249,7 @@ def test_outage_stops_the_import_and_keeps_finished_batches(
     assert len(_outcomes(outcome)) == 10
     proc.set_faults(fail_rate=0.0)
     summary = import_jsonl(client, source, outcome, mode="sync", batch_size=10)
-    assert (summary.skipped, summary.imported) == (10, 10)
+    assert (summary.skipped, summary.created) == (10, 10)
     assert len(proc.items()) == 20
 
 
@@ -227,3 +269,29 @@ def test_arguments_are_checked(sandbox, make_client, tmp_path):
         import_jsonl(client, tmp_path / "x.jsonl", tmp_path / "o.jsonl", mode="fast")
     with pytest.raises(ValueError, match="batch_size"):
         import_jsonl(client, tmp_path / "x.jsonl", tmp_path / "o.jsonl", batch_size=0)
+
+
+@pytest.mark.parametrize("sync_partial", [False, True], ids=["sync-atomic", "sync-partial"])
+@pytest.mark.parametrize("mode", ["job", "sync"])
+def test_public_shape_answers_fresh_import_and_one_invalid_entry(
+    sandbox_factory, make_client, make_entry, write_jsonl, tmp_path, mode, sync_partial
+):
+    """Acceptance against answers in the public shape (no per-entry status anywhere).
+
+    Both guesses about synchronous imports (a bad entry refuses the whole request, or only
+    leaves it out of the answer) lead to the same outcome.
+    """
+    proc = sandbox_factory(sync_partial=sync_partial)
+    client = make_client(proc)
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", [make_entry(n) for n in range(300)])
+    summary = import_jsonl(client, fresh, tmp_path / "fresh.out.jsonl", batch_size=100, mode=mode, poll_interval=0.02)
+    assert (summary.created, summary.updated, summary.rejected) == (300, 0, 0)
+
+    mixed = write_jsonl(
+        tmp_path / "mixed.jsonl", [make_entry(n, valid=n != 1150) for n in range(1000, 1100)] + [make_entry(1150, valid=False)]
+    )
+    summary = import_jsonl(client, mixed, tmp_path / "mixed.out.jsonl", batch_size=101, mode=mode, poll_interval=0.02)
+    assert (summary.created, summary.rejected) == (100, 1)
+    assert [(r["line"], r["key"]) for r in summary.rejected_reasons] == [(101, "SKU-1150")]
+    skus = {item["metadata"]["SKU"] for item in proc.items()}
+    assert len(skus) == 400 and "SKU-1150" not in skus

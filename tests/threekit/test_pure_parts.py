@@ -14,7 +14,7 @@ from threekit_pipeline.threekit.client import ThreekitClient, _parse_retry_after
 from threekit_pipeline.threekit.errors import ThreekitAPIError, ThreekitRetryExhausted
 from threekit_pipeline.threekit.exports import flatten_catalog_to_csv, neutralize_cell, safe_name
 from threekit_pipeline.threekit.importer import ImportSummary, entry_key
-from threekit_pipeline.threekit.multipart import MultipartFileBody
+from threekit_pipeline.threekit.multipart import FileUpload
 
 
 def _parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
@@ -30,32 +30,33 @@ def _parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | No
     }
 
 
-def test_multipart_body_round_trips_file_and_fields(tmp_path):
+def test_multipart_upload_round_trips_file_and_fields(tmp_path):
     payload = bytes(range(256)) * 1000 + b"tail"
     source = tmp_path / 'model "v2".glb'
     source.write_bytes(payload)
-    with MultipartFileBody(source, field="files", fields={"sync": "false"}) as body:
-        assert len(body) > len(payload)
-        first = b"".join(iter(body))
-        assert len(first) == len(body)
-        # Rewinding yields the same bytes: the client does this before every retry.
-        body.seek(0)
-        assert body.read(7) + body.read() == first
-        parts = _parse_multipart(first, body.content_type)
+    with FileUpload(source, field="files", fields={"sync": "false"}) as upload:
+        encoder, content_type = upload()
+        assert encoder.len > len(payload)
+        first = encoder.read()
+        assert len(first) == encoder.len
+        parts = _parse_multipart(first, content_type)
+        # Each attempt gets a fresh encoder with the same content (the client retries this way).
+        again, again_type = upload()
+        assert _parse_multipart(again.read(), again_type) == parts
     assert parts["sync"] == (None, b"false")
     filename, content = parts["files"]
     assert content == payload
-    assert filename == "model %22v2%22.glb"
+    assert filename == "model %22v2%22.glb"  # HTML5 form encoding of the quotes
 
 
-def test_multipart_body_reads_in_small_blocks(tmp_path):
+def test_multipart_upload_streams_in_blocks(tmp_path):
     source = tmp_path / "big.bin"
     source.write_bytes(b"x" * 300_000)
-    body = MultipartFileBody(source)
-    chunks = list(body)
-    body.close()
-    assert max(len(c) for c in chunks) <= MultipartFileBody.block_size
-    assert sum(len(c) for c in chunks) == len(body)
+    with FileUpload(source) as upload:
+        encoder, _ = upload()
+        chunks = list(iter(lambda: encoder.read(65536), b""))
+    assert max(len(c) for c in chunks) <= 65536
+    assert sum(len(c) for c in chunks) == encoder.len
 
 
 def test_retry_after_parses_seconds_and_http_dates():
@@ -209,3 +210,38 @@ def test_flatten_catalog_rejects_non_array(tmp_path):
     with pytest.raises(ThreekitError, match="expected a JSON array"):
         flatten_catalog_to_csv(source, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_sync_answer_shapes_are_read_in_one_place():
+    from threekit_pipeline.threekit.client import run_messages, sync_result_items
+
+    item = {"id": "i-1", "name": "Chair", "metadata": {"SKU": "A"}}
+    assert sync_result_items([item, "junk"]) == [item]
+    for key in ("products", "items", "results", "assets"):
+        assert sync_result_items({key: [item]}) == [item]
+    # An answer of unknown shape confirms nothing (never read as success).
+    assert sync_result_items({"jobId": "x"}) == []
+    assert sync_result_items(None) == []
+    assert run_messages([{"resultCode": "Failed", "resultMessage": "2 task(s) failed"}, {"resultCode": "Success"}]) == (
+        "Failed: 2 task(s) failed; Success"
+    )
+
+
+def test_entries_are_matched_to_returned_items_by_their_query():
+    from threekit_pipeline.threekit.importer import ItemIndex, match_criteria
+
+    items = [
+        {"id": "1", "name": "Chair", "metadata": {"SKU": "A", "Width": 40}},
+        {"id": "2", "name": "Chair", "metadata": {"SKU": "B"}},
+    ]
+    index = ItemIndex(items)
+    by_map = {"query": {"metadata": {"SKU": "B"}}, "product": {"name": "Chair"}}
+    by_list = {"query": {"metadata": [{"name": "SKU", "defaultValue": "A"}]}, "product": {}}
+    numeric = {"query": {"metadata": {"Width": "40.0"}}, "product": {}}
+    assert index.find(match_criteria(by_map))["id"] == "2"
+    assert index.find(match_criteria(by_list))["id"] == "1"
+    assert index.find(match_criteria({"query": {"metadata": {"Width": 40.0}}, "product": {}}))["id"] == "1"
+    assert index.find(match_criteria(numeric)) is None  # "40.0" is not the number 40's text
+    assert index.find(match_criteria({"query": {"metadata": {"SKU": "C"}}, "product": {}})) is None
+    assert index.find(match_criteria({"product": {"name": "Chair"}}))["id"] == "1"  # no query: by name
+    assert index.find(match_criteria({"query": {"id": "2", "metadata": {"SKU": "A"}}, "product": {}})) is None

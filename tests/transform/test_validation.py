@@ -455,3 +455,34 @@ def test_an_entry_failing_the_schema_check_is_not_written_but_reported(write, ru
     ]
     assert "P001" not in Path(outcome.result.hashes).read_text(encoding="utf-8")
     assert outcome.result.skus_by_file == {"products_20261123.csv": ["P000", "P002"], "prices_20261123.csv": ["P002"]}
+
+
+def test_row_errors_name_the_sku_and_pricebooks_resolve_to_ids(tmp_path):
+    from threekit_pipeline.transform import transform_files
+
+    folder = tmp_path / "pb"
+    folder.mkdir()
+    (folder / "products_20261123.csv").write_text("sku,name\n" + "".join(f"S-{n},Chair {n}\n" for n in range(40)))
+    prices = "".join(f"S-{n},{'eu retail' if n % 2 else 'EU Retail'},EUR,{n}\n" for n in range(40))
+    (folder / "prices_20261123.csv").write_text("sku,pricebook,currency,price\n" + prices + "S-3,Mars,EUR,1\n")
+    result = transform_files(
+        "canonical",
+        [folder / "products_20261123.csv", folder / "prices_20261123.csv"],
+        folder / "out.jsonl",
+        pricebooks={"EU Retail": "pb-1", "US Retail": "pb-2"},
+    )
+    import csv as _csv
+    import json as _json
+
+    with open(result.errors, newline="", encoding="utf-8") as handle:
+        [row] = list(_csv.DictReader(handle))
+    assert (row["file"], row["line"], row["sku"], row["value"]) == ("prices_20261123.csv", "42", "S-3", "Mars")
+    assert row["reason"] == "unknown pricebook 'Mars'; known: EU Retail, US Retail"
+    books = {
+        book["pricebook"]
+        for line in open(result.output, encoding="utf-8")
+        for a in _json.loads(line)["product"].get("attributes", [])
+        if a["type"] == "Pricing"
+        for book in a["values"]
+    }
+    assert books == {"pb-1"}

@@ -34,7 +34,7 @@ ASSETS_PATH = "/app/assets"
 
 def _base_url(operator: BaseOperator) -> str:
     conn_id = getattr(operator, "threekit_conn_id", ThreekitHook.default_conn_name)
-    return ThreekitHook(threekit_conn_id=conn_id).base_url()
+    return ThreekitHook(threekit_conn_id=conn_id).api_base_url()
 
 
 def threekit_job_url(base_url: str, job_id: str) -> str:

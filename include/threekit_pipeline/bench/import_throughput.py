@@ -25,6 +25,9 @@ ORG = "5a1f6c2e-8f3b-4d7a-9c1e-2b4d6f8a0c13"
 
 def make_entries(count: int) -> list[dict]:
     """Realistic catalog entries: SKU query, metadata, a String option and a Pricing attribute."""
+    from threekit_pipeline.sandbox.threekit_service import pricebook_id
+
+    retail = pricebook_id(ORG, "EU Retail")  # a pricebook the sandbox org is seeded with
     entries = []
     for i in range(count):
         sku = f"BENCH-{i:07d}"
@@ -46,7 +49,7 @@ def make_entries(count: int) -> list[dict]:
                         {
                             "type": "Pricing",
                             "name": "Pricing",
-                            "values": [{"pricebook": "retail", "currencies": {"EUR": 99.0 + i % 7, "USD": 109.0}}],
+                            "values": [{"pricebook": retail, "currencies": {"EUR": 99.0 + i % 7, "USD": 109.0}}],
                             "defaultValue": {},
                         },
                     ],

@@ -326,6 +326,7 @@ def _transform_batch(
     out_dir: Path,
     label: str,
     metadata_types: dict[str, str] | None = None,
+    pricebooks: dict[str, str] | None = None,
 ) -> _BatchResult:
     """Transform one stamp batch; per-file outcomes, rejected rows and (sku, hash, line) entries.
 
@@ -342,6 +343,7 @@ def _transform_batch(
         output,
         errors=out_dir / f"{label}.errors.csv",
         metadata_types=metadata_types,
+        pricebooks=pricebooks,
     )
     if metadata_types is not None:
         for key, kind in result.metadata_types.items():
@@ -390,9 +392,28 @@ def _transform_batch(
     return _BatchResult(outcomes, rejected, entries, skus_by_file)
 
 
-def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]:
+def pricebook_ids_by_name(books: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """``{name: id}`` of the org's pricebooks (``GET /api/orgs/:orgId/pricebooks``, all pages).
+
+    Pricing values need pricebook ids; ERP price lists name pricebooks. The transform
+    resolves names case-insensitively against this map (ids are accepted as they are).
+    """
+    resolved: dict[str, str] = {}
+    for book in books:
+        book_id = str(book.get("id") or "")
+        if book_id:
+            resolved.setdefault(str(book.get("name") or book_id), book_id)
+    return resolved
+
+
+def transform_and_plan(
+    env: Any, collected: Mapping[str, Any], pricebooks: Iterable[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """Transform the downloaded files batch by batch, apply the ledger delta, write chunk files.
 
+    ``pricebooks``: the org's pricebooks (``[{id, name}...]``, read once per run); price rows
+    then name pricebooks by name or id and are sent with ids, and a row naming an unknown
+    pricebook is a rejected row (nothing of it is sent). None sends pricebooks as they are.
     Returns ``{"chunks": [paths], "plan": path, ...counts}``; ``chunks`` is empty on a dry run.
     """
     from threekit_pipeline.transform import load_mapping
@@ -412,6 +433,9 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
         metadata_types = ledger.metadata_types()
     files_by_path = {f["path"]: f for f in state["files"]}
     batches = group_by_stamp(InboundFile.from_dict(f) for f in state["files"])
+    books = pricebook_ids_by_name(pricebooks) if pricebooks is not None else None
+    if books is not None:
+        log.info("Pricebooks of the org: %s", ", ".join(sorted(books, key=str.casefold)) or "(none)")
     outcomes: list[FileOutcome] = []
     rejected: list[RejectedRow] = []
     latest: dict[str, tuple[str, str]] = {}  # sku -> (hash, line); later batches win
@@ -421,7 +445,9 @@ def transform_and_plan(env: Any, collected: Mapping[str, Any]) -> dict[str, Any]
     superseded = 0
     for number, batch in enumerate(batches, start=1):
         label = f"batch_{number:03d}_{batch[0].stamp_label}"
-        result = _transform_batch(mapping, [files_by_path[f.path] for f in batch], batches_dir, label, metadata_types)
+        result = _transform_batch(
+            mapping, [files_by_path[f.path] for f in batch], batches_dir, label, metadata_types, books
+        )
         outcomes.extend(result.outcomes)
         rejected.extend(result.rejected)
         skus_by_file.update(result.skus_by_file)
@@ -663,6 +689,10 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         log.info("%s: %d/%d entries processed", chunk.name, done, total)
 
+    hashes = _read_json(chunk.with_suffix(".hashes.json"))
+    # Threekit's answers do not say created or updated: a SKU the ledger knows existed before.
+    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+        known = set(ledger.lookup(hashes))
     summary = import_jsonl(
         client,
         chunk,
@@ -672,8 +702,8 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
         concurrency=config.import_concurrency,
         job_deadline_s=config.job_deadline_seconds,
         progress=progress,
+        known_keys=known,
     )
-    hashes = _read_json(chunk.with_suffix(".hashes.json"))
     confirmed: list[tuple[str, str]] = []
     # Entries resumed from an earlier attempt of this run (the chunk files are per run) count as
     # what that attempt did: otherwise a retried chunk would report nothing created and the

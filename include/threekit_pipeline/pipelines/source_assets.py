@@ -72,13 +72,21 @@ def job_failure(job: dict[str, Any], runs: list[dict[str, Any]]) -> str | None:
     )
 
 
-def imported_assets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``[{id, name, type}]`` of the assets a job's runs created or updated."""
+def imported_assets(runs: list[dict[str, Any]], client: Any = None, file_id: str | None = None) -> list[dict[str, Any]]:
+    """``[{id, name, type}]`` of the assets an asset-import job created or updated.
+
+    Public callers see only ``results.files`` on the runs of an asset-import job (RESTPKG
+    ``getJobOutputFiles``); the assets are found with ``GET /api/assets?importedFileId=``
+    (reference section 5). Asset summaries in ``results.assets`` are used when a run has them.
+    """
     assets: list[dict[str, Any]] = []
     for run in runs:
         for asset in (run.get("results") or {}).get("assets") or []:
             if isinstance(asset, dict) and asset.get("id"):
                 assets.append({"id": asset["id"], "name": asset.get("name"), "type": asset.get("type")})
+    if not assets and client is not None and file_id:
+        for asset in client.list_assets(importedFileId=file_id):
+            assets.append({"id": asset["id"], "name": asset.get("name"), "type": asset.get("type")})
     return assets
 
 
@@ -157,7 +165,7 @@ def import_source_file(env: TaskEnv, client: Any, ftp: Any, selected: dict[str, 
                 log.error("%s: Threekit rejected the file: %s", item.name, failure)
                 return _quarantine(env, ftp, item, local, outcome)
             outcome["status"] = STATUS_IMPORTED
-            outcome["assets"] = imported_assets(runs)
+            outcome["assets"] = imported_assets(runs, client, record["id"])
             ids = (
                 ", ".join(f"{a['id']} ({a.get('type')})" for a in outcome["assets"]) or "no asset id reported"
             )

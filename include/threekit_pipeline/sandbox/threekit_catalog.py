@@ -28,6 +28,10 @@ from typing import Any
 ATTRIBUTE_TYPES = ("Asset", "Number", "Pricing", "String")
 METADATA_TYPES = {"string": "String", "number": "Number"}
 ASSET_TYPES = ("item", "model", "material", "texture", "font", "vector", "scene", "folder", "composite")
+# ``product.type`` of an import entry: the asset type the product becomes (reference section
+# 4 shows ``type: "item"``; the asset listing's types are in section 5). Folders are not
+# products.
+PRODUCT_TYPES = tuple(t for t in ASSET_TYPES if t != "folder")
 # Product fields with dedicated handling; every other product field is kept verbatim.
 CORE_PRODUCT_FIELDS = {
     "name",
@@ -301,8 +305,14 @@ def _validate_rules(v: _Validator, rules: Any, path: str) -> None:
                     v.fail(f"{here}.{key}", f"must be a list, not {_json_type(element[key])}")
 
 
-def validate_entry(entry: Any, index: int, org_id: str) -> dict[str, Any]:
+def validate_entry(
+    entry: Any, index: int, org_id: str, pricebook_ids: set[str] | None = None
+) -> dict[str, Any]:
     """Check one import entry against the documented schema and normalise it.
+
+    ``pricebook_ids``: the org's pricebook ids; a Pricing value naming another pricebook is
+    an error (Pricing values carry pricebook *ids*: reference section 4, JTK). None skips
+    the check.
 
     Returns ``{"query": {"id", "name", "metadata"}, "product": {...}}`` where product
     metadata is a flat map and unknown product fields sit under ``"extras"``. Raises
@@ -341,9 +351,11 @@ def validate_entry(entry: Any, index: int, org_id: str) -> dict[str, Any]:
     for key in ("keywords", "tags"):
         if key in product_in and v.string_list(product_in[key], f"product.{key}"):
             product[key] = list(dict.fromkeys(product_in[key]))
-    if "type" in product_in:
-        # Products are assets of type "item" (as documented); the field is accepted and ignored.
-        v.string(product_in["type"], "product.type")
+    if "type" in product_in and v.string(product_in["type"], "product.type", allow_empty=False):
+        if product_in["type"] not in PRODUCT_TYPES:
+            v.fail("product.type", f"unknown type {json.dumps(product_in['type'])}")
+        else:
+            product["type"] = product_in["type"]
     if product_in.get("orgId") is not None and product_in["orgId"] != org_id:
         v.fail("product.orgId", "does not match the organization of the request")
     if "metadata" in product_in:
@@ -382,6 +394,17 @@ def validate_entry(entry: Any, index: int, org_id: str) -> dict[str, Any]:
     extras = {k: copy.deepcopy(val) for k, val in product_in.items() if k not in CORE_PRODUCT_FIELDS}
     if extras:
         product["extras"] = extras
+    if pricebook_ids is not None:
+        for i, attribute in enumerate(product.get("attributes") or []):
+            if attribute.get("type") != "Pricing":
+                continue
+            for j, price in enumerate(attribute.get("values") or []):
+                book = price.get("pricebook") if isinstance(price, dict) else None
+                if isinstance(book, str) and book and book not in pricebook_ids:
+                    v.fail(
+                        f"product.attributes[{i}].values[{j}].pricebook",
+                        f"unknown pricebook id {json.dumps(book)}",
+                    )
     if v.messages:
         raise EntryError(v.messages)
     return {"query": query, "product": product}
@@ -469,7 +492,7 @@ def new_item(item_id: str | None, org_id: str, now: str) -> dict[str, Any]:
 def merge_product(item: dict[str, Any], product: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``item`` with ``product`` merged in (see the module docstring)."""
     merged = copy.deepcopy(item)
-    for key in ("name", "description", "keywords", "tags"):
+    for key in ("type", "name", "description", "keywords", "tags"):
         if key in product:
             merged[key] = copy.deepcopy(product[key])
     if "metadata" in product:
@@ -515,6 +538,11 @@ def layer_configuration(item: dict[str, Any]) -> dict[str, Any]:
 # --- JSON shapes ------------------------------------------------------------------------
 
 
+def result_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as a catalog-import result lists it: ``{id, name, metadata{}}`` (JTK)."""
+    return {"id": item["id"], "name": item["name"], "metadata": dict(item["metadata"])}
+
+
 def product_summary(item: dict[str, Any]) -> dict[str, Any]:
     """The item as listed in a synchronous import answer and in catalog listings."""
     return {
@@ -551,6 +579,7 @@ def asset_document(item: dict[str, Any]) -> dict[str, Any]:
             "fileSize": item["fileSize"],
             "createdAt": item["createdAt"],
             "updatedAt": item["updatedAt"],
+            "deletedAt": item.get("deletedAt"),
         }
     )
     document.setdefault("parentFolderId", None)
@@ -598,18 +627,6 @@ def translatable_strings(item: dict[str, Any]) -> set[str]:
     strings.update(item["tags"])
     strings.discard("")
     return strings
-
-
-def pricebooks_of(items: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
-    """Every pricebook referenced by a Pricing attribute, with the currencies seen."""
-    books: dict[str, set[str]] = {}
-    for item in items:
-        for attribute in item["attributes"]:
-            if attribute.get("type") != "Pricing":
-                continue
-            for price in attribute.get("values") or []:
-                books.setdefault(price["pricebook"], set()).update(price.get("currencies") or {})
-    return books
 
 
 def metadata_matches(stored: dict[str, Any], criteria: dict[str, Any]) -> bool:

@@ -48,6 +48,9 @@ class ThreekitSandboxProcess:
         seed: int | None = None,
         job_delay_ms: int = 200,
         log_file: Path | None = None,
+        detailed_errors: bool = False,
+        pricebooks: list[tuple[str, list[str]]] | None = None,
+        sync_partial: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.token = token
@@ -60,6 +63,9 @@ class ThreekitSandboxProcess:
         self.drop_rate = drop_rate
         self.seed = seed
         self.job_delay_ms = job_delay_ms
+        self.detailed_errors = detailed_errors
+        self.pricebooks = pricebooks
+        self.sync_partial = sync_partial
         self.log_file = (
             Path(log_file) if log_file else self.data_dir.parent / f"{self.data_dir.name}-sandbox.log"
         )
@@ -109,6 +115,12 @@ class ThreekitSandboxProcess:
         ]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
+        if self.detailed_errors:
+            command.append("--detailed-errors")
+        if self.sync_partial:
+            command.append("--sync-partial")
+        for name, currencies in self.pricebooks or ():
+            command += ["--pricebook", f"{name}:{','.join(currencies)}"]
         return command
 
     def _read_stdout(self, proc: subprocess.Popen) -> None:
@@ -213,6 +225,18 @@ class ThreekitSandboxProcess:
     def items(self) -> list[dict]:
         """Every item with its full stored content."""
         return self._admin("GET", "/_sandbox/items")
+
+    def pricebooks(self) -> list[dict]:
+        """The org's pricebooks (``[{id, name, currencies}...]``)."""
+        return self._admin("GET", f"/api/orgs/{self.org_id}/pricebooks", params={"all": "true"})["pricebooks"]
+
+    def add_pricebooks(self, books: list[dict]) -> list[dict]:
+        """Add pricebooks ``[{name, currencies}]`` (Threekit makes them in its UI only)."""
+        return self._admin("POST", "/_sandbox/pricebooks", json=books)["pricebooks"]
+
+    def render_stand_in(self, asset_ids: list[str] | None = None, tags: list[str] | None = None) -> list[dict]:
+        """Give matching items a stub PNG layer, standing in for a render job (see the sandbox)."""
+        return self._admin("POST", "/_sandbox/render", json={"assetIds": asset_ids, "tags": tags})["layers"]
 
     def reset(self) -> None:
         """Wipe all state."""

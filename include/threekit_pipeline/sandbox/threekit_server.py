@@ -41,8 +41,8 @@ from threekit_pipeline.sandbox.threekit_catalog import (
     canonical_value,
     export_entry,
     metadata_matches,
-    pricebooks_of,
     product_summary,
+    result_item,
 )
 from threekit_pipeline.sandbox.threekit_http import (
     BodyError,
@@ -556,7 +556,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return json_response(asdict(candidate))
 
     def h_reset(self) -> Response:
-        self.server.store.reset()
+        self.server.sandbox.reset()
         with self.server.counts_lock:
             self.server.request_counts.clear()
         self.server.buckets.clear()
@@ -611,8 +611,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         try:
             items = sandbox.import_sync(entries)
         except ImportRejected as exc:
-            raise ApiError(422, "product_data_invalid", str(exc), errors=exc.messages[:200]) from None
-        return json_response({"products": [product_summary(item) for item in items]})
+            extra = {"errors": exc.messages[:200]} if sandbox.detailed_errors else {}
+            raise ApiError(
+                422, "product_data_invalid", sandbox.public_message(exc.messages), **extra
+            ) from None
+        # GUESS: the answer of sync=true is not published; the sandbox answers with the shape
+        # of the job result file (the one documented result shape).
+        return json_response([result_item(item) for item in items])
 
     def h_export(self, format: str) -> Response:  # noqa: A002 - route parameter name
         if format.lower() != "json":
@@ -764,8 +769,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         tags = set(_multi(self.query, "tags"))
         keywords = set(_multi(self.query, "keywords"))
         metadata = _metadata_filter(self.query)
+        imported_file = _first(self.query, "importedFileId")
         with self.server.store.connection() as conn:
             assets = self.server.store.assets(conn, types)
+        if imported_file:
+            assets = [a for a in assets if a.get("importedFileId") == imported_file]
         if name:
             assets = [a for a in assets if a["name"] == name]
         if name_like:
@@ -831,25 +839,49 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def h_pricebooks(self, org_id: str) -> Response:
         if org_id != self.server.org_id:
             raise ApiError(403, "forbidden", f"the token has no access to organization {org_id}")
-        with self.server.store.connection() as conn:
-            items = self.server.store.assets(conn, ["item"])
-        books = pricebooks_of(items)
+        books = self.server.sandbox.pricebooks()
+        if (_first(self.query, "all") or "").lower() == "true":
+            return json_response({"pricebooks": books, "count": len(books)})
+        page, per_page = _paging(self.query)
         return json_response(
-            {
-                "pricebooks": [
-                    {
-                        "id": book,
-                        "name": book,
-                        "orgId": org_id,
-                        "currencies": sorted(currencies),
-                        "createdAt": None,
-                        "createdBy": None,
-                        "deletedAt": None,
-                    }
-                    for book, currencies in sorted(books.items())
-                ]
-            }
+            {"pricebooks": _page(books, page, per_page), "count": len(books), "page": page, "perPage": per_page}
         )
+
+    def h_asset_delete(self, asset_id: str) -> Response:
+        asset = self.server.sandbox.delete_asset(asset_id)
+        if asset is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        return json_response(asset_document(asset))
+
+    def h_asset_restore(self, asset_id: str) -> Response:
+        asset = self.server.sandbox.restore_asset(asset_id)
+        if asset is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        return json_response(asset_document(asset))
+
+    def h_admin_render(self) -> Response:
+        body = self._json_body()
+        if not isinstance(body, dict):
+            raise ApiError(422, "validation_error", "expected {assetIds?: [...], tags?: [...]}")
+        ids, tags = body.get("assetIds"), body.get("tags")
+        for value in (ids, tags):
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ApiError(422, "validation_error", "assetIds and tags must be lists of strings")
+        return json_response({"layers": self.server.sandbox.render_stand_in(ids, tags)})
+
+    def h_admin_pricebooks(self) -> Response:
+        body = self._json_body()
+        books = body if isinstance(body, list) else None
+        if not books or not all(
+            isinstance(b, dict)
+            and isinstance(b.get("name"), str)
+            and b["name"].strip()
+            and isinstance(b.get("currencies", []), list)
+            for b in books
+        ):
+            raise ApiError(422, "validation_error", "expected a list of {name, currencies[]}")
+        created = self.server.sandbox.add_pricebooks([(b["name"], list(b.get("currencies") or [])) for b in books])
+        return json_response({"pricebooks": created})
 
     # -- layers ---------------------------------------------------------------------------
     def h_layers(self) -> Response:
@@ -942,6 +974,8 @@ ROUTES: list[Route] = [
     _route("GET", r"/_sandbox/items", "/_sandbox/items", H.h_items, faults=False),
     _route("POST", r"/_sandbox/faults", "/_sandbox/faults", H.h_faults, faults=False),
     _route("POST", r"/_sandbox/reset", "/_sandbox/reset", H.h_reset, faults=False),
+    _route("POST", r"/_sandbox/pricebooks", "/_sandbox/pricebooks", H.h_admin_pricebooks, faults=False),
+    _route("POST", r"/_sandbox/render", "/_sandbox/render", H.h_admin_render, faults=False),
     _route("POST", r"/api/products/import", "/api/products/import", H.h_import),
     _route("GET", rf"/api/products/export/(?P<format>{ID})", "/api/products/export/:format", H.h_export),
     _route("GET", r"/api/products/translations", "/api/products/translations", H.h_translations_get),
@@ -958,6 +992,10 @@ ROUTES: list[Route] = [
     _route("GET", r"/api/assets/translations", "/api/assets/translations", H.h_asset_translations),
     _route("GET", rf"/api/assets/export/(?P<asset_id>{ID})", "/api/assets/export/:assetId", H.h_asset_export),
     _route("GET", rf"/api/assets/(?P<asset_id>{ID})", "/api/assets/:id", H.h_asset),
+    _route("DELETE", rf"/api/assets/(?P<asset_id>{ID})", "/api/assets/:id", H.h_asset_delete),
+    _route(
+        "POST", rf"/api/assets/(?P<asset_id>{ID})/restore", "/api/assets/:id/restore", H.h_asset_restore
+    ),
     _route("GET", r"/api/catalog/products", "/api/catalog/products", H.h_catalog_products),
     _route("GET", rf"/api/orgs/(?P<org_id>{ID})/pricebooks", "/api/orgs/:orgId/pricebooks", H.h_pricebooks),
     _route("GET", r"/api/layers", "/api/layers", H.h_layers),
@@ -981,6 +1019,14 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _pricebook(text: str) -> tuple[str, tuple[str, ...]]:
+    name, _, currencies = text.rpartition(":")
+    if not name.strip():
+        name, currencies = text, ""
+    codes = tuple(c.strip().upper() for c in currencies.split(",") if c.strip())
+    return name.strip(), codes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1009,6 +1055,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--job-delay-ms", type=_non_negative, default=200, help="how long a job stays unfinished"
     )
+    parser.add_argument(
+        "--detailed-errors",
+        action="store_true",
+        help="put validation details into 422 and run messages (local debugging; Threekit's are generic)",
+    )
+    parser.add_argument(
+        "--sync-partial",
+        action="store_true",
+        help="GUESS switch: a sync import lands its valid entries instead of refusing the whole request",
+    )
+    parser.add_argument(
+        "--pricebook",
+        action="append",
+        type=_pricebook,
+        default=None,
+        metavar="NAME:CUR[,CUR]",
+        help="a pricebook of the org (repeatable; replaces the default set on a new data dir)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -1031,7 +1095,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(args.data_dir, args.org_id)
-    sandbox = Sandbox(store, job_delay_ms=args.job_delay_ms)
+    sandbox = Sandbox(
+        store,
+        job_delay_ms=args.job_delay_ms,
+        detailed_errors=args.detailed_errors,
+        pricebooks=tuple(args.pricebook) if args.pricebook else None,
+        sync_partial=args.sync_partial,
+    )
     server = SandboxHTTPServer((args.host, args.port), token, sandbox, faults, args.seed)
     host, port = server.server_address[:2]
     url_host = f"[{host}]" if ":" in host else host

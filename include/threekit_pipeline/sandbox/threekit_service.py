@@ -1,5 +1,12 @@
 """Business operations of the threekit-sandbox: product imports, jobs, asset imports,
-render layers and translations, on top of :class:`~.threekit_store.Store`.
+pricebooks, asset deletion and translations, on top of :class:`~.threekit_store.Store`.
+
+What the sandbox answers is limited to what public evidence shows Threekit answering
+(``docs/threekit-fidelity.md``): an import's result is the array of created/updated items
+``{id, name, metadata}``; failures show only in the job (``taskResultFailures``) and its
+runs (``resultCode``, ``resultMessage``); nothing renders a layer (layers come from render
+jobs only). ``detailed_errors`` (CLI ``--detailed-errors``) is a local debugging aid that
+puts the validation details back into 422 messages and run messages; it is off by default.
 
 Jobs are processed by a background worker. A job's whole effect (every applied entry,
 its result file and its final state) is written in one transaction, so a job interrupted
@@ -18,12 +25,14 @@ import uuid
 from typing import Any
 
 from threekit_pipeline.sandbox.threekit_catalog import (
+    PRODUCT_TYPES,
     EntryError,
     ItemIndex,
     content_of,
     layer_configuration,
     merge_product,
     new_item,
+    result_item,
     translatable_strings,
     validate_entry,
 )
@@ -32,10 +41,36 @@ from threekit_pipeline.sandbox.threekit_store import Store, utc_now
 
 log = logging.getLogger(__name__)
 
-MODEL_EXTENSIONS = {"glb", "gltf", "fbx", "obj", "step", "stp", "stl", "zip"}
-TEXTURE_EXTENSIONS = {"png", "jpg", "jpeg", "tif", "tiff", "webp"}
+# The import formats Threekit documents ("Importing Assets", community.threekit.com/
+# platform-documentation/project-data/assets/asset-management/importing-assets), by the
+# kind of asset the sandbox makes of them. ``.svg`` is listed both as a model and an image
+# format; the sandbox makes a vector asset of it. ``.zip`` has "limited support".
+MODEL_EXTENSIONS = {
+    "dxf", "fbx", "gltf", "gltfzip", "glb", "iges", "igs", "obj", "objzip", "pbrtex", "pbrmat",
+    "pbrzip", "stl", "step", "stp", "usdz", "usda", "usdc", "vccglb", "vrscene", "vrscenezip", "zip",
+}
+TEXTURE_EXTENSIONS = {"exr", "gif", "hdr", "jpg", "jpeg", "png"}
+FONT_EXTENSIONS = {"otf", "ttf"}
+VECTOR_EXTENSIONS = {"svg"}
+GENERIC_422_MESSAGE = "Invalid product data"
+# Pricebooks of a new sandbox org. Threekit has no public API to create a pricebook (they are
+# made in the platform UI), so the sandbox seeds these; ``--pricebook`` replaces them.
+DEFAULT_PRICEBOOKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("EU Retail", ("EUR",)),
+    ("US Retail", ("USD",)),
+    ("EU Trade", ("EUR",)),
+    ("UK Retail", ("GBP",)),
+    ("endkunden-de", ("EUR", "CHF")),
+    ("fachhandel-de", ("EUR", "CHF")),
+    ("pim-retail", ("EUR", "USD", "GBP", "CHF")),
+)
 MAX_REPORTED_ERRORS = 50
 PROGRESS_EVERY = 500
+
+
+def pricebook_id(org_id: str, name: str) -> str:
+    """A stable UUID for a seeded pricebook (same org and name -> same id across restarts)."""
+    return str(uuid.uuid5(uuid.UUID(int=0), f"threekit-sandbox/{org_id}/pricebook/{name}"))
 
 
 class ImportRejected(Exception):
@@ -80,13 +115,148 @@ def _product_name(raw: Any) -> str | None:
 class Sandbox:
     """The sandbox's state machine (everything except HTTP)."""
 
-    def __init__(self, store: Store, job_delay_ms: int = 200) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job_delay_ms: int = 200,
+        *,
+        detailed_errors: bool = False,
+        pricebooks: tuple[tuple[str, tuple[str, ...]], ...] | None = None,
+        sync_partial: bool = False,
+    ) -> None:
         self.store = store
+        self.sync_partial = sync_partial
         self.org_id = store.org_id
         self.job_delay_ms = job_delay_ms
+        self.detailed_errors = detailed_errors
+        self.seed_pricebooks = DEFAULT_PRICEBOOKS if pricebooks is None else tuple(pricebooks)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._seed()
+
+    # -- state ----------------------------------------------------------------------------
+    def _seed(self) -> None:
+        """Create the seed pricebooks when the org has none (first start, after a reset)."""
+        with self.store.write() as conn:
+            if self.store.pricebooks(conn):
+                return
+            now = utc_now()
+            for name, currencies in self.seed_pricebooks:
+                self.store.put_pricebook(conn, self._pricebook(name, currencies, now))
+
+    def _pricebook(self, name: str, currencies: tuple[str, ...] | list[str], now: str) -> dict[str, Any]:
+        return {
+            "id": pricebook_id(self.org_id, name),
+            "name": name,
+            "orgId": self.org_id,
+            "currencies": list(currencies),
+            "createdAt": now,
+            "createdBy": None,
+            "deletedAt": None,
+        }
+
+    def reset(self) -> None:
+        """Forget everything, then seed the pricebooks again."""
+        self.store.reset()
+        self._seed()
+
+    def pricebooks(self) -> list[dict[str, Any]]:
+        """The org's pricebooks, oldest first."""
+        with self.store.connection() as conn:
+            return self.store.pricebooks(conn)
+
+    def add_pricebooks(self, books: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
+        """Add (or replace by name) pricebooks; stands in for the platform UI in tests."""
+        now = utc_now()
+        created = [self._pricebook(name, currencies, now) for name, currencies in books]
+        with self.store.write() as conn:
+            for book in created:
+                self.store.put_pricebook(conn, book)
+        return created
+
+    def _pricebook_ids(self, conn) -> set[str]:
+        return {book["id"] for book in self.store.pricebooks(conn)}
+
+    def public_message(self, messages: list[str]) -> str:
+        """The 422 message: Threekit's generic one, or the details with ``detailed_errors``."""
+        if not self.detailed_errors:
+            return GENERIC_422_MESSAGE
+        return str(ImportRejected(messages))
+
+    # -- assets ---------------------------------------------------------------------------
+    def delete_asset(self, asset_id: str) -> dict[str, Any] | None:
+        """Soft-delete an asset (``deletedAt`` set); None when it is unknown or already deleted."""
+        with self.store.write() as conn:
+            asset = self.store.get_asset(conn, asset_id)
+            if asset is None:
+                return None
+            now = utc_now()
+            asset.update({"deletedAt": now, "updatedAt": now})
+            self.store.update_asset(conn, asset)
+        log.info("asset %s deleted (restorable)", asset_id)
+        return asset
+
+    def restore_asset(self, asset_id: str) -> dict[str, Any] | None:
+        """Undo a soft delete; None when no asset (deleted or not) has that id."""
+        with self.store.write() as conn:
+            asset = self.store.get_asset(conn, asset_id, include_deleted=True)
+            if asset is None:
+                return None
+            if asset.get("deletedAt"):
+                asset.update({"deletedAt": None, "updatedAt": utc_now()})
+                self.store.update_asset(conn, asset)
+                log.info("asset %s restored", asset_id)
+        return asset
+
+    # -- render stand-in (admin) ----------------------------------------------------------
+    def render_stand_in(self, asset_ids: list[str] | None, tags: list[str] | None) -> list[dict[str, Any]]:
+        """Give items a stub PNG layer, standing in for a render job (admin/test hook only).
+
+        Threekit makes layers only through render jobs (reference sections 6-7); the sandbox
+        never draws one on import. Until it runs render jobs, tests and the demo call this
+        (``POST /_sandbox/render``). Each item's layer shows it at its default configuration;
+        an unchanged item keeps its layer and file.
+        """
+        wanted_ids = set(asset_ids or ())
+        wanted_tags = set(tags or ())
+        now = utc_now()
+        layers = []
+        with self.store.write() as conn:
+            for item in self.store.assets(conn, ["item"]):
+                if wanted_ids and item["id"] not in wanted_ids:
+                    continue
+                if wanted_tags and not wanted_tags.intersection(item["tags"]):
+                    continue
+                layers.append(self._stand_in_layer(conn, item, now))
+        log.info("render stand-in: %d layer(s)", len(layers))
+        return layers
+
+    def _stand_in_layer(self, conn, item: dict[str, Any], now: str) -> dict[str, Any]:
+        configuration = layer_configuration(item)
+        hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
+        file = self.store.register_file(conn, hex_digest, size, f"render-{item['id']}.png", "image/png")
+        existing = self.store.layer_of(conn, item["id"])
+        if existing is not None and existing["fileId"] == file["id"]:
+            return existing
+        layer = {
+            "id": str(uuid.uuid4()),
+            "assetId": item["id"],
+            "assetLayer": None,
+            "assetLayerConfiguration": configuration,
+            "stageId": None,
+            "stageConfiguration": {},
+            "metadata": {},
+            "orgId": self.org_id,
+            "jobId": None,
+            "fileId": file["id"],
+            "format": "png",
+            "width": RENDER_WIDTH,
+            "height": RENDER_HEIGHT,
+            "createdAt": now,
+        }
+        self.store.put_layer(conn, layer)
+        return layer
 
     # -- product import -------------------------------------------------------------------
     def _apply(
@@ -106,7 +276,6 @@ class Sandbox:
             item = merge_product(new_item(item_id, self.org_id, now), product)
             item = self.store.insert_asset(conn, item)
             index.add(item)
-            self._refresh_layer(conn, item, job_id, now)
             return "created", item
         merged = merge_product(match, product)
         if content_of(merged) != content_of(match):
@@ -114,45 +283,28 @@ class Sandbox:
             self.store.update_asset(conn, merged)
             index.remove(match)
             index.add(merged)
-            self._refresh_layer(conn, merged, job_id, now)
         return "updated", merged
 
-    def _refresh_layer(self, conn, item: dict[str, Any], job_id: str | None, now: str) -> dict[str, Any]:
-        """(Re)render the item's layer; an unchanged render keeps its layer and file."""
-        configuration = layer_configuration(item)
-        hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
-        file = self.store.register_file(conn, hex_digest, size, f"render-{item['id']}.png", "image/png")
-        existing = self.store.layer_of(conn, item["id"])
-        if existing is not None and existing["fileId"] == file["id"]:
-            return existing
-        layer = {
-            "id": str(uuid.uuid4()),
-            "assetId": item["id"],
-            "assetLayer": None,
-            "assetLayerConfiguration": configuration,
-            "stageId": None,
-            "stageConfiguration": {},
-            "metadata": {},
-            "orgId": self.org_id,
-            "jobId": job_id,
-            "fileId": file["id"],
-            "format": "png",
-            "width": RENDER_WIDTH,
-            "height": RENDER_HEIGHT,
-            "createdAt": now,
-        }
-        self.store.put_layer(conn, layer)
-        return layer
-
     def import_sync(self, raw_entries: list[Any]) -> list[dict[str, Any]]:
-        """Validate and apply every entry atomically; :class:`ImportRejected` if any is invalid."""
+        """Validate and apply the entries; returns the created/updated items.
+
+        GUESS (no public evidence either way), selected by ``sync_partial``: by default a
+        synchronous import with an invalid entry writes nothing (:class:`ImportRejected`,
+        answered 422); with ``sync_partial`` (CLI ``--sync-partial``) the valid entries land
+        and the invalid ones are only absent from the answer, as in a job's result file.
+        """
         messages: list[str] = []
         entries = []
+        with self.store.connection() as conn:
+            books = self._pricebook_ids(conn)
         for position, raw in enumerate(raw_entries):
             try:
-                entries.append(validate_entry(raw, position, self.org_id))
+                entries.append(validate_entry(raw, position, self.org_id, books))
             except EntryError as exc:
                 messages.extend(exc.messages)
+        if messages and self.sync_partial and entries:
+            log.info("synchronous import: %d problem(s); applying the %d valid entries", len(messages), len(entries))
+            messages = []
         if messages:
             log.info(
                 "synchronous import of %d entries rejected: %d problem(s)", len(raw_entries), len(messages)
@@ -162,7 +314,7 @@ class Sandbox:
         created = updated = 0
         results = []
         with self.store.write() as conn:
-            index = ItemIndex(self.store.assets(conn, ["item"]))
+            index = ItemIndex(self.store.assets(conn, list(PRODUCT_TYPES)))
             for position, entry in enumerate(entries):
                 try:
                     status, item = self._apply(conn, index, entry, position, None, now)
@@ -172,7 +324,7 @@ class Sandbox:
                 created += status == "created"
                 updated += status == "updated"
                 results.append(item)
-            if messages:
+            if messages and not (self.sync_partial and results):
                 raise ImportRejected(messages)  # rolls the transaction back
         log.info("synchronous import: %d created, %d updated", created, updated)
         return results
@@ -277,31 +429,29 @@ class Sandbox:
         }
 
     def _run_catalog_import(self, conn, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        """Apply a job's entries; the result file lists only the created/updated items.
+
+        Public shape (JTK ``process_API_Items``): a JSON array of ``{id, name, metadata}``;
+        a failed entry is absent from it and counted in ``taskResultFailures``. The run's
+        ``resultCode`` is ``Failed`` when any entry failed.
+        """
         entries = payload.get("entries") or []
         now = utc_now()
-        index = ItemIndex(self.store.assets(conn, ["item"]))
+        index = ItemIndex(self.store.assets(conn, list(PRODUCT_TYPES)))
+        books = self._pricebook_ids(conn)
         results: list[dict[str, Any]] = []
+        problems: list[str] = []
         successes = failures = 0
         for position, raw in enumerate(entries):
             try:
-                entry = validate_entry(raw, position, self.org_id)
-                status, item = self._apply(conn, index, entry, position, job["id"], now)
+                entry = validate_entry(raw, position, self.org_id, books)
+                _status, item = self._apply(conn, index, entry, position, job["id"], now)
             except EntryError as exc:
                 failures += 1
-                results.append(
-                    {"index": position, "status": "failed", "name": _product_name(raw), "error": str(exc)}
-                )
+                problems.extend(exc.messages)
             else:
                 successes += 1
-                results.append(
-                    {
-                        "index": position,
-                        "status": status,
-                        "id": item["id"],
-                        "name": item["name"],
-                        "metadata": dict(item["metadata"]),
-                    }
-                )
+                results.append(result_item(item))
             if (position + 1) % PROGRESS_EVERY == 0:
                 log.info("job %s: %d of %d entries processed", job["id"], position + 1, len(entries))
         content = json.dumps(results, ensure_ascii=False, indent=1).encode("utf-8")
@@ -311,10 +461,16 @@ class Sandbox:
         )
         self._finish(job, successes, failures, now)
         if failures:
-            code, message = "Failed", f"{failures} of {len(entries)} entries failed"
+            # GUESS: the text of a failed run's resultMessage is not published.
+            code = "Failed"
+            message = (
+                self.public_message(problems) if self.detailed_errors else f"{failures} task(s) failed"
+            )
         else:
-            code, message = "Success", f"{successes} entries imported"
+            code, message = "Success", ""
         log.info("catalog-import job %s finished: %d succeeded, %d failed", job["id"], successes, failures)
+        if problems:
+            log.info("job %s problems: %s", job["id"], "; ".join(problems[:MAX_REPORTED_ERRORS]))
         return self._run(job, code, message, {"files": [file]}, now)
 
     def _run_asset_import(self, conn, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -324,15 +480,19 @@ class Sandbox:
         def failed(message: str) -> dict[str, Any]:
             self._finish(job, 0, 1, now)
             log.info("asset-import job %s failed: %s", job["id"], message)
-            return self._run(job, "Failed", message, {"files": [file] if file else [], "assets": []}, now)
+            return self._run(job, "Failed", message, {"files": [file] if file else []}, now)
 
         if file is None:
             return failed(f"file {payload['fileId']} not found")
-        extension = file["extension"]
+        extension = (file["extension"] or "").lower()
         if extension in MODEL_EXTENSIONS:
             kind = "model"
         elif extension in TEXTURE_EXTENSIONS:
             kind = "texture"
+        elif extension in FONT_EXTENSIONS:
+            kind = "font"
+        elif extension in VECTOR_EXTENSIONS:
+            kind = "vector"
         else:
             return failed(
                 f"unsupported file type .{extension}" if extension else "unsupported file type (none)"
@@ -365,12 +525,10 @@ class Sandbox:
             )
             self.store.update_asset(conn, asset)
         self._finish(job, 1, 0, now)
-        job["output"] = {kind: [{"name": asset["name"], "assetId": asset["id"]}]}
         log.info("asset-import job %s: %s asset %s from %s", job["id"], kind, asset["id"], file["filename"])
-        summary = {"id": asset["id"], "name": asset["name"], "type": kind}
-        return self._run(
-            job, "Success", f"imported {kind} {asset['name']}", {"files": [file], "assets": [summary]}, now
-        )
+        # Runs report the job's files only (RESTPKG getJobOutputFiles); the asset is found
+        # by ``GET /api/assets?importedFileId=<file id>``.
+        return self._run(job, "Success", "", {"files": [file]}, now)
 
     def process_job(self, job_id: str) -> None:
         """Process a pending or running job now (no-op when it is already stopped)."""

@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS translations (
     value TEXT NOT NULL,
     PRIMARY KEY (org_id, key, locale)
 );
+CREATE TABLE IF NOT EXISTS pricebooks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS locales (
     org_id TEXT NOT NULL,
     locale TEXT NOT NULL,
@@ -76,7 +83,7 @@ CREATE TABLE IF NOT EXISTS locales (
 );
 """
 
-TABLES = ("assets", "files", "jobs", "layers", "translations", "locales")
+TABLES = ("assets", "files", "jobs", "layers", "translations", "locales", "pricebooks")
 
 
 def utc_now() -> str:
@@ -165,9 +172,16 @@ class Store:
         return item
 
     def assets(
-        self, conn: sqlite3.Connection, types: list[str] | None = None, asset_id: str | None = None
+        self,
+        conn: sqlite3.Connection,
+        types: list[str] | None = None,
+        asset_id: str | None = None,
+        include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
-        """The organization's assets (optionally of ``types`` or one id), oldest first."""
+        """The organization's assets (optionally of ``types`` or one id), oldest first.
+
+        Deleted assets (``deletedAt`` set) are left out unless ``include_deleted``.
+        """
         sql = "SELECT seq, data FROM assets WHERE org_id = ?"
         params: list[Any] = [self.org_id]
         if types:
@@ -177,11 +191,14 @@ class Store:
             sql += " AND id = ?"
             params.append(asset_id)
         sql += " ORDER BY seq"
-        return [self._asset_from_row(row) for row in conn.execute(sql, params)]
+        found = [self._asset_from_row(row) for row in conn.execute(sql, params)]
+        return found if include_deleted else [a for a in found if not a.get("deletedAt")]
 
-    def get_asset(self, conn: sqlite3.Connection, asset_id: str) -> dict[str, Any] | None:
-        """One asset by id."""
-        found = self.assets(conn, asset_id=asset_id)
+    def get_asset(
+        self, conn: sqlite3.Connection, asset_id: str, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
+        """One asset by id (a deleted one only with ``include_deleted``)."""
+        found = self.assets(conn, asset_id=asset_id, include_deleted=include_deleted)
         return found[0] if found else None
 
     def asset_id_taken(self, conn: sqlite3.Connection, asset_id: str) -> bool:
@@ -303,6 +320,20 @@ class Store:
     def file_blob(self, record: dict[str, Any]) -> Path:
         """The path of a File's content."""
         return self.blob_path(record["hash"].split("-", 1)[1])
+
+    # -- pricebooks -----------------------------------------------------------------------
+    def pricebooks(self, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        """The organization's pricebooks, oldest first."""
+        rows = conn.execute("SELECT data FROM pricebooks WHERE org_id = ? ORDER BY seq", (self.org_id,))
+        return [json.loads(row["data"]) for row in rows]
+
+    def put_pricebook(self, conn: sqlite3.Connection, book: dict[str, Any]) -> None:
+        """Store (or replace) a pricebook."""
+        conn.execute(
+            "INSERT INTO pricebooks (id, org_id, name, data) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data",
+            (book["id"], self.org_id, book["name"], json.dumps(book, ensure_ascii=False)),
+        )
 
     # -- layers ---------------------------------------------------------------------------
     def layer_of(self, conn: sqlite3.Connection, asset_id: str) -> dict[str, Any] | None:

@@ -5,8 +5,8 @@ What it guarantees:
 * One ``requests.Session`` with a pooled ``HTTPAdapter``; the bearer token lives only in the
   session headers. A timeout applies to every call. ``orgId`` is added to every request.
 * Transient failures (429 with ``Retry-After``, 5xx, dropped or refused connections,
-  truncated bodies, timeouts) are retried with exponential backoff and full jitter, bounded
-  by both ``max_retries`` and ``max_retry_time``; when the budget is spent the call raises
+  truncated bodies, timeouts) are retried (``tenacity``) with exponential backoff and full
+  jitter, bounded by both ``max_retries`` and ``max_retry_time``; when the budget is spent the call raises
   :class:`ThreekitRetryExhausted`. Client errors (400/401/403/404/422) are never retried
   and raise :class:`ThreekitAPIError` carrying Threekit's error type and message.
 * The token never appears in logs, exception messages or ``repr``: requests exceptions are
@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 from urllib3.exceptions import ProtocolError
 
 from threekit_pipeline.threekit.errors import (
@@ -51,7 +51,7 @@ from threekit_pipeline.threekit.errors import (
     ThreekitJobTimeout,
     ThreekitRetryExhausted,
 )
-from threekit_pipeline.threekit.multipart import MultipartFileBody
+from threekit_pipeline.threekit.multipart import FileUpload
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,22 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 JOB_TERMINAL_STATUSES = frozenset({"stopped"})
 MAX_POLL_INTERVAL_S = 10.0
+
+
+class _Transient(Exception):
+    """One failed attempt that may succeed when repeated (internal to the retry loop)."""
+
+    def __init__(self, failure: str, status: int | None, retry_after: float | None) -> None:
+        super().__init__(failure)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _AttemptState:
+    """The one field of tenacity's ``RetryCallState`` its wait strategies read."""
+
+    attempt_number: int
 
 
 @dataclass(frozen=True)
@@ -100,8 +116,10 @@ class ThreekitClient:
 
     ``base_url`` is the environment root (``https://preview.threekit.com``); endpoint paths
     start with ``/api``. ``timeout`` is seconds, or a ``(connect, read)`` tuple, applied to
-    every call. Pass ``session`` to reuse a configured session (its headers gain the
-    ``Authorization`` header).
+    every call. Pass ``session`` to use a configured session (e.g. one built by Airflow's
+    ``HttpHook``: proxies, TLS settings, keep-alive adapter); its headers gain the
+    ``Authorization`` header. Such a session is closed by :meth:`close` only when
+    ``close_session`` is True.
     """
 
     def __init__(
@@ -118,6 +136,7 @@ class ThreekitClient:
         pool_size: int = 8,
         user_agent: str = "threekit-pipeline/0.1",
         session: requests.Session | None = None,
+        close_session: bool = False,
     ):
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL such as https://preview.threekit.com")
@@ -134,6 +153,7 @@ class ThreekitClient:
         self.max_retry_time = max_retry_time
         self._token = token
         self._own_session = session is None
+        self._close_session = close_session or session is None
         self.session = session or requests.Session()
         if self._own_session:
             # Retries are done here (with logging and a time budget), never inside urllib3.
@@ -153,8 +173,8 @@ class ThreekitClient:
         return [self._token]
 
     def close(self) -> None:
-        """Release pooled connections (only of a session this client created)."""
-        if self._own_session:
+        """Release pooled connections (of a session this client created or was asked to close)."""
+        if self._close_session:
             self.session.close()
 
     def __enter__(self) -> ThreekitClient:
@@ -175,8 +195,16 @@ class ThreekitClient:
     # -- core request loop --------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the retry after failed attempt ``attempt``."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return random.uniform(0, ceiling)
+        return wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(
+            _AttemptState(attempt)
+        )
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """Seconds before the next attempt: ``Retry-After`` (capped by ``backoff_max``) or backoff."""
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, _Transient) and failure.retry_after is not None:
+            return min(failure.retry_after, self.backoff_max)
+        return self._backoff(retry_state.attempt_number)
 
     def request(
         self,
@@ -196,7 +224,10 @@ class ThreekitClient:
         ``path`` is an endpoint path such as ``/api/jobs/<id>``. ``retry=False`` makes a
         single attempt (transient failures then raise :class:`ThreekitRetryExhausted` with
         one attempt). Raises :class:`ThreekitAPIError` for non-retryable error statuses.
-        With ``stream=True`` the caller must close the returned response.
+        With ``stream=True`` the caller must close the returned response. ``data`` may be a
+        callable returning ``(body, content_type)``; it is called for every attempt, so a
+        streamed body is rebuilt for a retry. Retries are driven by ``tenacity``: at most
+        ``max_retries`` more attempts, and none whose wait would end past ``max_retry_time``.
         """
         if not path.startswith("/"):
             raise ValueError(f"endpoint path must start with '/': {path!r}")
@@ -207,67 +238,83 @@ class ThreekitClient:
             query["orgId"] = self.org_id
         url = self.base_url + path
         max_attempts = 1 + (self.max_retries if retry is not False else 0)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            if attempt > 1 and hasattr(data, "seek"):
+
+        def attempt() -> requests.Response:
+            body, send_headers = data, dict(headers or {})
+            if callable(data):
+                body, content_type = data()
+                send_headers["Content-Type"] = content_type
+            elif hasattr(data, "seek"):
                 data.seek(0)
-            status: int | None = None
             try:
                 response = self.session.request(
                     method,
                     url,
                     params=query,
                     json=json,
-                    data=data,
+                    data=body,
                     files=files,
-                    headers=headers,
+                    headers=send_headers or None,
                     stream=stream,
                     timeout=self.timeout,
                 )
             except TRANSIENT_EXCEPTIONS as exc:
-                failure = type(exc).__name__
-                retry_after = None
+                raise _Transient(type(exc).__name__, None, None) from None
             except requests.RequestException as exc:
                 # Not transient (invalid URL, too many redirects...): report without the URL text.
                 raise ThreekitError(f"{method} {endpoint} failed: {type(exc).__name__}") from None
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status not in RETRYABLE_STATUSES:
-                    raise self._api_error(response, method, endpoint)
-                error_type, message = self._error_details(response)
-                failure = f"HTTP {status}" + (f" {error_type}" if error_type else "")
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-                response.close()
+            status = response.status_code
+            if status < 400:
+                return response
+            if status not in RETRYABLE_STATUSES:
+                raise self._api_error(response, method, endpoint)
+            error_type, _message = self._error_details(response)
+            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            response.close()
+            raise _Transient(f"HTTP {status}" + (f" {error_type}" if error_type else ""), status, retry_after)
 
-            elapsed = time.monotonic() - started
-            if retry_after is not None:
-                delay = min(retry_after, self.backoff_max)
-            else:
-                delay = self._backoff(attempt)
-            if attempt >= max_attempts or elapsed + delay > self.max_retry_time:
-                log.error(
-                    "%s %s: giving up after %d attempt(s) in %.1f s (last: %s)",
-                    method,
-                    endpoint,
-                    attempt,
-                    elapsed,
-                    failure,
-                )
-                raise ThreekitRetryExhausted(method, endpoint, attempt, elapsed, status, failure)
+        def stop(retry_state: RetryCallState) -> bool:
+            return (
+                retry_state.attempt_number >= max_attempts
+                or (retry_state.seconds_since_start or 0.0) + retry_state.upcoming_sleep > self.max_retry_time
+            )
+
+        def before_sleep(retry_state: RetryCallState) -> None:
+            failure = retry_state.outcome.exception()
             log.warning(
                 "%s %s: %s, retry %d/%d in %.2f s",
                 method,
                 endpoint,
                 failure,
-                attempt,
+                retry_state.attempt_number,
                 max_attempts - 1,
-                delay,
+                retry_state.upcoming_sleep,
             )
-            time.sleep(delay)
+
+        def give_up(retry_state: RetryCallState) -> requests.Response:
+            failure = retry_state.outcome.exception()
+            elapsed = retry_state.seconds_since_start or 0.0
+            log.error(
+                "%s %s: giving up after %d attempt(s) in %.1f s (last: %s)",
+                method,
+                endpoint,
+                retry_state.attempt_number,
+                elapsed,
+                failure,
+            )
+            raise ThreekitRetryExhausted(
+                method, endpoint, retry_state.attempt_number, elapsed, failure.status, str(failure)
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            wait=self._wait,
+            stop=stop,
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+            sleep=time.sleep,
+        )
+        return retrying(attempt)
 
     def _error_details(self, response: requests.Response) -> tuple[str | None, str]:
         """Threekit's ``error.type`` and ``error.message`` (or a short plain-text excerpt)."""
@@ -380,14 +427,31 @@ class ThreekitClient:
             return StreamedFile(dest, size, digest.hexdigest())
 
     # -- product import ------------------------------------------------------------------
-    def import_products_sync(self, entries: Sequence[Mapping[str, Any]]) -> dict:
-        """Import ``{query, product}`` entries synchronously; all-or-nothing.
+    def _import_form(self, entries: Sequence[Mapping[str, Any]], sync: bool) -> Any:
+        """POST the entries as a JSON array in the multipart field ``file`` (``items.json``).
 
-        Returns Threekit's ``{"products": [...]}``. A batch with any invalid entry is
-        rejected as a whole with :class:`ThreekitAPIError` (HTTP 422, nothing written).
+        This is the form production importers send (JTK ``process_API_Items``: multipart
+        ``file`` + ``sync``); the JSON ``{sync, files}`` body of the developer reference is not
+        used because no public caller is seen sending it.
         """
-        body = self._json("POST", "/api/products/import", json={"sync": True, "files": list(entries)})
-        return body if isinstance(body, dict) else {"products": []}
+        payload = json.dumps(list(entries), ensure_ascii=False).encode("utf-8")
+        return self._json(
+            "POST",
+            "/api/products/import",
+            data={"sync": "true" if sync else "false"},
+            files={"file": ("items.json", payload, "application/json")},
+        )
+
+    def import_products_sync(self, entries: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Import ``{query, product}`` entries synchronously; return the items Threekit reports.
+
+        Sent as the multipart ``file`` form with ``sync=true``. Returns the created/updated
+        items, each at least ``{id, name, metadata}`` (see :func:`sync_result_items` for the
+        shapes accepted). Raises :class:`ThreekitAPIError` (HTTP 422) when Threekit refuses
+        the request; whether a refusal is all-or-nothing is not documented, so callers must
+        reconcile the answer entry by entry (:mod:`threekit_pipeline.threekit.importer`).
+        """
+        return sync_result_items(self._import_form(entries, sync=True))
 
     def import_products_job(self, entries: Sequence[Mapping[str, Any]]) -> str:
         """Start an asynchronous catalog-import job for ``entries``; return the job id.
@@ -395,13 +459,7 @@ class ThreekitClient:
         The entries travel as a JSON array in the multipart field ``file`` (as Threekit's
         own importers do), with ``sync=false``.
         """
-        payload = json.dumps(list(entries), ensure_ascii=False).encode("utf-8")
-        body = self._json(
-            "POST",
-            "/api/products/import",
-            data={"sync": "false"},
-            files={"file": ("items.json", payload, "application/json")},
-        )
+        body = self._import_form(entries, sync=False)
         job_id = None
         if isinstance(body, dict):
             job_id = body.get("jobId") or (body.get("job") or {}).get("id")
@@ -481,10 +539,14 @@ class ThreekitClient:
             time.sleep(min(interval, max(0.0, deadline_s - elapsed)))
             interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
-    def job_result_entries(self, job_id: str) -> list[dict]:
-        """The per-entry results of a finished import job (runs -> result file -> JSON array).
+    def job_result_items(self, job_id: str) -> list[dict]:
+        """The items a finished catalog-import job created or updated.
 
-        Raises :class:`ThreekitJobError` when no run has a result file.
+        Path: ``/api/jobs/runs?jobId`` -> ``runs[].results.files[].id`` ->
+        ``/api/files/:id/content`` = a JSON array of ``{id, name, metadata{}}`` (JTK
+        ``process_API_Items``; reference section 4). An input missing from it failed; the
+        file names no failure. Raises :class:`ThreekitJobError` when no run has a result
+        file or the file is not a JSON array.
         """
         runs = self.get_job_runs(job_id)
         file_ids = [
@@ -494,28 +556,39 @@ class ThreekitClient:
             if isinstance(f, dict) and f.get("id")
         ]
         if not file_ids:
-            messages = "; ".join(
-                str(r.get("resultMessage") or r.get("resultCode") or "") for r in runs if r
-            ).strip("; ")
             raise ThreekitJobError(
                 f"job {job_id} has no result file ({len(runs)} run(s)"
-                + (f": {messages}" if messages else "")
+                + (f": {run_messages(runs)}" if run_messages(runs) else "")
                 + ")"
             )
-        entries: list[dict] = []
+        items: list[dict] = []
         for file_id in file_ids:
             content = self._json("GET", f"/api/files/{file_id}/content")
             if not isinstance(content, list):
                 raise ThreekitJobError(f"job {job_id}: result file {file_id} is not a JSON array")
-            entries.extend(content)
-        return entries
+            items.extend(item for item in content if isinstance(item, dict))
+        return items
+
+    def job_failure_summary(self, job_id: str, job: Mapping[str, Any] | None = None) -> str:
+        """What Threekit says about a job's failures: failed task count and run messages.
+
+        Failures show only here (``taskResultFailures`` on the job, ``resultCode`` and
+        ``resultMessage`` on its runs; TREBLE ``http/catalog.ts``, JTK). Empty when the job
+        reports no failure.
+        """
+        job = job if job is not None else self.get_job(job_id)
+        failures = (job or {}).get("taskResultFailures") or 0
+        messages = run_messages(self.get_job_runs(job_id)) if failures else ""
+        if not failures:
+            return ""
+        return f"job {job_id} reported {failures} failed task(s)" + (f": {messages}" if messages else "")
 
     # -- files --------------------------------------------------------------------------
     def upload_file(self, path: Path, filename: str | None = None) -> dict:
         """Upload a local file (streamed, constant memory); return Threekit's file record."""
         path = Path(path)
-        with MultipartFileBody(path, field="files", filename=filename) as body:
-            result = self._json("POST", "/api/files", data=body, headers={"Content-Type": body.content_type})
+        with FileUpload(path, field="files", filename=filename) as upload:
+            result = self._json("POST", "/api/files", data=upload)
         files = (result or {}).get("files") if isinstance(result, dict) else None
         if not files:
             raise ThreekitError("POST /api/files returned no file record")
@@ -583,10 +656,8 @@ class ThreekitClient:
 
     def import_translations(self, csv_path: Path) -> dict:
         """Upload a translations CSV (multipart field ``file``); return Threekit's answer."""
-        with MultipartFileBody(Path(csv_path), field="file", content_type="text/csv") as body:
-            result = self._json(
-                "POST", "/api/products/translations", data=body, headers={"Content-Type": body.content_type}
-            )
+        with FileUpload(Path(csv_path), field="file", content_type="text/csv") as upload:
+            result = self._json("POST", "/api/products/translations", data=upload)
         return result if isinstance(result, dict) else {"result": result}
 
     # -- assets, catalog, pricebooks --------------------------------------------------------
@@ -612,11 +683,31 @@ class ThreekitClient:
         return list((body or {}).get("products") or [])
 
     def list_pricebooks(self) -> list[dict]:
-        """The organisation's pricebooks (``id, name, currencies``...)."""
-        body = self._json("GET", f"/api/orgs/{self._require_org()}/pricebooks")
+        """Every pricebook of the organisation: ``[{id, name, orgId, currencies[]...}]``.
+
+        ``GET /api/orgs/:orgId/pricebooks?all=true`` (JTK ``parseXMLFromS3``, TREBLE
+        ``http/pricebook.ts``). Whether ``all=true`` is honoured for every org size is not
+        published, so when the answer carries a ``count`` larger than what it holds, the
+        remaining pages are read with ``page``/``perPage`` (the convention of every other
+        Threekit listing).
+        """
+        path = f"/api/orgs/{self._require_org()}/pricebooks"
+        body = self._json("GET", path, params={"all": "true"})
         if isinstance(body, list):
             return body
-        return list((body or {}).get("pricebooks") or [])
+        books = list((body or {}).get("pricebooks") or [])
+        count = (body or {}).get("count")
+        if isinstance(count, int) and count > len(books):
+            books = list(self.iter_pages(path, "pricebooks"))
+        return books
+
+    def delete_asset(self, asset_id: str) -> None:
+        """Delete an asset (``DELETE /api/assets/:id``; Threekit keeps it restorable)."""
+        self.request("DELETE", f"/api/assets/{asset_id}").close()
+
+    def restore_asset(self, asset_id: str) -> None:
+        """Restore a deleted asset (``POST /api/assets/:id/restore``, RESTPKG ``restoreById``)."""
+        self.request("POST", f"/api/assets/{asset_id}/restore").close()
 
     def healthcheck(self) -> bool:
         """Validate the credentials with one cheap authenticated call.
@@ -631,6 +722,38 @@ class ThreekitClient:
             log.warning("Threekit rejected the credentials: %s", exc)
             return False
         return True
+
+
+def run_messages(runs: Sequence[Mapping[str, Any]]) -> str:
+    """``resultCode: resultMessage`` of every run that has one, joined by ``; ``."""
+    parts = []
+    for run in runs:
+        if not isinstance(run, Mapping):
+            continue
+        code, message = run.get("resultCode"), run.get("resultMessage")
+        text = ": ".join(str(v) for v in (code, message) if v not in (None, ""))
+        if text:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def sync_result_items(body: Any) -> list[dict]:
+    """The items of a synchronous import's answer.
+
+    GUESS (isolated here): no public caller reads a ``sync=true`` answer, so its shape is
+    not known. Accepted: a JSON array of items (the shape of the job result file, the one
+    shape that is documented), or an object holding such an array under ``products``,
+    ``items``, ``results`` or ``assets``. Anything else yields an empty list, which the
+    importer treats as "nothing confirmed" (never as success).
+    """
+    if isinstance(body, list):
+        return [item for item in body if isinstance(item, dict)]
+    if isinstance(body, dict):
+        for key in ("products", "items", "results", "assets"):
+            value = body.get(key)
+            if isinstance(value, list):
+                return [item for item in value if isinstance(item, dict)]
+    return []
 
 
 def json_loads(text: str) -> Any:

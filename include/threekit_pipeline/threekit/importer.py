@@ -6,16 +6,21 @@ ignored). Line numbers in outcomes and messages are 1-based line numbers of that
 Modes:
 
 * ``"job"`` (default): each batch is one asynchronous catalog-import job (multipart JSON
-  array, ``sync=false``); the job is polled and its result file reconciled entry by entry.
-  Entries the job reports as failed are ``rejected`` with Threekit's error.
-* ``"sync"``: each batch is one synchronous, all-or-nothing import request. Use
-  ``batch_size=1`` for strictly per-entry requests.
+  array, ``sync=false``); the job is polled and its result file, a JSON array of the items
+  created or updated (``{id, name, metadata}``), is reconciled by query key: each entry's
+  ``query`` (its SKU in ``query.metadata``) is looked up among the returned items. An entry
+  missing from the array did not land; Threekit names no failure in that file (failures
+  show only as the job's ``taskResultFailures`` and the runs' ``resultCode`` /
+  ``resultMessage``), so missing entries are isolated as below.
+* ``"sync"``: each batch is one synchronous import request (multipart ``file``,
+  ``sync=true``), reconciled the same way.
 
 In both modes up to ``concurrency`` batches are in flight at once.
 
-A 422 never sinks a batch: the batch is bisected (halves, recursively, down to single
-entries) with synchronous requests, which are atomic, so every valid entry still lands and
-every invalid one is ``rejected`` with Threekit's reason.
+Neither a 422 nor missing entries sink a batch: the entries concerned are bisected (halves,
+recursively, down to single entries) with synchronous requests, so every valid entry still
+lands and every failing one is ``rejected`` with the best reason Threekit gives (the 422
+message, plus the job's failure summary when a job left it out).
 
 Outcome file (``outcome_path``), JSON Lines, one object per input entry, ordered by line::
 
@@ -23,9 +28,11 @@ Outcome file (``outcome_path``), JSON Lines, one object per input entry, ordered
 
 ``status`` is one of:
 
-* ``created`` / ``updated``: reported so by a catalog-import job;
-* ``imported``: landed through a synchronous import (sync mode, or the isolation of a
-  refused batch), whose answer lists the items but does not say which were new;
+* ``created`` / ``updated``: landed; ``updated`` when the item existed before the entry was
+  sent (the caller's ``known_keys``, i.e. the ledger, or a lookup of the org's items),
+  ``created`` otherwise. Threekit's answers do not say which;
+* ``imported``: written by earlier versions for synchronous imports; still counted when
+  resuming from such an outcome file;
 * ``rejected``: not imported, ``reason`` holds Threekit's (or the reader's) explanation;
 * ``skipped``: already imported by an earlier attempt on the same input
   (``previous_status`` holds what that attempt did and ``id`` the item).
@@ -51,7 +58,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,80 +274,251 @@ def _record(
     return {"line": line, "key": key, "status": status, "id": item_id, "reason": reason}
 
 
-class _BatchImporter:
-    """Sends one batch and turns Threekit's answers into one outcome record per entry."""
+def _canonical(value: Any) -> str:
+    """Comparison form of a metadata value: 5, 5.0 and "5" compare equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    if value is None:
+        return ""
+    return str(value)
 
-    def __init__(self, client: ThreekitClient, mode: str, job_deadline_s: float, poll_interval: float):
+
+def match_criteria(entry: Any) -> list[tuple[str, str, str]]:
+    """How an entry's ``query`` selects its item: ``(kind, field, value)`` triples.
+
+    ``query.metadata`` (the ``{key: value}`` map production callers send, or the documented
+    ``[{name, defaultValue}]`` list) gives ``("metadata", key, value)`` each; ``query.id``
+    and ``query.name`` give ``("id"|"name", "", value)``. An entry without a query is
+    matched by its product name. Every triple must hold for an item to be the entry's.
+    """
+    query = entry.get("query") if isinstance(entry, dict) and isinstance(entry.get("query"), dict) else {}
+    product = entry.get("product") if isinstance(entry, dict) and isinstance(entry.get("product"), dict) else {}
+    criteria: list[tuple[str, str, str]] = []
+    metadata = query.get("metadata")
+    if isinstance(metadata, dict):
+        criteria += [("metadata", str(k), _canonical(v)) for k, v in metadata.items()]
+    elif isinstance(metadata, list):
+        for element in metadata:
+            if isinstance(element, dict) and element.get("name") not in (None, ""):
+                value = element.get("defaultValue", element.get("value"))
+                criteria.append(("metadata", str(element["name"]), _canonical(value)))
+    for kind in ("id", "name"):
+        if query.get(kind) not in (None, ""):
+            criteria.append((kind, "", str(query[kind])))
+    if not criteria and product.get("name") not in (None, ""):
+        criteria.append(("name", "", str(product["name"])))
+    return criteria
+
+
+class ItemIndex:
+    """Items (``{id, name, metadata{}}``) indexed for :func:`match_criteria` lookups."""
+
+    def __init__(self, items: Iterator[dict] | list[dict] = ()) -> None:
+        self._by: dict[tuple[str, str, str], list[str]] = {}
+        self._ids: dict[str, dict] = {}
+        for item in items:
+            self.add(item)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, item: Any) -> None:
+        if not isinstance(item, dict) or item.get("id") in (None, ""):
+            return
+        item_id = str(item["id"])
+        self._ids[item_id] = item
+        self._by.setdefault(("id", "", item_id), []).append(item_id)
+        if item.get("name") not in (None, ""):
+            self._by.setdefault(("name", "", str(item["name"])), []).append(item_id)
+        metadata = item.get("metadata")
+        if isinstance(metadata, dict):
+            for key, value in metadata.items():
+                self._by.setdefault(("metadata", str(key), _canonical(value)), []).append(item_id)
+
+    def find(self, criteria: list[tuple[str, str, str]]) -> dict | None:
+        """The first-listed item meeting every criterion, or None."""
+        if not criteria:
+            return None
+        candidates: list[str] | None = None
+        for criterion in criteria:
+            ids = self._by.get(criterion, [])
+            candidates = list(ids) if candidates is None else [i for i in candidates if i in set(ids)]
+            if not candidates:
+                return None
+        return self._ids[candidates[0]] if candidates else None
+
+
+# Up to this many entries unknown to the ledger are looked up one by one (``GET /api/assets``
+# filtered by their query metadata); more than that and one scan of the org's items is cheaper.
+MAX_SINGLE_LOOKUPS = 25
+
+
+class _Existing:
+    """Which entries' items existed before they were sent: ledger keys plus a lookup.
+
+    Threekit's import answers do not say whether an item was created or updated, so the
+    importer decides it from what it knew before sending: the caller's ``known_keys`` (the
+    delta ledger) and, for entries the ledger does not know, a lookup in the org. A few
+    unknown entries are looked up one by one (``GET /api/assets?type=item&metadata=<query
+    metadata>``, reference section 5); more are answered by one scan of the org's items
+    (``GET /api/assets?type=item``, all pages) made the first time it is needed.
+    """
+
+    def __init__(self, client: ThreekitClient, known_keys: set[str], lookup: bool) -> None:
+        self.client = client
+        self.known_keys = known_keys
+        self.lookup = lookup
+        self._index: ItemIndex | None = None
+        self._lock = threading.Lock()
+
+    def _scanned(self) -> ItemIndex:
+        with self._lock:
+            if self._index is None:
+                started = time.monotonic()
+                self._index = ItemIndex(list(self.client.list_assets(type="item")))
+                log.info(
+                    "looked up %d existing item(s) to tell created from updated (%.1f s)",
+                    len(self._index),
+                    time.monotonic() - started,
+                )
+            return self._index
+
+    def _looked_up(self, pending: _Pending) -> bool:
+        criteria = match_criteria(pending.entry)
+        metadata = {field: value for kind, field, value in criteria if kind == "metadata"}
+        if not metadata or len(metadata) != len(criteria):
+            return self._scanned().find(criteria) is not None
+        found = self.client.list_assets(type="item", metadata=json.dumps(metadata, sort_keys=True))
+        return ItemIndex(list(found)).find(criteria) is not None
+
+    def prefetch(self, batch: list[_Pending]) -> dict[int, bool]:
+        """Existence of every entry of ``batch`` *before* it is sent (keyed by line)."""
+        before = {p.line: p.key in self.known_keys for p in batch}
+        unknown = [p for p in batch if not before[p.line]]
+        if not unknown or not self.lookup:
+            return before
+        with self._lock:
+            scanned = self._index is not None
+        if scanned or len(unknown) > MAX_SINGLE_LOOKUPS:
+            index = self._scanned()
+            before.update({p.line: index.find(match_criteria(p.entry)) is not None for p in unknown})
+        else:
+            before.update({p.line: self._looked_up(p) for p in unknown})
+        return before
+
+    def landed(self, pending: _Pending, item: dict) -> None:
+        with self._lock:
+            self.known_keys.add(pending.key)
+            if self._index is not None:
+                self._index.add(item)
+
+
+class _BatchImporter:
+    """Sends one batch and turns Threekit's answers into one outcome record per entry.
+
+    Reconciliation by query key: every entry is looked up among the items Threekit returned
+    (job result file or synchronous answer) with :func:`match_criteria`; an entry that is not
+    there did not land. Such entries are isolated by bisection with synchronous imports, so
+    every valid one still lands and every failing one is named with Threekit's reason.
+    """
+
+    def __init__(
+        self,
+        client: ThreekitClient,
+        mode: str,
+        job_deadline_s: float,
+        poll_interval: float,
+        existing: _Existing,
+    ):
         self.client = client
         self.mode = mode
         self.job_deadline_s = job_deadline_s
         self.poll_interval = poll_interval
+        self.existing = existing
 
     def run(self, batch: list[_Pending]) -> list[dict]:
+        before = self.existing.prefetch(batch)
         if self.mode == "sync":
-            return self.isolate(batch)
-        return self._run_job(batch)
+            return self.isolate(batch, before)
+        return self._run_job(batch, before)
 
-    def _run_job(self, batch: list[_Pending]) -> list[dict]:
+    def _landed(self, pending: _Pending, item: dict, before: dict[int, bool]) -> dict:
+        self.existing.landed(pending, item)
+        return _record(pending, "updated" if before.get(pending.line) else "created", item.get("id"))
+
+    def _reconcile(
+        self, batch: list[_Pending], items: list[dict], before: dict[int, bool]
+    ) -> tuple[list[dict], list[_Pending]]:
+        index = ItemIndex(items)
+        records: list[dict] = []
+        missing: list[_Pending] = []
+        for pending in batch:
+            item = index.find(match_criteria(pending.entry))
+            if item is None:
+                missing.append(pending)
+            else:
+                records.append(self._landed(pending, item, before))
+        return records, missing
+
+    def _run_job(self, batch: list[_Pending], before: dict[int, bool]) -> list[dict]:
         try:
             job_id = self.client.import_products_job([p.entry for p in batch])
         except ThreekitAPIError as exc:
             if exc.status not in INVALID_ENTRY_STATUSES:
                 raise
             log.info("import job for %d entries refused (%s); isolating the invalid entries", len(batch), exc)
-            return self.isolate(batch)
-        self.client.wait_for_job(job_id, poll_interval=self.poll_interval, deadline_s=self.job_deadline_s)
+            return self.isolate(batch, before)
+        job = self.client.wait_for_job(job_id, poll_interval=self.poll_interval, deadline_s=self.job_deadline_s)
         try:
-            results = self.client.job_result_entries(job_id)
+            items = self.client.job_result_items(job_id)
         except ThreekitJobError as exc:
             log.warning("%s; importing the %d entries synchronously instead", exc, len(batch))
-            return self.isolate(batch)
-        by_index: dict[int, dict] = {}
-        for position, result in enumerate(results):
-            if isinstance(result, dict):
-                index = result.get("index")
-                by_index[index if isinstance(index, int) else position] = result
-        records = []
-        for index, pending in enumerate(batch):
-            result = by_index.get(index)
-            if result is None:
-                records.append(
-                    _record(pending, "rejected", reason=f"not reported in the result of job {job_id}")
-                )
-                continue
-            status = result.get("status")
-            if status in ("created", "updated"):
-                records.append(_record(pending, status, result.get("id")))
-            elif status == "failed":
-                records.append(_record(pending, "rejected", reason=_error_text(result.get("error"))))
-            else:
-                records.append(
-                    _record(pending, "rejected", reason=f"job {job_id} reported status {status!r}")
-                )
-        return records
+            items = []
+        records, missing = self._reconcile(batch, items, before)
+        if not missing:
+            return records
+        context = self.client.job_failure_summary(job_id, job) or f"not in the result of job {job_id}"
+        log.info(
+            "job %s: %d of %d entries not in its result (%s); isolating them with synchronous imports",
+            job_id,
+            len(missing),
+            len(batch),
+            context,
+        )
+        return records + self.isolate(missing, before, context)
 
-    def isolate(self, batch: list[_Pending]) -> list[dict]:
-        """Import ``batch`` synchronously; on an invalid-entry error, bisect down to the culprits."""
+    def isolate(self, batch: list[_Pending], before: dict[int, bool], context: str = "") -> list[dict]:
+        """Import ``batch`` synchronously; bisect until every failing entry is alone and named.
+
+        Works whether Threekit refuses a bad batch as a whole (422) or lands part of it and
+        leaves the failures out of its answer.
+        """
         if not batch:
             return []
         try:
-            response = self.client.import_products_sync([p.entry for p in batch])
+            items = self.client.import_products_sync([p.entry for p in batch])
         except ThreekitAPIError as exc:
             if exc.status not in INVALID_ENTRY_STATUSES:
                 raise
             if len(batch) == 1:
-                return [_record(batch[0], "rejected", reason=_error_text(exc.message))]
-            middle = len(batch) // 2
-            return self.isolate(batch[:middle]) + self.isolate(batch[middle:])
-        products = (response or {}).get("products") or []
-        records = []
-        for index, pending in enumerate(batch):
-            product = products[index] if index < len(products) and isinstance(products[index], dict) else {}
-            status = product.get("status")
-            if status not in ("created", "updated"):
-                status = "imported"  # the synchronous answer does not say whether it was new
-            records.append(_record(pending, status, product.get("id")))
-        return records
+                reason = _error_text(exc.message)
+                return [_record(batch[0], "rejected", reason=f"{reason} ({context})" if context else reason)]
+            return self._split(batch, before, context)
+        records, missing = self._reconcile(batch, items, before)
+        if not missing:
+            return records
+        if len(batch) == 1:
+            reason = "not in the result of the synchronous import"
+            return [_record(batch[0], "rejected", reason=f"{reason} ({context})" if context else reason)]
+        return records + self._split(missing, before, context)
+
+    def _split(self, batch: list[_Pending], before: dict[int, bool], context: str) -> list[dict]:
+        if len(batch) == 1:
+            return self.isolate(batch, before, context)
+        middle = len(batch) // 2
+        return self.isolate(batch[:middle], before, context) + self.isolate(batch[middle:], before, context)
 
 
 def import_jsonl(
@@ -354,10 +532,15 @@ def import_jsonl(
     job_deadline_s: float = 900,
     progress: ProgressCallback | None = None,
     poll_interval: float = 1.0,
+    known_keys: Iterable[str] | None = None,
+    lookup_existing: bool = True,
 ) -> ImportSummary:
     """Import every entry of ``jsonl_path`` into Threekit and write per-entry outcomes.
 
     See the module documentation for modes, the outcome file format and resuming.
+    ``known_keys``: entry keys (SKUs) whose items are known to exist already (the delta
+    ledger); they are reported ``updated``. Other entries are looked up once in the org's
+    items unless ``lookup_existing`` is False (then they count as ``created``).
     ``progress(done, total)`` is called after every batch. Errors that are not about an
     entry (authentication, Threekit unreachable, a job past its deadline) stop the import
     and propagate; outcomes of the finished batches are kept, so a re-run resumes.
@@ -427,7 +610,8 @@ def import_jsonl(
     account(local_rejections)
     account(list(outcomes.values()) if resumed else [])
 
-    importer = _BatchImporter(client, mode, job_deadline_s, poll_interval)
+    existing = _Existing(client, set(known_keys or ()), lookup_existing)
+    importer = _BatchImporter(client, mode, job_deadline_s, poll_interval, existing)
     batches_done = 0
 
     def run_batch(number: int, batch: list[_Pending]) -> tuple[int, int, list[dict], float]:

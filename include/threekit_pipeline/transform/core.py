@@ -249,6 +249,7 @@ def transform_files(
     errors: Path | None = None,
     progress: Progress | None = None,
     metadata_types: dict[str, str] | None = None,
+    pricebooks: dict[str, str] | None = None,
 ) -> TransformResult:
     """Transform one batch of ERP/PIM files into an importReqBody JSONL file (see module doc).
 
@@ -259,7 +260,10 @@ def transform_files(
     :attr:`TransformResult.metadata_types`.
 
     ``progress(stage, done, total)`` is called after each file is read and periodically
-    while entries are written.
+    while entries are written. ``pricebooks`` (pricebook name -> id, the org's pricebooks)
+    turns on pricebook resolution: a price row's pricebook may be a name (matched
+    case-insensitively) or an id and is written as the id; a row naming no known pricebook
+    is rejected (``unknown pricebook 'X'; known: ...``). None leaves pricebooks as they are.
     """
     started = time.perf_counter()
     mapping = load_mapping(mapping) if not isinstance(mapping, Mapping) else mapping
@@ -281,7 +285,7 @@ def transform_files(
     layout_translations = [frame for sf in source_files for frame in sf.translations]
     for sf in source_files:
         if sf.readable:
-            _validate_rows(sf, mapping)
+            _validate_rows(sf, mapping, pricebooks)
     products = [sf for sf in source_files if sf.source == "products"]
     _check_duplicate_products(products, mapping.case_insensitive_skus)
     _check_batch_conflicts(source_files)
@@ -703,7 +707,7 @@ def _isin(series: pd.Series, values) -> np.ndarray:
     return pc.is_in(array, value_set=value_set).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
-def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
+def _validate_rows(sf: _SourceFile, mapping: Mapping, pricebooks: dict[str, str] | None = None) -> None:
     frame = sf.frame
     assert frame is not None
     # control_free: the file's bytes hold no control character at all. Constants and
@@ -736,7 +740,7 @@ def _validate_rows(sf: _SourceFile, mapping: Mapping) -> None:
             sf.flag(bad_default, "default", "default must be true or false")
             frame["default"] = _isin(lowered, _TRUE)
     elif source == "prices":
-        _validate_prices(sf)
+        _validate_prices(sf, pricebooks)
     elif source == "parts":
         _validate_parts(sf)
     _count_rejected(sf)
@@ -876,9 +880,34 @@ def normalise_decimals(values: pd.Series, decimal: str, thousands: str | None) -
     return values
 
 
-def _validate_prices(sf: _SourceFile) -> None:
+MAX_KNOWN_PRICEBOOKS_SHOWN = 20
+
+
+def _resolve_pricebooks(sf: _SourceFile, pricebooks: dict[str, str]) -> None:
+    """Replace pricebook names by ids; flag rows naming none of the org's pricebooks."""
+    frame = sf.frame
+    ids = {str(book_id) for book_id in pricebooks.values()}
+    by_name: dict[str, str] = {}
+    for name, book_id in pricebooks.items():
+        by_name.setdefault(str(name).casefold(), str(book_id))
+    values = frame["pricebook"]
+    resolved = values.map(lambda v: v if v in ids else by_name.get(v.casefold(), ""))
+    unknown = _mask((values != "") & (resolved == ""))
+    if unknown.any():
+        names = sorted(pricebooks, key=str.casefold)
+        shown = ", ".join(names[:MAX_KNOWN_PRICEBOOKS_SHOWN]) or "(none)"
+        if len(names) > MAX_KNOWN_PRICEBOOKS_SHOWN:
+            shown += f", ... ({len(names) - MAX_KNOWN_PRICEBOOKS_SHOWN} more)"
+        reason = "unknown pricebook '" + values + "'; known: " + shown
+        sf.flag(unknown, "pricebook", reason.astype("str"))
+    frame["pricebook"] = resolved.where(~unknown, values)
+
+
+def _validate_prices(sf: _SourceFile, pricebooks: dict[str, str] | None = None) -> None:
     frame, spec = sf.frame, sf.spec
     sf.flag(_mask(frame["pricebook"] == ""), "pricebook", "empty pricebook")
+    if pricebooks is not None:
+        _resolve_pricebooks(sf, pricebooks)
     currency = frame["currency"].str.upper()
     empty_currency = _mask(currency == "")
     sf.flag(empty_currency, "currency", "empty currency")

@@ -1,5 +1,11 @@
 """Hook for the ``threekit`` connection type: turns an Airflow connection into a ``ThreekitClient``.
 
+Built on the http provider's :class:`~airflow.providers.http.hooks.http.HttpHook`: the hook
+reads the connection and builds the ``requests`` session the HTTP way (proxies, ``verify``,
+``cert``, ``trust_env`` extras, TCP keep-alive adapter); the plain
+:class:`~threekit_pipeline.threekit.client.ThreekitClient` (no Airflow imports) gets that
+session and adds the bearer token, ``orgId``, timeouts and retries.
+
 Connection fields (see ``CONNECTIONS.md`` next to this package):
 
 * ``host``: the environment base URL, with its scheme (``https://preview.threekit.com``).
@@ -23,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseHook
+from airflow.providers.http.hooks.http import HttpHook
 
 from threekit_pipeline.threekit.client import ThreekitClient
 from threekit_pipeline.threekit.errors import ThreekitError
@@ -110,12 +116,21 @@ def client_options(extra: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-class ThreekitHook(BaseHook):
+# Extras the HttpHook applies to the session itself; every other extra is Threekit's and must
+# not become a request header (HttpHook sends unknown extras as headers).
+HTTP_SESSION_EXTRAS = frozenset(
+    {"proxies", "proxy", "verify", "verify_ssl", "cert", "trust_env", "max_redirects", "stream"}
+)
+
+
+class ThreekitHook(HttpHook):
     """Builds authenticated :class:`ThreekitClient` objects from a ``threekit`` connection.
 
-    Stateless: every :meth:`get_client` call reads the connection and returns a new client,
-    which the caller closes (it is a context manager). The API token is registered with
-    Airflow's secret masker before any client exists.
+    Stateless: every :meth:`get_client` call reads the connection and returns a new client
+    on a new session (:meth:`get_conn`, from ``HttpHook``), which the caller closes (the
+    client is a context manager). The API token is registered with Airflow's secret masker
+    before any session exists; it travels only as the ``Authorization: Bearer`` header set
+    by the client (never as basic auth, never as a header taken from the extras).
 
     :param threekit_conn_id: id of a connection of type ``threekit``.
     :param client_kwargs: extra ``ThreekitClient`` keyword arguments (override the extras).
@@ -127,9 +142,28 @@ class ThreekitHook(BaseHook):
     hook_name = "Threekit"
 
     def __init__(self, threekit_conn_id: str = default_conn_name, **client_kwargs: Any) -> None:
-        super().__init__()
+        super().__init__(method="GET", http_conn_id=threekit_conn_id)
         self.threekit_conn_id = threekit_conn_id
         self.client_kwargs = client_kwargs
+
+    # -- HttpHook session building, narrowed to what a Threekit connection means ----------
+    def _set_base_url(self, connection) -> None:
+        self.base_url = threekit_base_url(connection.host, connection.port, plain_extras(connection.extra_dejson))
+        self._base_url_initialized = True
+
+    def _extract_auth(self, connection) -> Any | None:
+        return None  # the token is a bearer token, set by the client
+
+    def _configure_session_from_extra(self, session, connection, extra_options: dict[str, Any]):
+        http_only = {k: v for k, v in plain_extras(connection.extra_dejson).items() if k in HTTP_SESSION_EXTRAS}
+        self.merged_extra = {**http_only, **extra_options}
+        session.proxies = self.merged_extra.get("proxies", self.merged_extra.get("proxy", {}))
+        session.verify = self.merged_extra.get("verify", self.merged_extra.get("verify_ssl", True))
+        session.cert = self.merged_extra.get("cert", None)
+        session.trust_env = self.merged_extra.get("trust_env", True)
+        if self.merged_extra.get("max_redirects") is not None:
+            session.max_redirects = int(self.merged_extra["max_redirects"])
+        return session
 
     def _settings(self) -> tuple[str, str, str | None, dict[str, Any]]:
         from airflow.sdk.log import mask_secret
@@ -147,8 +181,11 @@ class ThreekitHook(BaseHook):
         options = {**client_options(extra), **self.client_kwargs}
         return base_url, conn.password, org_id, options
 
-    def base_url(self) -> str:
-        """The connection's Threekit base URL (never contains the token)."""
+    def api_base_url(self) -> str:
+        """The connection's Threekit base URL (never contains the token).
+
+        (``HttpHook`` keeps the same value in its ``base_url`` attribute once a session was built.)
+        """
         conn = self.get_connection(self.threekit_conn_id)
         return threekit_base_url(conn.host, conn.port, plain_extras(conn.extra_dejson))
 
@@ -160,11 +197,7 @@ class ThreekitHook(BaseHook):
                 "connection %r has no org_id extra; calls that need the organisation will fail",
                 self.threekit_conn_id,
             )
-        return ThreekitClient(base_url, token, org_id, **options)
-
-    def get_conn(self) -> ThreekitClient:
-        """Same as :meth:`get_client` (the name Airflow's ``BaseHook`` uses)."""
-        return self.get_client()
+        return ThreekitClient(base_url, token, org_id, session=self.get_conn(), close_session=True, **options)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token against Threekit with one cheap call; the message never holds the token."""
@@ -175,7 +208,8 @@ class ThreekitHook(BaseHook):
         options = {**options, "max_retries": 0, "max_retry_time": 0.0}
         where = f"{base_url} (org {org_id})" if org_id else base_url
         try:
-            with ThreekitClient(base_url, token, org_id, **options) as client:
+            session = self.get_conn()
+            with ThreekitClient(base_url, token, org_id, session=session, close_session=True, **options) as client:
                 accepted = client.healthcheck()
         except ThreekitError as exc:
             return False, _without(f"cannot reach Threekit at {where}: {exc}", token)

@@ -58,7 +58,7 @@ def import_counts(summary: Mapping[str, Any]) -> str:
     """``"2 created, 1 updated, 0 skipped (already imported), 1 rejected"`` from a summary dict."""
     parts = [f"{summary.get('created', 0)} created", f"{summary.get('updated', 0)} updated"]
     if summary.get("imported"):
-        # Synchronous imports: Threekit does not say whether an item was created or updated.
+        # Outcome files of earlier versions (synchronous imports without an existence check).
         parts.append(f"{summary['imported']} imported (created or updated)")
     parts.append(f"{summary.get('skipped', 0)} skipped (already imported)")
     parts.append(f"{summary.get('rejected', 0)} rejected")
