@@ -476,7 +476,7 @@ def test_row_errors_name_the_sku_and_pricebooks_resolve_to_ids(tmp_path):
 
     with open(result.errors, newline="", encoding="utf-8") as handle:
         [row] = list(_csv.DictReader(handle))
-    assert (row["file"], row["line"], row["sku"], row["value"]) == ("prices_20261123.csv", "42", "S-3", "Mars")
+    assert (row["file"], row["line"], row["key"], row["value"]) == ("prices_20261123.csv", "42", "S-3", "Mars")
     assert row["reason"] == "unknown pricebook 'Mars'; known: EU Retail, US Retail"
     books = {
         book["pricebook"]
