@@ -71,3 +71,41 @@ def test_woocommerce_four_attributes_defaults_and_shop_decimals(tmp_path, name):
     assert run.prices("0042") == {"default": {"USD": 24}, "sale": {"USD": 19}}
     assert run.meta("0042")["Weight (lbs)"] == {"name": "Weight (lbs)", "defaultValue": 1.5, "type": "Number"}
     assert run.prices("id:204") == {"default": {"USD": 4.5}}
+
+
+# --- Shopify --------------------------------------------------------------------------------------
+
+
+def test_shopify_three_options_crlf_bom_and_optional_columns(tmp_path):
+    export = DATA / "shopify" / "products_export_1.csv"
+    assert export.read_bytes().startswith(b"\xef\xbb\xbf") and b"\r\n" in export.read_bytes()
+    run = transform(tmp_path, "shopify", [export])
+    assert_nothing_rejected(run)
+    assert_clean_options(run, allow_commas={"Sand, light"})
+    assert set(run.items) == {"trail-runner", "gift-card", "socks"}
+    shoe = run.attrs("trail-runner")
+    assert list(shoe) == ["Color", "Size", "Width"]
+    assert shoe["Color"]["values"] == ["Black", "Sand, light"] and shoe["Width"]["values"] == ["Regular", "Wide"]
+    assert run.items["trail-runner"]["name"] == 'Trail Runner "Pro"'
+    assert run.items["trail-runner"]["description"] == "Grip & go \u2014 all\u2011terrain"
+    assert run.items["trail-runner"]["tags"] == ["Apparel & Accessories > Shoes"]
+    assert run.prices("trail-runner") == {"default": {"USD": 1299}, "compare-at": {"USD": 1499}}
+    meta = run.meta("trail-runner")
+    assert meta["Variant SKUs"]["defaultValue"] == "0099-TR-BK-42-R, 0099-TR-BK-43-W, 0099-TR-SD-42-R"
+    assert meta["Variant Barcodes"]["defaultValue"] == "0012345678905, 0012345678912, 0012345678929"
+    assert meta["Weight (g)"] == {"name": "Weight (g)", "defaultValue": 850, "type": "Number"}
+    assert meta["Vendor"]["defaultValue"] == "Acme, Inc."
+    assert run.attrs("socks") == {} and run.meta("socks")["Variant SKUs"]["defaultValue"] == "000123"
+    assert run.attrs("gift-card")["Denominations"]["values"] == ["$25", "$50"]
+    assert [(e["line"], e["column"]) for e in run.errors] == [("7", "Variant Price")]
+
+
+def test_shopify_older_export_with_standard_and_custom_product_type(tmp_path):
+    """Exports before "Product Category" name the taxonomy path "Standard Product Type"."""
+    run = transform(tmp_path, "shopify", [DATA / "shopify" / "products_export_2019.csv"])
+    assert_nothing_rejected(run)
+    assert run.items["wool-throw"]["tags"] == ["Home & Garden > Linens & Bedding > Bedding > Blankets"]
+    assert run.meta("wool-throw")["Product Type"]["defaultValue"] == "Throws"
+    assert run.meta("wool-throw")["Variant Barcodes"]["defaultValue"] == "04006381333931, 04006381333948"
+    assert run.prices("wool-throw") == {"default": {"USD": 89}, "cost": {"USD": 30}}
+    assert run.errors == []
