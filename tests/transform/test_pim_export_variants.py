@@ -109,3 +109,42 @@ def test_shopify_older_export_with_standard_and_custom_product_type(tmp_path):
     assert run.meta("wool-throw")["Variant Barcodes"]["defaultValue"] == "04006381333931, 04006381333948"
     assert run.prices("wool-throw") == {"default": {"USD": 89}, "cost": {"USD": 30}}
     assert run.errors == []
+
+
+# --- Akeneo ---------------------------------------------------------------------------------------
+
+
+def test_akeneo_job_label_names_and_decimal_comma(tmp_path):
+    """Files named after the job label ("Demo CSV product model export_<date>.csv"), written by a
+    job set to the decimal comma, German texts beside the English ones."""
+    files = sorted((DATA / "akeneo").iterdir())
+    run = transform(tmp_path, "akeneo", files)
+    assert_nothing_rejected(run)
+    assert_clean_options(run)
+    assert set(run.items) == {"jacket_alps", "0815"}  # the variants roll up into their model
+    jacket = run.attrs("jacket_alps")
+    assert (jacket["color"]["values"], jacket["size"]["values"]) == (["red", "blue"], ["s", "m"])
+    assert run.prices("jacket_alps") == {"default": {"EUR": 1299.5, "CHF": 1349}}
+    assert run.items["jacket_alps"]["name"] == 'Alps Jacket "Storm"'
+    assert run.items["jacket_alps"]["description"] == "Waterproof & breathable"
+    meta = run.meta("jacket_alps")
+    assert meta["Weight (KILOGRAM)"]["defaultValue"] == 0.85
+    assert meta["Variant EANs"]["defaultValue"] == "04006381333931, 04006381333948, 04006381333955"
+    assert run.prices("0815") == {"default": {"EUR": 24.9}}
+    assert run.meta("0815")["EAN"] == {"name": "EAN", "defaultValue": "00012345678905", "type": "String"}
+    assert run.items["0815"]["tags"] == ["accessories", "sale"]
+    assert run.errors == []
+    by_name = {row["Canonical Name"]: row for row in run.translations}
+    assert by_name["Waterproof & breathable"]["de-DE"] == "Wasserdicht & atmungsaktiv"
+    assert by_name["Cap"]["de-DE"] == "Mütze"
+
+
+def test_akeneo_model_export_under_a_label_of_its_own(tmp_path):
+    """A product model export whose job label does not say "product model" is still read by
+    its "code" column."""
+    models = tmp_path / "Jackets_2026-12-01.csv"
+    models.write_bytes((DATA / "akeneo" / "Demo CSV product model export_2026-12-01_08-30-12.csv").read_bytes())
+    run = transform(tmp_path, "akeneo", [models, DATA / "akeneo" / "Demo CSV product export_2026-12-01_08-30-12.csv"])
+    assert_nothing_rejected(run)
+    assert set(run.items) == {"jacket_alps", "0815"} and run.errors == []
+    assert list(run.attrs("jacket_alps")) == ["color", "size"]
