@@ -148,3 +148,32 @@ def test_akeneo_model_export_under_a_label_of_its_own(tmp_path):
     assert_nothing_rejected(run)
     assert set(run.items) == {"jacket_alps", "0815"} and run.errors == []
     assert list(run.attrs("jacket_alps")) == ["color", "size"]
+
+
+# --- Magento 2 ------------------------------------------------------------------------------------
+
+
+def test_magento_full_export_layout_two_axes_store_views_and_grouped(tmp_path):
+    run = transform(tmp_path, "magento", [DATA / "magento" / "catalog_product_20261201_083012.csv"])
+    assert_nothing_rejected(run)
+    assert_clean_options(run)
+    assert set(run.items) == {"MJ-007", "000123", "GIFT-SET"}  # the child simples are not items
+    attrs = run.attrs("MJ-007")
+    assert list(attrs) == ["Colour", "Size"]  # the labels of configurable_variation_labels
+    assert attrs["Colour"]["values"] == ["Black", "Navy"] and attrs["Size"]["values"] == ["S", "M"]
+    # No price of its own: the lowest child price, and the special price of that same child.
+    assert run.prices("MJ-007") == {"default": {"USD": 1249}, "special": {"USD": 1199}}
+    jacket = run.items["MJ-007"]
+    assert jacket["name"] == 'Storm Jacket "MJ", insulated'
+    assert jacket["description"] == "Wind & water resistant. Hood"
+    assert jacket["tags"] == ["Default Category / Men / Jackets", 'Default Category / Collections / Winter "Storm" Edition']
+    assert jacket["keywords"] == ["jacket", "storm"]  # "meta_keywords", the export's column
+    meta = run.meta("MJ-007")
+    assert meta["Child SKUs"]["defaultValue"] == "MJ-007-S-Black, MJ-007-M-Black, MJ-007-S-Navy"
+    assert meta["gender"]["defaultValue"] == "Men" and "color" not in meta
+    assert run.meta("000123")["SKU"]["type"] == "String" and run.prices("000123") == {"default": {"USD": 12.5}}
+    assert run.meta("GIFT-SET")["Associated SKUs"]["defaultValue"] == "000123=1.0000,MJ-007-S-Black=1.0000"
+    assert "Pricing" not in [a["type"] for a in run.items["GIFT-SET"].get("attributes", [])]
+    store_views = sorted(e["line"] for e in run.errors if e["column"] == "store_view_code")
+    assert store_views == ["5", "7"]
+    assert sorted(e["line"] for e in run.errors if e["column"] == "price") == ["2", "3"]
