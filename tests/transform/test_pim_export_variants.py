@@ -177,3 +177,33 @@ def test_magento_full_export_layout_two_axes_store_views_and_grouped(tmp_path):
     store_views = sorted(e["line"] for e in run.errors if e["column"] == "store_view_code")
     assert store_views == ["5", "7"]
     assert sorted(e["line"] for e in run.errors if e["column"] == "price") == ["2", "3"]
+
+
+# --- PrestaShop -----------------------------------------------------------------------------------
+
+
+def test_prestashop_four_attributes_and_decimal_comma(tmp_path):
+    """Full import layout, four attribute groups, amounts written with "," (which PrestaShop's
+    import reads as the decimal point), a product without Product ID."""
+    files = sorted((DATA / "prestashop").iterdir())
+    run = transform(tmp_path, "prestashop", files)
+    assert_nothing_rejected(run)
+    assert_clean_options(run)
+    assert set(run.items) == {"31", "32", "LAMP-NEW"}
+    chair = run.attrs("31")
+    assert list(chair) == ["Fabric", "Color", "Leg finish", "Armrest"]
+    assert chair["Color"]["values"] == ["Grey", "Blue", "Brown"]
+    # The combination flagged default.
+    assert [chair[n]["defaultValue"] for n in chair] == ["Wool", "Blue", "Black oak", "No"]
+    assert run.prices("31") == {"default": {"USD": 1299.5}, "wholesale": {"USD": 600}}
+    assert run.prices("32") == {"default": {"USD": 19.9}} and run.prices("LAMP-NEW") == {"default": {"USD": 45}}
+    assert run.items["31"]["name"] == 'Chair "Oslo", oak'
+    assert run.items["31"]["description"] == "Solid oak & wool."
+    meta = run.meta("31")
+    assert meta["Width"]["defaultValue"] == 45.5 and meta["Weight"]["defaultValue"] == 7.2
+    assert meta["EAN13"] == {"name": "EAN13", "defaultValue": "0012345678905", "type": "String"}
+    assert meta["Combination EAN13s"]["defaultValue"] == "0012345678912, 0012345678929"
+    assert run.meta("32")["Reference"]["defaultValue"] == "00POSTER"
+    assert run.meta("32")["Combination references"]["defaultValue"] == "00POSTER-50, 00POSTER-70"
+    # Only the non-zero impacts ("0,000000" is zero) are listed.
+    assert [(e["line"], e["value"]) for e in run.errors] == [("3", "50,000000"), ("4", "200,000000")]

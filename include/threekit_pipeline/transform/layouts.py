@@ -811,8 +811,9 @@ def _condition_mask(frame: pd.DataFrame, headers: list[str], conditions: tuple[C
         elif cond.op == "empty":
             ok = (cells == "").to_numpy() == cond.flag
         else:  # nonzero
-            numbers = pd.to_numeric(cells.where(cells != "", "0"), errors="coerce")
-            ok = ((numbers != 0) | numbers.isna()).to_numpy() == cond.flag
+            # Zero in any decimal notation ("0", "0.000000", "0,000000", "-0"); empty is zero.
+            zero = cells.str.fullmatch(r"[+-]?0*(?:[.,]0*)?").to_numpy(dtype=bool, na_value=False)
+            ok = ~zero == cond.flag
         mask &= ok
     return mask
 
