@@ -68,6 +68,7 @@ def test_woocommerce_four_attributes_defaults_and_shop_decimals(tmp_path, name):
     cushion = run.attrs("0042")
     assert cushion["Material"]["values"] == ["Linen, washed", "Cotton"] and cushion["Material"]["defaultValue"] == "Linen, washed"
     assert run.items["0042"]["name"] == 'Cushion, "Cloud"'
+    assert run.items["0042"]["tags"] == ["Home & Garden > Decor"]  # term names are stored escaped
     assert run.prices("0042") == {"default": {"USD": 24}, "sale": {"USD": 19}}
     assert run.meta("0042")["Weight (lbs)"] == {"name": "Weight (lbs)", "defaultValue": 1.5, "type": "Number"}
     assert run.prices("id:204") == {"default": {"USD": 4.5}}
