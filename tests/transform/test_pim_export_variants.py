@@ -208,3 +208,16 @@ def test_prestashop_four_attributes_and_decimal_comma(tmp_path):
     assert run.meta("32")["Combination references"]["defaultValue"] == "00POSTER-50, 00POSTER-70"
     # Only the non-zero impacts ("0,000000" is zero) are listed.
     assert [(e["line"], e["value"]) for e in run.errors] == [("3", "50,000000"), ("4", "200,000000")]
+
+
+def test_akeneo_variant_level_identifiers_are_not_axes(tmp_path):
+    """Variant-level supplier references, ERP ids and stock differ per variant like an axis;
+    they stay metadata, and only the real axis becomes an option."""
+    run = transform(tmp_path, "akeneo", sorted((DATA / "akeneo_variant_ids").iterdir()))
+    assert_nothing_rejected(run)
+    assert list(run.attrs("boot")) == ["size"]
+    meta = run.meta("boot")
+    assert meta["supplier_reference"]["defaultValue"] == "SUP-40, SUP-41"
+    assert meta["erp_id"]["defaultValue"] == "9001, 9002" and meta["stock_quantity"]["defaultValue"] == "3, 5"
+    assert meta["Variant EANs"]["defaultValue"] == "001, 002"
+    assert run.errors == []
