@@ -221,3 +221,14 @@ def test_akeneo_variant_level_identifiers_are_not_axes(tmp_path):
     assert meta["erp_id"]["defaultValue"] == "9001, 9002" and meta["stock_quantity"]["defaultValue"] == "3, 5"
     assert meta["Variant EANs"]["defaultValue"] == "001, 002"
     assert run.errors == []
+
+
+def test_shopify_market_compare_at_prices_are_listed_and_multiline_html(tmp_path):
+    """Market columns ("Price / United States", "Compare At Price / United States") are in a
+    currency the export does not name: listed, never dropped silently; Body (HTML) spans lines."""
+    run = transform(tmp_path, "shopify", [DATA / "shopify" / "products_export_markets.csv"])
+    assert_nothing_rejected(run)
+    assert run.prices("lamp") == {"default": {"USD": 249}}
+    assert "<" not in run.items["lamp"]["description"] and "&amp;" not in run.items["lamp"]["description"]
+    listed = [(e["line"], e["column"], e["value"]) for e in run.errors]
+    assert listed == [("2", "Price / {*}", "259.00"), ("2", "Compare At Price / {*}", "299.00"), ("6", "Price / {*}", "259.00")]
