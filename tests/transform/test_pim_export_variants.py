@@ -232,3 +232,14 @@ def test_shopify_market_compare_at_prices_are_listed_and_multiline_html(tmp_path
     assert "<" not in run.items["lamp"]["description"] and "&amp;" not in run.items["lamp"]["description"]
     listed = [(e["line"], e["column"], e["value"]) for e in run.errors]
     assert listed == [("2", "Price / {*}", "259.00"), ("2", "Compare At Price / {*}", "299.00"), ("6", "Price / {*}", "259.00")]
+
+
+def test_prestashop_combinations_keyed_by_product_reference(tmp_path):
+    """An import file set to "use product reference as key": combinations name their product
+    by "Product Reference"; they still roll up into the product (keyed by its Product ID)."""
+    run = transform(tmp_path, "prestashop", sorted((DATA / "prestashop_by_reference").iterdir()))
+    assert_nothing_rejected(run)
+    assert list(run.items) == ["41"]
+    assert run.attrs("41")["Size"]["values"] == ["S", "L"] and run.attrs("41")["Size"]["defaultValue"] == "S"
+    assert run.meta("41")["Combination references"]["defaultValue"] == "VASE-41-S, VASE-41-L"
+    assert run.errors == []

@@ -75,7 +75,7 @@ _INPUT_KEYS = {
     "sources",
     "translations",
 }
-_ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans"}
+_ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans", "aliases"}
 _SOURCE_KEYS = {
     "products": {"where", "columns", "metadata", "ignore"},
     "item_metadata": {"where", "metadata"},
@@ -142,6 +142,9 @@ class ItemSpec:
     parent_lookup: tuple[str, str] | None = None  # (prefix, column): "id:44" -> the row whose ID is 44
     children: dict[str, str] | None = None  # column, records, pairs, assign, key
     orphans: str = "report"  # report | own_item
+    # Other columns by which variants in any file of the batch may name this item
+    # (PrestaShop combinations keyed by "Product Reference" instead of the Product ID).
+    aliases: tuple[Value, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -419,7 +422,10 @@ def _parse_input(ctx: _Ctx, key: str, data: Any) -> InputSpec:
     orphans = item_data.get("orphans", "report")
     if orphans not in ("report", "own_item"):
         ctx.fail(f"{key}.item.orphans", f"must be report or own_item; got {orphans!r}")
-    item = ItemSpec(keys, parent, lookup, children, orphans)
+    raw_aliases = item_data.get("aliases") or []
+    raw_aliases = raw_aliases if isinstance(raw_aliases, list) else [raw_aliases]
+    aliases = tuple(parse_value(ctx, f"{key}.item.aliases[{i}]", a) for i, a in enumerate(raw_aliases))
+    item = ItemSpec(keys, parent, lookup, children, orphans, aliases)
 
     reports = []
     for i, rule in enumerate(data.get("report") or []):
@@ -724,6 +730,22 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
     item_keys = set()
     for p in prepared:
         item_keys.update(p.key[(p.key == p.item).to_numpy()].tolist())
+    # Variants naming their item by an alias (its reference) belong to the item's key.
+    alias_parts = []
+    for p in prepared:
+        own = (p.key == p.item).to_numpy()
+        for alias in p.spec.item.aliases:
+            names = _cells(p.frame, p.table.headers, alias)[own]
+            alias_parts.append(pd.Series(p.item[own].to_numpy(), index=names.to_numpy())[names.to_numpy() != ""])
+    if alias_parts:
+        by_alias = pd.concat(alias_parts)
+        by_alias = by_alias[~by_alias.index.duplicated(keep=False) & ~by_alias.index.isin(list(item_keys))]
+        for p in prepared:
+            unknown = (p.key != p.item).to_numpy() & ~p.item.isin(item_keys).to_numpy()
+            if unknown.any() and len(by_alias):
+                resolved = p.item.map(by_alias)
+                use = unknown & resolved.notna().to_numpy()
+                p.item = p.item.where(~use, resolved.astype("str"))
     translations: list[pd.DataFrame] = []
     for p in prepared:
         _resolve_orphans(p, item_keys)
