@@ -243,3 +243,15 @@ def test_prestashop_combinations_keyed_by_product_reference(tmp_path):
     assert run.attrs("41")["Size"]["values"] == ["S", "L"] and run.attrs("41")["Size"]["defaultValue"] == "S"
     assert run.meta("41")["Combination references"]["defaultValue"] == "VASE-41-S, VASE-41-L"
     assert run.errors == []
+
+
+def test_magento_configurables_exported_without_their_children(tmp_path):
+    """An export filtered to configurables: the children are not rows of the file, but
+    configurable_variations still names them; their SKUs are kept, not dropped."""
+    run = transform(tmp_path, "magento", [DATA / "magento" / "export_catalog_product_configurables_only.csv"])
+    assert_nothing_rejected(run)
+    assert run.meta("CHAIR-9")["Child SKUs"]["defaultValue"] == "CHAIR-9-RED, CHAIR-9-BLU"
+    attrs = run.attrs("CHAIR-9")
+    assert attrs["color"]["values"] == ["Red", "Blue"] and attrs["material"]["values"] == ["Oak", "Ash"]
+    assert "Pricing" not in [a["type"] for a in run.items["CHAIR-9"]["attributes"]]  # no price in the file
+    assert run.errors == []
