@@ -255,3 +255,13 @@ def test_magento_configurables_exported_without_their_children(tmp_path):
     assert attrs["color"]["values"] == ["Red", "Blue"] and attrs["material"]["values"] == ["Oak", "Ash"]
     assert "Pricing" not in [a["type"] for a in run.items["CHAIR-9"]["attributes"]]  # no price in the file
     assert run.errors == []
+
+
+def test_woocommerce_formula_guard_apostrophe_is_removed(tmp_path):
+    """The exporter writes "'-3" for a cell starting with = + - @; the value is "-3"."""
+    export = DATA / "woocommerce" / "wc-product-export-3-12-2026-1764720000000.csv"
+    run = transform(tmp_path, "woocommerce", [export])
+    assert_nothing_rejected(run)
+    assert run.items["B-1"]["name"] == "-20% Bundle" and run.items["B-2"]["name"] == "Plain's"
+    assert run.meta("B-1")["Stock"] == {"name": "Stock", "defaultValue": -3, "type": "Number"}
+    assert run.errors == []
