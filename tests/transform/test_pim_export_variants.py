@@ -265,3 +265,15 @@ def test_woocommerce_formula_guard_apostrophe_is_removed(tmp_path):
     assert run.items["B-1"]["name"] == "-20% Bundle" and run.items["B-2"]["name"] == "Plain's"
     assert run.meta("B-1")["Stock"] == {"name": "Stock", "defaultValue": -3, "type": "Number"}
     assert run.errors == []
+
+
+def test_prestashop_back_office_catalog_export(tmp_path):
+    """Catalog > Products > Export: "ID", "Name", "Reference", "Category", "Price (tax excl.)"."""
+    run = transform(tmp_path, "prestashop", sorted((DATA / "prestashop_catalog").iterdir()))
+    assert_nothing_rejected(run)
+    assert set(run.items) == {"1", "19"}
+    assert run.items["1"]["name"] == "Hummingbird printed t-shirt" and run.items["1"]["tags"] == ["Men"]
+    assert run.prices("1") == {"default": {"USD": 23.9}, "tax-included": {"USD": 28.68}}
+    assert run.meta("1")["Reference"]["defaultValue"] == "demo_1" and run.meta("1")["Active"]["defaultValue"] == "true"
+    assert run.prices("19")["default"] == {"USD": 13.9}
+    assert run.errors == []
