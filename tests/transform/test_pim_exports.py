@@ -315,7 +315,9 @@ def test_shopify_own_export(tmp_path):
     assert run.prices("sofa-nova")["default"] == {"USD": 1490}
     assert run.attrs("gift-card") == {}
     reported = {(e["line"], e["column"]) for e in run.errors}
-    assert reported == {("3", "Variant Price"), ("4", "Variant Price"), ("6", "Price / {*}")}
+    # Line 3 differs in its price and has a compare-at price the first variant has not: both listed.
+    assert reported == {("3", "Variant Price"), ("3", "Variant Compare At Price"), ("4", "Variant Price"), ("6", "Price / {*}")}
+    assert "compare-at" not in run.prices("sofa-nova")  # never another variant's compare-at price
 
 
 def test_akeneo_own_export(tmp_path):

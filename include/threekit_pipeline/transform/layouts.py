@@ -75,7 +75,7 @@ _INPUT_KEYS = {
     "sources",
     "translations",
 }
-_ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans"}
+_ITEM_KEYS = {"key", "parent", "parent_lookup", "children", "orphans", "aliases"}
 _SOURCE_KEYS = {
     "products": {"where", "columns", "metadata", "ignore"},
     "item_metadata": {"where", "metadata"},
@@ -142,6 +142,9 @@ class ItemSpec:
     parent_lookup: tuple[str, str] | None = None  # (prefix, column): "id:44" -> the row whose ID is 44
     children: dict[str, str] | None = None  # column, records, pairs, assign, key
     orphans: str = "report"  # report | own_item
+    # Other columns by which variants in any file of the batch may name this item
+    # (PrestaShop combinations keyed by "Product Reference" instead of the Product ID).
+    aliases: tuple[Value, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -377,9 +380,11 @@ def _parse_input(ctx: _Ctx, key: str, data: Any) -> InputSpec:
     else:
         ctx.fail(f"{key}.separator", f"must be auto or one of ',', ';', '|', tab; got {separator!r}")
     decimal = data.get("decimal", ".")
-    if decimal not in (".", ","):
-        ctx.fail(f"{key}.decimal", f"must be '.' or ','; got {decimal!r}")
+    if decimal not in (".", ",", "auto"):
+        ctx.fail(f"{key}.decimal", f"must be '.', ',' or auto; got {decimal!r}")
     thousands = data.get("thousands")
+    if thousands is not None and decimal == "auto":
+        ctx.fail(f"{key}.thousands", "needs decimal '.' or ','")
     if thousands is not None:
         thousands = _text(ctx, f"{key}.thousands", thousands)
         if thousands == decimal or thousands not in (".", ",", " ", "'", "\u00a0", "\u202f"):
@@ -417,7 +422,10 @@ def _parse_input(ctx: _Ctx, key: str, data: Any) -> InputSpec:
     orphans = item_data.get("orphans", "report")
     if orphans not in ("report", "own_item"):
         ctx.fail(f"{key}.item.orphans", f"must be report or own_item; got {orphans!r}")
-    item = ItemSpec(keys, parent, lookup, children, orphans)
+    raw_aliases = item_data.get("aliases") or []
+    raw_aliases = raw_aliases if isinstance(raw_aliases, list) else [raw_aliases]
+    aliases = tuple(parse_value(ctx, f"{key}.item.aliases[{i}]", a) for i, a in enumerate(raw_aliases))
+    item = ItemSpec(keys, parent, lookup, children, orphans, aliases)
 
     reports = []
     for i, rule in enumerate(data.get("report") or []):
@@ -722,6 +730,22 @@ def reshape_inputs(mapping, paths: list[Path]) -> tuple[list[Path], list[Derived
     item_keys = set()
     for p in prepared:
         item_keys.update(p.key[(p.key == p.item).to_numpy()].tolist())
+    # Variants naming their item by an alias (its reference) belong to the item's key.
+    alias_parts = []
+    for p in prepared:
+        own = (p.key == p.item).to_numpy()
+        for alias in p.spec.item.aliases:
+            names = _cells(p.frame, p.table.headers, alias)[own]
+            alias_parts.append(pd.Series(p.item[own].to_numpy(), index=names.to_numpy())[names.to_numpy() != ""])
+    if alias_parts:
+        by_alias = pd.concat(alias_parts)
+        by_alias = by_alias[~by_alias.index.duplicated(keep=False) & ~by_alias.index.isin(list(item_keys))]
+        for p in prepared:
+            unknown = (p.key != p.item).to_numpy() & ~p.item.isin(item_keys).to_numpy()
+            if unknown.any() and len(by_alias):
+                resolved = p.item.map(by_alias)
+                use = unknown & resolved.notna().to_numpy()
+                p.item = p.item.where(~use, resolved.astype("str"))
     translations: list[pd.DataFrame] = []
     for p in prepared:
         _resolve_orphans(p, item_keys)
@@ -809,8 +833,9 @@ def _condition_mask(frame: pd.DataFrame, headers: list[str], conditions: tuple[C
         elif cond.op == "empty":
             ok = (cells == "").to_numpy() == cond.flag
         else:  # nonzero
-            numbers = pd.to_numeric(cells.where(cells != "", "0"), errors="coerce")
-            ok = ((numbers != 0) | numbers.isna()).to_numpy() == cond.flag
+            # Zero in any decimal notation ("0", "0.000000", "0,000000", "-0"); empty is zero.
+            zero = cells.str.fullmatch(r"[+-]?0*(?:[.,]0*)?").to_numpy(dtype=bool, na_value=False)
+            ok = ~zero == cond.flag
         mask &= ok
     return mask
 
@@ -1097,6 +1122,12 @@ def _numbers(values: pd.Series, spec: InputSpec) -> tuple[pd.Series, np.ndarray]
         text = text.str.replace(spec.thousands, "", regex=False)
     if spec.decimal == ",":
         text = text.str.replace(".", "..", regex=False).str.replace(",", ".", regex=False)
+    elif spec.decimal == "auto":
+        # The shop's own decimal separator (WooCommerce writes "1299,99" in a shop set to ","):
+        # the last of . and , is the decimal point, as for the canonical sources.
+        from threekit_pipeline.transform.core import normalise_decimals
+
+        text = normalise_decimals(text, "auto", None)
     ok &= text.str.fullmatch(_NUMBER_RE).to_numpy(dtype=bool, na_value=False)
     # Plain form, touching only the cells that need it (".5", "+3", "7.", "007").
     odd = text.str.match(r"[+-]?\.|\+|-?0\d").to_numpy(dtype=bool, na_value=False) | text.str.endswith(".").to_numpy(dtype=bool, na_value=False)
@@ -1694,23 +1725,40 @@ def _prices(p: _Prepared, spec: dict) -> tuple[RawTable, dict[str, str]]:
         ranked = long.assign(rank=np.where(long["is_item"], 0, 1)).sort_values(["rank", "number", "row"], kind="stable", na_position="last")
     else:
         ranked = long.assign(rank=np.where(long["is_item"], 0, 1)).sort_values(["rank", "row", "order"], kind="stable")
-    chosen = ranked.drop_duplicates(order_keys)
+    # The item's first price column picks the row its amounts come from (the anchor); the
+    # other pricebooks (a sale or compare-at price) are taken from that same row (or the item's
+    # own row) only, so a regular price and another variant's sale price are never mixed.
+    first_order = long.groupby("item")["order"].transform("min")
+    base = ranked[(ranked["order"] == first_order.loc[ranked.index]) & ranked["number"].notna()]
+    anchor = long["item"].map(base.drop_duplicates("item").set_index("item")["row"])
+    eligible = (long["order"] <= first_order) | (long["row"] == anchor) | anchor.isna() | long["is_item"].astype(bool)
+    chosen = ranked[eligible.loc[ranked.index]].drop_duplicates(order_keys)
     chosen_number = long[order_keys].merge(chosen[[*order_keys, "number", "price"]], on=order_keys, how="left")
     differs = (long["number"].to_numpy() != chosen_number["number"].to_numpy()) & long["number"].notna().to_numpy() & chosen_number["number"].notna().to_numpy()
-    if differs.any():
-        mask = np.zeros(len(frame), dtype=bool)
-        d = long[differs]
-        mask[d["row"].to_numpy()] = True
-        reason = np.full(len(frame), "", dtype=object)
-        reason[d["row"].to_numpy()] = (
+    # A variant's sale price where the anchor row has none: listed, not taken.
+    stray = ~eligible.to_numpy() & chosen_number["number"].isna().to_numpy() & long["number"].notna().to_numpy()
+    if differs.any() or stray.any():
+        # One entry per price cell (a row may differ in its regular and its sale price).
+        d = long[differs | stray]
+        item_price = chosen_number["price"][differs | stray].fillna("").astype("str").to_numpy(dtype=object)
+        reason = np.where(
+            stray[differs | stray],
+            "variant price " + d["price"] + " " + d["currency"] + " (" + d["pricebook"] + ") is not taken: the item's prices come from another variant, which has none in "
+            + d["pricebook"] + "; per-variant prices are not represented (SKU " + d["item"] + ")",
             "variant price " + d["price"] + " " + d["currency"] + " (" + d["pricebook"] + ") differs from the item's "
-            + chosen_number["price"][differs].to_numpy().astype(object) + ": per-variant prices are not represented (SKU " + d["item"] + ")"
-        ).to_numpy()
-        values = np.full(len(frame), "", dtype=object)
-        values[d["row"].to_numpy()] = d["raw"].to_numpy()
-        columns = np.full(len(frame), "", dtype=object)
-        columns[d["row"].to_numpy()] = d["column"].to_numpy()
-        _note(p, mask, columns, values, reason)
+            + item_price + ": per-variant prices are not represented (SKU " + d["item"] + ")",
+        )
+        p.notes.append(
+            pd.DataFrame(
+                {
+                    "file": np.full(len(d), p.name, dtype=object),
+                    "line": pd.array(frame[LINE_COLUMN].to_numpy()[d["row"].to_numpy()], dtype="Int64"),
+                    "column": d["column"].to_numpy(dtype=object),
+                    "value": d["raw"].astype("str").to_numpy(dtype=object),
+                    "reason": reason.astype(object),
+                }
+            )
+        )
     chosen = chosen.sort_values("row", kind="stable")
     data = {
         "sku": chosen["item"].to_numpy(),
