@@ -64,6 +64,8 @@ _SOURCE_KEYS = {
     "max_error_ratio",
 }
 _TOP_KEYS = {"name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources"}
+# Read by pipelines/retire.py (snapshot, retire, max_retire_ratio), not by the transform.
+_TOP_KEYS.add("lifecycle")
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
 _METADATA_TYPES = {"String", "Number"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
