@@ -128,6 +128,7 @@ def load_policy(config: Any) -> RetirePolicy:
     """The policy of the configured mapping: its ``lifecycle`` block, then the Variable's
     ``catalog_lifecycle`` keys on top. The source defaults to the mapping's ``name``."""
     import yaml
+
     from threekit_pipeline.transform.mapping import resolve_mapping_path
 
     path = resolve_mapping_path(config.mapping)
@@ -589,3 +590,9 @@ def _write_report(env: Any, ftp: Any | None, summary: dict[str, Any], *, upload:
 
 def policy_dict(policy: RetirePolicy) -> dict[str, Any]:
     return asdict(policy)
+
+
+def has_work(env: Any) -> bool:
+    """Whether :func:`retire_missing` has anything to look at: this run's import plan, or a
+    ``confirm_retire`` run (which applies the pending retirement)."""
+    return _read_plan(env) is not None or confirm_retire(env)
