@@ -180,3 +180,19 @@ def test_spec_validation_and_configuration_expansion():
     default = tk_renders.parse_render_spec({"render": "on_demand"})
     assert tk_renders.item_configurations(item, default) == [{"Color": "Blue", "Legs": "Oak"}]
     assert tk_renders.render_job_id({"job": {"id": "j1"}}) == "j1" and tk_renders.render_job_id({"jobId": "j2"}) == "j2"
+
+
+def test_sandbox_render_jobs_replace_layers_per_configuration_and_refuse_deleted_items(client, threekit_sandbox):
+    (item,) = client.import_products_sync([_product("SOFA-1", "Sofa 1")])
+    spec = tk_renders.parse_render_spec({"renderer": "webgl", "width": 32, "height": 32})
+    first = tk_renders.request_render(client, item["id"], [{"Color": "Red"}, {"Color": "Blue"}], spec)
+    assert _wait(client, {"jobs": [first]}, 30) == {first: "succeeded"}
+    second = tk_renders.request_render(client, item["id"], [{"Color": "Red"}], spec)
+    assert _wait(client, {"jobs": [second]}, 30) == {second: "succeeded"}
+    layers = list(client.list_layers(asset_id=item["id"]))
+    assert sorted((layer["assetLayerConfiguration"]["Color"], layer["jobId"]) for layer in layers) == [
+        ("Blue", first), ("Red", second)
+    ]
+    client.delete_asset(item["id"])
+    with pytest.raises(Exception, match="404"):
+        tk_renders.request_render(client, item["id"], [{"Color": "Red"}], spec)
