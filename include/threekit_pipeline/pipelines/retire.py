@@ -326,7 +326,7 @@ def _sku_query(sku: str) -> dict[str, Any]:
     return {"metadata": [{"name": SKU_METADATA, "defaultValue": sku, "type": "String"}]}
 
 
-def find_item(client: Any, sku: str, include_deleted: bool = False) -> dict[str, Any] | None:
+def find_item(client: Any, sku: str) -> dict[str, Any] | None:
     """The live catalog item whose metadata ``SKU`` is ``sku`` (``GET /api/catalog/products``)."""
     found = client.find_products_by_metadata({SKU_METADATA: sku})
     return found[0] if found else None
@@ -502,7 +502,8 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
             ", ".join(snap.files), policy.source, len(snap.skus), len(live), len(candidates), ratio * 100,
         )
         if not candidates:
-            lc.clear_pending(policy.source) if not env.dry_run else None
+            if not env.dry_run:
+                lc.clear_pending(policy.source)
             summary["status"] = "nothing_to_retire"
             return summary
         rows = [{"sku": sku, "threekit_id": live[sku] or "", "action": policy.retire, "status": "", "detail": ""}
