@@ -229,13 +229,15 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
                 # The ERP's second full snapshot of the day lacks two SKUs: they are retired.
                 with FtpClient(settings) as ftp:
                     _upload_inputs(ftp, {"catalog": snapshot2})
+                t0 = time.monotonic()
+                log_path = work_dir / "logs" / f"{IMPORT_DAGS[0]}.snapshot2.log"
                 code = _airflow(
                     ["dags", "test", IMPORT_DAGS[0], datetime.now(UTC).replace(microsecond=0).isoformat()],
                     env,
-                    work_dir / "logs" / f"{IMPORT_DAGS[0]}.snapshot2.log",
+                    log_path,
                 )
-                _say(f"  {IMPORT_DAGS[0] + ' (snapshot 2)':<32} {'ok' if code == 0 else 'FAILED':<6}"
-                     f"          log: .demo/logs/{IMPORT_DAGS[0]}.snapshot2.log")
+                _say(f"  {'  second snapshot of the day':<32} {'ok' if code == 0 else 'FAILED':<6} "
+                     f"{time.monotonic() - t0:6.1f} s   log: {log_path.relative_to(REPO)}")
                 if code != 0:
                     failed.append(IMPORT_DAGS[0] + " (snapshot 2)")
             logical = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -310,7 +312,7 @@ def _print_lifecycle(ftp, before: dict, after: dict, dropped: list[str], render_
     requests = after.get("requests", {}).get(RENDER_ROUTE, 0) - before.get("requests", {}).get(RENDER_ROUTE, 0)
     manifests = [p for p, _ in _tree(ftp, "/outbound/renders/dam") if "/manifest_" in p]
     _say(f"\nRender on demand (every Color of {', '.join(render_skus)})")
-    _say(f"  render jobs requested this run: {requests}" + ("  (nothing new or changed)" if not requests else ""))
+    _say(f"  render jobs requested this run: {requests}")
     if manifests:
         _say(f"  manifests delivered: {len(manifests)}, latest {max(manifests)}")
 
