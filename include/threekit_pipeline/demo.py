@@ -184,7 +184,7 @@ def _human(size: int) -> str:
 
 
 def _latest_report(ftp, folder: str, scratch: Path) -> dict | None:
-    reports = [p for p, _ in _tree(ftp, folder) if p.endswith(".json")]
+    reports = [p for p, _ in _tree(ftp, folder) if p.endswith(".json") and not p.endswith(".retired.json")]
     if not reports:
         return None
     # Report names start with the run id, which starts with the run's timestamp.
