@@ -209,6 +209,9 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
         inputs = _generate_inputs(work_dir, stamp)
         snapshot2, dropped, render_skus = _demo_lifecycle(inputs["catalog"], stamp, work_dir)
         variable = {**DEMO_VARIABLE, "render_spec": {**DEMO_RENDER_SPEC, "items": {"skus": render_skus}}}
+        if not first_run:
+            # The ERP's latest full export is the second snapshot: nothing returns, nothing is re-sent.
+            inputs["catalog"] = snapshot2
         env = _airflow_env(stack.airflow_env(variable))
         _say(f"  Threekit sandbox  {stack.threekit.base_url}   FTP sandbox  ftp://{stack.ftp.host}:{stack.ftp.port}")
         before = stack.threekit.stats()
@@ -226,6 +229,7 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
                 # The asset and catalog exports read what exists: the sandbox stands in for renders
                 # made elsewhere; the render export renders its spec's items itself.
                 stack.threekit.render_stand_in(tags=DEMO_VARIABLE["render_tags"])
+            if dag_id == EXPORT_DAGS[0] and first_run:
                 # The ERP's second full snapshot of the day lacks two SKUs: they are retired.
                 with FtpClient(settings) as ftp:
                     _upload_inputs(ftp, {"catalog": snapshot2})
@@ -252,7 +256,7 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
         after = stack.threekit.stats()
         with FtpClient(settings) as ftp:
             _print_summary(ftp, before, after, work_dir)
-            _print_lifecycle(ftp, before, after, dropped, render_skus)
+            _print_lifecycle(ftp, before, after, dropped, render_skus, stack.staging_dir)
     _say(f"\nDone in {time.monotonic() - started:.0f} s. Servers stopped. Run `make demo` again to see the delta.")
     if failed:
         _say(f"FAILED DAGs: {', '.join(failed)} (see their logs above)")
@@ -296,19 +300,24 @@ def _print_summary(ftp, before: dict, after: dict, work_dir: Path) -> None:
         _say(f"  latest catalog import report: {report['path']}")
 
 
-def _print_lifecycle(ftp, before: dict, after: dict, dropped: list[str], render_skus: list[str]) -> None:
-    """Retired SKUs (with their Threekit ids) and the renders made on demand this run."""
+def _print_lifecycle(
+    ftp, before: dict, after: dict, dropped: list[str], render_skus: list[str], staging_dir: Path
+) -> None:
+    """Retired SKUs (with their Threekit ids, from the lifecycle ledger) and the renders made this run."""
+    from threekit_pipeline.pipelines.retire import lifecycle_ledger
+
     _say("\nCatalog lifecycle (second snapshot of the day without " + ", ".join(dropped) + ")")
-    retired = [p for p, _ in _tree(ftp, "/reports/catalog_import") if p.endswith(".retired.json")]
-    if retired:
-        newest = max(retired, key=lambda p: (ftp.stat(p).modified or datetime.min.replace(tzinfo=UTC), p))
-        report = json.loads(ftp.read_bytes(newest))
-        rows = [r for r in report.get("retired", []) if r.get("status") == "retired"]
-        _say(f"  retired ({report.get('retire')}): {len(rows)} SKU(s) -> {newest}")
-        for row in rows:
-            _say(f"    {row['sku']}  Threekit id {row['threekit_id']}  {row['detail']}")
-    else:
-        _say("  nothing retired yet")
+    deletes = after.get("requests", {}).get("DELETE /api/assets/:id", 0) - before.get("requests", {}).get(
+        "DELETE /api/assets/:id", 0
+    )
+    with lifecycle_ledger(staging_dir) as ledger:
+        retired = ledger.retired("canonical")
+    _say(f"  items soft-deleted this run: {deletes}; retired SKUs (lifecycle ledger): {len(retired)}")
+    for sku, record in sorted(retired.items()):
+        _say(f"    {sku}  Threekit id {record['threekit_id']}  {record['action']} at {record['retired_at']}")
+    reports = [p for p, _ in _tree(ftp, "/reports/catalog_import") if p.endswith(".retired.csv")]
+    if reports:
+        _say(f"  retirement reports: {len(reports)}, latest {max(reports)}")
     requests = after.get("requests", {}).get(RENDER_ROUTE, 0) - before.get("requests", {}).get(RENDER_ROUTE, 0)
     manifests = [p for p, _ in _tree(ftp, "/outbound/renders/dam") if "/manifest_" in p]
     _say(f"\nRender on demand (every Color of {', '.join(render_skus)})")
