@@ -28,8 +28,15 @@ interval (or `replay_start`..`replay_end`), taking already processed files from 
 where they stay. If an import still fails after its retries, no file is moved: the next run
 picks them up again and the ledger keeps it from re-sending what already landed.
 
-**Params**: `dry_run`, `file`, `force_full_resend`, `replay`, `replay_start`, `replay_end`
-(see each param's description).
+**Params**: `dry_run`, `file`, `force_full_resend`, `replay`, `replay_start`, `replay_end`,
+`confirm_retire` (see each param's description).
+
+**Retiring discontinued products**: a source declared a full snapshot (`snapshot: full` in
+the mapping's `lifecycle` block or the Variable's `catalog_lifecycle`) retires, after the
+import, every SKU it imported before that its newest products file no longer holds
+(`retire: delete|tag:<name>|report`); above `max_retire_ratio` (default 5 %) nothing is
+retired and `retire_missing` fails naming the count until a run with `confirm_retire`.
+Report: `<reports>/catalog_import/<run>.retired.json|.csv`.
 
 **Configuration**: Airflow Variable `threekit_pipeline` (JSON; keys `mapping`, `folders`,
 `batch_size`, `import_mode`, `import_concurrency`, `job_deadline_seconds`,
@@ -108,6 +115,12 @@ def _skip(exc: Exception):
             type="string",
             description="Replay window end (ISO date or datetime, UTC, exclusive). Empty = data interval end.",
         ),
+        "confirm_retire": Param(
+            False,
+            type="boolean",
+            description="Apply a retirement that exceeded max_retire_ratio (the pending one of the last "
+            "full snapshot, or this run's). The run does not wait for new files.",
+        ),
     },
 )
 def threekit_catalog_import():
@@ -173,13 +186,45 @@ def threekit_catalog_import():
             raise _skip(ValueError("no product was created or updated: the catalog Asset is not updated"))
         return {"changed": result["changed"], "report": result["report"]}
 
+    @task
+    def restore_returning(prepared: list) -> dict:
+        """Restore (or untag) retired SKUs that this run carries again, before they are re-imported."""
+        from threekit_pipeline.pipelines import retire
+
+        env = _env()
+        if env.dry_run:
+            return retire.restore_returning(env, None)
+        with env.threekit() as client:
+            return retire.restore_returning(env, client)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def retire_missing() -> dict:
+        """Retire the SKUs a full snapshot no longer holds (ratio guard, confirm_retire, dry_run)."""
+        from contextlib import nullcontext
+
+        from airflow.sdk.exceptions import AirflowFailException
+        from threekit_pipeline.pipelines import retire
+
+        env = _env()
+        if not retire.has_work(env):
+            raise _skip(ValueError("no catalog snapshot in this run and no confirmed retirement"))
+        try:
+            with (nullcontext() if env.dry_run else env.threekit()) as client:
+                with (nullcontext() if env.dry_run else env.ftp()) as ftp:
+                    return retire.retire_missing(env, client, ftp)
+        except retire.RetireBlocked as exc:
+            # Retrying cannot unblock it; a manual run with confirm_retire can.
+            raise AirflowFailException(str(exc)) from None
+
     collected = collect_files(wait_for_files.output)
     prepared = transform_and_plan(collected)
     # One mapped task per chunk; each links to the Threekit job(s) it started.
     imported = CatalogChunkImportOperator.partial(task_id="import_chunk").expand(chunk_path=prepared)
     done = finalize()
     [prepared, imported] >> done
+    restore_returning(prepared) >> imported
     publish_catalog(done)
+    done >> retire_missing()
 
 
 threekit_catalog_import()

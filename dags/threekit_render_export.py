@@ -22,6 +22,16 @@ ledger); images of items that disappeared are left in place.
 date; re-run the latest run instead.
 
 **Params:** `dry_run` downloads and writes the manifest to staging only.
+
+**Render on demand** (Variable `render_spec`, see `threekit_pipeline.threekit.renders`):
+`plan_renders` starts render jobs (`POST /api/asset-jobs/:id/render/vray|webgl`) only for
+the (item content, configuration, settings) combinations new or changed since their last
+delivery (ledger `<staging>/ledger/render_delivery.sqlite`); `wait_for_renders` waits in the
+triggerer (deferrable); `collect_renders` downloads each layer image and writes
+`manifest_<YYYYMMDDTHHMMSS>.csv` (sku, configuration, file, size, sha256, ...);
+`finish_renders` records what every destination received and fails naming each item and
+configuration whose render failed or timed out (the other images are delivered). Without a
+spec (or `render: existing`) the layers that exist are delivered as before.
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+from threekit_pipeline.airflow.operators.threekit_render import ThreekitRenderJobsOperator
 from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
 
@@ -55,14 +66,35 @@ from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 )
 def threekit_render_export():
     @task
-    def collect_renders() -> list[dict]:
-        """Download the render images of the selected items and stage the day's manifest."""
+    def plan_renders() -> dict:
+        """Start render jobs for new or changed (item, configuration) pairs of the render spec."""
+        from threekit_pipeline.pipelines.render_on_demand import plan_renders as plan
+        from threekit_pipeline.pipelines.runtime import TaskEnv
+
+        env = TaskEnv.from_context()
+        with env.threekit() as client:
+            return plan(env, client)
+
+    @task
+    def collect_renders(plan: dict, outcomes: dict | None) -> list[dict]:
+        """Download the render images (rendered now, or existing layers) and stage the manifest."""
+        from threekit_pipeline.pipelines.render_on_demand import collect_rendered
         from threekit_pipeline.pipelines.renders import collect_renders as collect
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
         with env.threekit() as client:
-            return collect(env, client)
+            if plan["mode"] == "existing":
+                return collect(env, client)
+            return collect_rendered(env, client, outcomes)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def finish_renders() -> dict:
+        """Record what every destination received; fail naming renders that failed or timed out."""
+        from threekit_pipeline.pipelines.render_on_demand import finish_renders as finish
+        from threekit_pipeline.pipelines.runtime import TaskEnv
+
+        return finish(TaskEnv.from_context())
 
     @task(map_index_template="{{ task.op_kwargs['plan']['destination'] }}")
     def deliver_renders(plan: dict) -> dict:
@@ -81,7 +113,9 @@ def threekit_render_export():
 
         return summarise_render_delivery(list(results))
 
-    summarise(deliver_renders.expand(plan=collect_renders()))
+    planned = plan_renders()
+    waited = ThreekitRenderJobsOperator(task_id="wait_for_renders", plan=planned)
+    summarise(deliver_renders.expand(plan=collect_renders(planned, waited.output))) >> finish_renders()
 
 
 threekit_render_export()

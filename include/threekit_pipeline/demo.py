@@ -49,7 +49,20 @@ DEMO_VARIABLE = {
     "render_tags": ["new"],
     "export_asset_tags": ["new"],
     "render_destinations": ["/outbound/renders/dam", "/outbound/renders/partner"],
+    # The ERP export is the full assortment: SKUs missing from a later snapshot are soft-deleted.
+    "catalog_lifecycle": {"snapshot": "full", "retire": "delete"},
 }
+# Render on demand: every Color of a few items (their SKUs are picked from the generated catalog).
+DEMO_RENDER_SPEC = {
+    "configurations": {"attributes": ["Color"]},
+    "renderer": "vray",
+    "format": "png",
+    "width": 512,
+    "height": 512,
+    "poll_seconds": 1,
+    "timeout_seconds": 300,
+}
+RENDER_ROUTE = "POST /api/asset-jobs/:assetId/render/:renderer"
 
 
 def _say(text: str = "") -> None:
@@ -99,6 +112,42 @@ def _generate_inputs(work_dir: Path, stamp: str) -> dict[str, list[Path]]:
     return {"catalog": catalog, "translations": translations, "assets": sources}
 
 
+def _demo_lifecycle(catalog: list[Path], stamp: str, work_dir: Path) -> tuple[list[Path], list[str], list[str]]:
+    """A second snapshot of the catalog without two SKUs (stamped later the same day), and the
+    SKUs of a few "new" items with several colours for the render spec.
+
+    Returns ``(snapshot files, dropped SKUs, render SKUs)``.
+    """
+    import csv
+
+    by_kind = {path.name.split("_", 1)[0]: path for path in catalog}
+    with open(by_kind["products"], newline="", encoding="utf-8") as handle:
+        products = list(csv.DictReader(handle))
+    with open(by_kind["options"], newline="", encoding="utf-8") as handle:
+        colours: dict[str, int] = {}
+        for row in csv.DictReader(handle):
+            if row["attribute"] == "Color":
+                colours[row["sku"]] = colours.get(row["sku"], 0) + 1
+    new = [r["sku"] for r in products if "new" in r["tags"].split(";") and colours.get(r["sku"], 0) >= 2]
+    render_skus = new[:4]
+    dropped = [r["sku"] for r in products if r["sku"] not in render_skus][-2:]
+    out = work_dir / "generated" / f"{stamp}_snapshot2"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in catalog:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = [r for r in reader if r["sku"] not in dropped]
+            fields = reader.fieldnames or []
+        target = out / path.name.replace(f"_{stamp}", f"_{stamp}_235959")
+        with open(target, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(target)
+    return written, dropped, render_skus
+
+
 def _upload_inputs(ftp, inputs: dict[str, list[Path]]) -> list[tuple[str, int]]:
     folders = {"catalog": "/inbound/catalog", "translations": "/inbound/translations", "assets": "/inbound/assets"}
     uploaded = []
@@ -135,7 +184,7 @@ def _human(size: int) -> str:
 
 
 def _latest_report(ftp, folder: str, scratch: Path) -> dict | None:
-    reports = [p for p, _ in _tree(ftp, folder) if p.endswith(".json")]
+    reports = [p for p, _ in _tree(ftp, folder) if p.endswith(".json") and not p.endswith(".retired.json")]
     if not reports:
         return None
     # Report names start with the run id, which starts with the run's timestamp.
@@ -157,11 +206,16 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
     with LocalStack(work_dir, org_id=_org_id(work_dir), ftp_user="erp") as stack:
         conn = stack.ftp_connection()
         settings = FtpSettings(host=conn["host"], port=conn["port"], user=conn["login"], password=conn["password"])
-        env = _airflow_env(stack.airflow_env(DEMO_VARIABLE))
+        inputs = _generate_inputs(work_dir, stamp)
+        snapshot2, dropped, render_skus = _demo_lifecycle(inputs["catalog"], stamp, work_dir)
+        variable = {**DEMO_VARIABLE, "render_spec": {**DEMO_RENDER_SPEC, "items": {"skus": render_skus}}}
+        if not first_run:
+            # The ERP's latest full export is the second snapshot: nothing returns, nothing is re-sent.
+            inputs["catalog"] = snapshot2
+        env = _airflow_env(stack.airflow_env(variable))
         _say(f"  Threekit sandbox  {stack.threekit.base_url}   FTP sandbox  ftp://{stack.ftp.host}:{stack.ftp.port}")
         before = stack.threekit.stats()
 
-        inputs = _generate_inputs(work_dir, stamp)
         with FtpClient(settings) as ftp:
             uploaded = _upload_inputs(ftp, inputs)
         _say(f"  uploaded {len(uploaded)} input files to /inbound ({_human(sum(s for _, s in uploaded))})")
@@ -172,9 +226,24 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
         failed = []
         for dag_id in (*IMPORT_DAGS, *EXPORT_DAGS):
             if dag_id == EXPORT_DAGS[0]:
-                # Threekit makes images only in render jobs, which this pipeline does not request
-                # yet; the sandbox stands in for them so the render export has layers to deliver.
+                # The asset and catalog exports read what exists: the sandbox stands in for renders
+                # made elsewhere; the render export renders its spec's items itself.
                 stack.threekit.render_stand_in(tags=DEMO_VARIABLE["render_tags"])
+            if dag_id == EXPORT_DAGS[0] and first_run:
+                # The ERP's second full snapshot of the day lacks two SKUs: they are retired.
+                with FtpClient(settings) as ftp:
+                    _upload_inputs(ftp, {"catalog": snapshot2})
+                t0 = time.monotonic()
+                log_path = work_dir / "logs" / f"{IMPORT_DAGS[0]}.snapshot2.log"
+                code = _airflow(
+                    ["dags", "test", IMPORT_DAGS[0], datetime.now(UTC).replace(microsecond=0).isoformat()],
+                    env,
+                    log_path,
+                )
+                _say(f"  {'  second snapshot of the day':<32} {'ok' if code == 0 else 'FAILED':<6} "
+                     f"{time.monotonic() - t0:6.1f} s   log: {log_path.relative_to(REPO)}")
+                if code != 0:
+                    failed.append(IMPORT_DAGS[0] + " (snapshot 2)")
             logical = datetime.now(UTC).replace(microsecond=0).isoformat()
             log_path = work_dir / "logs" / f"{dag_id}.log"
             t0 = time.monotonic()
@@ -187,6 +256,7 @@ def run_demo(work_dir: Path = DEMO_DIR) -> int:
         after = stack.threekit.stats()
         with FtpClient(settings) as ftp:
             _print_summary(ftp, before, after, work_dir)
+            _print_lifecycle(ftp, before, after, dropped, render_skus, stack.staging_dir)
     _say(f"\nDone in {time.monotonic() - started:.0f} s. Servers stopped. Run `make demo` again to see the delta.")
     if failed:
         _say(f"FAILED DAGs: {', '.join(failed)} (see their logs above)")
@@ -228,6 +298,32 @@ def _print_summary(ftp, before: dict, after: dict, work_dir: Path) -> None:
     _say(f"  reports: {len(reports)} files under /reports (FTP root on disk: {work_dir / 'ftproot' / 'reports'})")
     if report:
         _say(f"  latest catalog import report: {report['path']}")
+
+
+def _print_lifecycle(
+    ftp, before: dict, after: dict, dropped: list[str], render_skus: list[str], staging_dir: Path
+) -> None:
+    """Retired SKUs (with their Threekit ids, from the lifecycle ledger) and the renders made this run."""
+    from threekit_pipeline.pipelines.retire import lifecycle_ledger
+
+    _say("\nCatalog lifecycle (second snapshot of the day without " + ", ".join(dropped) + ")")
+    deletes = after.get("requests", {}).get("DELETE /api/assets/:id", 0) - before.get("requests", {}).get(
+        "DELETE /api/assets/:id", 0
+    )
+    with lifecycle_ledger(staging_dir) as ledger:
+        retired = ledger.retired("canonical")
+    _say(f"  items soft-deleted this run: {deletes}; retired SKUs (lifecycle ledger): {len(retired)}")
+    for sku, record in sorted(retired.items()):
+        _say(f"    {sku}  Threekit id {record['threekit_id']}  {record['action']} at {record['retired_at']}")
+    reports = [p for p, _ in _tree(ftp, "/reports/catalog_import") if p.endswith(".retired.csv")]
+    if reports:
+        _say(f"  retirement reports: {len(reports)}, latest {max(reports)}")
+    requests = after.get("requests", {}).get(RENDER_ROUTE, 0) - before.get("requests", {}).get(RENDER_ROUTE, 0)
+    manifests = [p for p, _ in _tree(ftp, "/outbound/renders/dam") if "/manifest_" in p]
+    _say(f"\nRender on demand (every Color of {', '.join(render_skus)})")
+    _say(f"  render jobs requested this run: {requests}")
+    if manifests:
+        _say(f"  manifests delivered: {len(manifests)}, latest {max(manifests)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,3 +89,38 @@ def test_render_export_dry_run_uploads_nothing(tmp_path):
         # The manifest was still written to staging for inspection.
         staged = list((tmp_path / "staging" / "threekit_render_export").rglob("manifest_20261123.csv"))
         assert len(staged) == 1
+
+
+def test_render_on_demand_waits_deferred_renders_each_colour_and_names_a_failed_render(tmp_path):
+    spec = {"items": {"tags": ["featured"]}, "configurations": {"attributes": ["Color"]}, "renderer": "vray",
+            "width": 64, "height": 64, "poll_seconds": 0.2, "timeout_seconds": 60}
+    colour = {"type": "String", "name": "Color", "values": ["Red", "Blue"], "defaultValue": "Red"}
+    variable = {"render_spec": spec, "render_destinations": DESTINATIONS}
+    with running_stack(tmp_path, variable) as stack:
+        items = seed_products(
+            stack,
+            [{"sku": f"SOFA-{n}", "name": f"Sofa {n}", "tags": ["featured"], "attributes": [colour]} for n in (1, 2)],
+        )
+        ids = {item["metadata"]["SKU"]: item["id"] for item in items}
+        stack.threekit.render_faults({ids["SOFA-2"]: "fail"})
+        dag = load_dag("threekit_render_export")
+
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "failed" and tasks["finish_renders"] == ["failed"], tasks
+        assert tasks["wait_for_renders"] == ["success"] and tasks["deliver_renders"] == ["success", "success"]
+        for destination in DESTINATIONS:
+            files = ftp_files(stack, destination)
+            assert sorted(n.split("/")[0] for n in files if "/" in n) == ["SOFA-1", "SOFA-1"]
+        renders = request_count(stack, "POST /api/asset-jobs/:assetId/render/:renderer")
+        assert renders == 2
+
+        stack.threekit.render_faults({})
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "success", tasks
+        assert request_count(stack, "POST /api/asset-jobs/:assetId/render/:renderer") == renders + 1  # SOFA-2 only
+        delivered = {d: ftp_files(stack, d) for d in DESTINATIONS}
+
+        state, tasks = run_dag(dag, logical_date=DAY)
+        assert state == "success", tasks
+        assert request_count(stack, "POST /api/asset-jobs/:assetId/render/:renderer") == renders + 1
+        assert {d: ftp_files(stack, d) for d in DESTINATIONS} == delivered  # nothing uploaded

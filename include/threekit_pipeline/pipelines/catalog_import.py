@@ -173,6 +173,11 @@ def plan_run(env: Any) -> list[dict[str, Any]]:
     if window.replay:
         log.info("%s: %s, no waiting", window.reason, window.describe())
         return []
+    from threekit_pipeline.pipelines.runtime import truthy
+
+    if truthy(env.param("confirm_retire", False)):
+        log.info("Param confirm_retire: applying the pending retirement, no waiting for files")
+        return []
     log.info(
         "Waiting for complete files matching %s in %s (stable %.0f s, timeout %.0f s)",
         patterns,

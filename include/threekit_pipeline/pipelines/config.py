@@ -80,6 +80,11 @@ class PipelineConfig:
     render_tags: tuple[str, ...] = ()
     render_destinations: tuple[str, ...] = ()
     translations_per_locale: bool = False
+    # Catalog lifecycle (overrides the mapping's ``lifecycle`` block): ``snapshot`` (full|delta),
+    # ``retire`` (delete|tag:<name>|report), ``max_retire_ratio``; see pipelines/retire.py.
+    catalog_lifecycle: dict[str, Any] = field(default_factory=dict)
+    # Render spec for the render export (object, or a path to a YAML file); see threekit/renders.py.
+    render_spec: dict[str, Any] | str = field(default_factory=dict)
 
     def folder(self, key: str) -> str:
         return self.folders[key]
@@ -165,6 +170,10 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
         elif key == "import_mode":
             if value not in {"job", "sync"}:
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: 'import_mode' must be 'job' or 'sync'")
+            kwargs[key] = value
+        elif key in ("catalog_lifecycle", "render_spec"):
+            if not isinstance(value, dict) and not (key == "render_spec" and isinstance(value, str)):
+                raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be an object")
             kwargs[key] = value
         elif key == "translations_per_locale":
             if not isinstance(value, bool):

@@ -238,6 +238,10 @@ class ThreekitSandboxProcess:
         """Give matching items a stub PNG layer, standing in for a render job (see the sandbox)."""
         return self._admin("POST", "/_sandbox/render", json={"assetIds": asset_ids, "tags": tags})["layers"]
 
+    def render_faults(self, faults: dict[str, str]) -> None:
+        """Make render jobs of these assets ``fail`` or ``hang`` (never finish)."""
+        self._admin("POST", "/_sandbox/render-faults", json=faults)
+
     def reset(self) -> None:
         """Wipe all state."""
         self._admin("POST", "/_sandbox/reset")

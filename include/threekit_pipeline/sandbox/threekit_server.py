@@ -869,6 +869,47 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 raise ApiError(422, "validation_error", "assetIds and tags must be lists of strings")
         return json_response({"layers": self.server.sandbox.render_stand_in(ids, tags)})
 
+    def h_admin_render_faults(self) -> Response:
+        body = self._json_body()
+        if not isinstance(body, dict) or not all(v in ("fail", "hang") for v in body.values()):
+            raise ApiError(422, "validation_error", "expected {assetId: 'fail' | 'hang'}")
+        self.server.sandbox.set_render_faults(body)
+        return json_response({"faults": body})
+
+    def h_render(self, asset_id: str, renderer: str) -> Response:
+        """``POST /api/asset-jobs/:assetId/render/vray|webgl`` (reference section 6, DEV-renderassetvray).
+
+        Body: ``orgId``, ``configuration`` or ``configurations[]``, ``stageId``,
+        ``stageConfiguration``, ``settings.output.resolution {width, height}`` (public snippet)
+        and ``settings.output.format``. Answer ``{"jobId", "job"}`` like asset-import jobs: the
+        real answer of a render request is not published (a guess, see the fidelity table).
+        """
+        body = self._json_body()
+        if not isinstance(body, dict):
+            raise ApiError(422, "validation_error", "expected a JSON object")
+        if body.get("orgId") not in (None, self.server.org_id):
+            raise ApiError(403, "forbidden", f"the token has no access to organization {body['orgId']}")
+        configurations = body.get("configurations")
+        if configurations is None:
+            configurations = [body.get("configuration") or {}]
+        if not isinstance(configurations, list) or not all(isinstance(c, dict) for c in configurations):
+            raise ApiError(422, "validation_error", "configurations: must be a list of objects")
+        settings = body.get("settings") or {}
+        output = settings.get("output") if isinstance(settings, dict) else None
+        resolution = (output or {}).get("resolution") or {}
+        payload = {
+            "configurations": configurations,
+            "stageId": body.get("stageId"),
+            "stageConfiguration": body.get("stageConfiguration") or {},
+            "width": resolution.get("width"),
+            "height": resolution.get("height"),
+            "format": (output or {}).get("format") or "png",
+        }
+        job = self.server.sandbox.create_render_job(asset_id, renderer, payload)
+        if job is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        return json_response({"jobId": job["id"], "job": job})
+
     def h_admin_pricebooks(self) -> Response:
         body = self._json_body()
         books = body if isinstance(body, list) else None
@@ -1001,6 +1042,13 @@ ROUTES: list[Route] = [
     _route("GET", r"/api/layers", "/api/layers", H.h_layers),
     _route("GET", rf"/api/layers/(?P<layer_id>{ID})", "/api/layers/:id", H.h_layer),
     _route("POST", r"/api/asset-jobs/import", "/api/asset-jobs/import", H.h_asset_import),
+    _route(
+        "POST",
+        rf"/api/asset-jobs/(?P<asset_id>{ID})/render/(?P<renderer>vray|webgl)",
+        "/api/asset-jobs/:assetId/render/:renderer",
+        H.h_render,
+    ),
+    _route("POST", r"/_sandbox/render-faults", "/_sandbox/render-faults", H.h_admin_render_faults, faults=False),
 ]
 
 

@@ -530,6 +530,70 @@ class Sandbox:
         # by ``GET /api/assets?importedFileId=<file id>``.
         return self._run(job, "Success", "", {"files": [file]}, now)
 
+    # -- render jobs (reference sections 6-7) ---------------------------------------------
+    def set_render_faults(self, faults: dict[str, str]) -> None:
+        """Test hook: ``{asset id: "fail" | "hang"}`` makes that asset's render jobs fail or never end."""
+        self._render_faults = dict(faults)
+
+    def create_render_job(self, asset_id: str, renderer: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue a render job of one item (None when the item is unknown or deleted).
+
+        ``payload``: ``configurations`` (list of ``{attribute: value}``), ``stageId``,
+        ``stageConfiguration``, ``width``, ``height``, ``format``. After the job delay it
+        leaves one PNG layer per configuration (``jobId`` set), replacing the item's layer of
+        the same configuration and stage.
+        """
+        with self.store.write() as conn:
+            item = self.store.get_asset(conn, asset_id)
+            if item is None:
+                return None
+            configurations = payload["configurations"]
+            job = self._new_job("render", f"Render {item['name']} ({renderer})", len(configurations), {"assetId": asset_id})
+            self._schedule(conn, job, {**payload, "assetId": asset_id, "renderer": renderer})
+        log.info("render job %s queued for %s: %d configuration(s)", job["id"], asset_id, len(configurations))
+        self._wake.set()
+        return job
+
+    def _run_render(self, conn, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
+        now = utc_now()
+        fault = getattr(self, "_render_faults", {}).get(payload["assetId"])
+        if fault == "hang":
+            return None
+        item = self.store.get_asset(conn, payload["assetId"])
+        if item is None or fault == "fail":
+            self._finish(job, 0, job["taskCount"], now)
+            message = "render failed: asset not found" if item is None else "render failed: V-Ray task error"
+            return self._run(job, "Failed", message, {"files": []}, now)
+        files = []
+        width, height = int(payload.get("width") or RENDER_WIDTH), int(payload.get("height") or RENDER_HEIGHT)
+        for configuration in payload["configurations"]:
+            hex_digest, size = self.store.put_bytes_blob(render_item_png(item["name"], configuration))
+            name = f"render-{item['id']}-{hex_digest[:12]}.png"
+            file = self.store.register_file(conn, hex_digest, size, name, "image/png")
+            files.append(file)
+            self.store.put_render_layer(
+                conn,
+                {
+                    "id": str(uuid.uuid4()),
+                    "assetId": item["id"],
+                    "assetLayer": None,
+                    "assetLayerConfiguration": configuration,
+                    "stageId": payload.get("stageId") or None,
+                    "stageConfiguration": payload.get("stageConfiguration") or {},
+                    "metadata": {},
+                    "orgId": self.org_id,
+                    "jobId": job["id"],
+                    "fileId": file["id"],
+                    # The sandbox draws PNGs only; the requested size is recorded as asked.
+                    "format": "png",
+                    "width": width,
+                    "height": height,
+                    "createdAt": now,
+                },
+            )
+        self._finish(job, len(files), 0, now)
+        return self._run(job, "Success", "", {"files": files}, now)
+
     def process_job(self, job_id: str) -> None:
         """Process a pending or running job now (no-op when it is already stopped)."""
         with self.store.write() as conn:
@@ -540,6 +604,10 @@ class Sandbox:
             payload = json.loads(row["payload"])
             if job["type"] == "catalog-import":
                 run = self._run_catalog_import(conn, job, payload)
+            elif job["type"] == "render":
+                run = self._run_render(conn, job, payload)
+                if run is None:  # a "hang" fault: the job stays running
+                    return
             else:
                 run = self._run_asset_import(conn, job, payload)
             self.store.save_job(conn, job, run)

@@ -57,10 +57,11 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS layers (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
-    asset_id TEXT NOT NULL UNIQUE,
+    asset_id TEXT NOT NULL,
     job_id TEXT,
     data TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS layers_asset ON layers (asset_id);
 CREATE TABLE IF NOT EXISTS translations (
     org_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -344,6 +345,18 @@ class Store:
     def put_layer(self, conn: sqlite3.Connection, layer: dict[str, Any]) -> None:
         """Store ``layer`` as its asset's only render layer."""
         conn.execute("DELETE FROM layers WHERE asset_id = ?", (layer["assetId"],))
+        conn.execute(
+            "INSERT INTO layers (id, asset_id, job_id, data) VALUES (?, ?, ?, ?)",
+            (layer["id"], layer["assetId"], layer["jobId"], json.dumps(layer, ensure_ascii=False)),
+        )
+
+    def put_render_layer(self, conn: sqlite3.Connection, layer: dict[str, Any]) -> None:
+        """Store a render job's ``layer``, replacing the asset's layer of the same configuration and stage."""
+        key = (layer["assetLayerConfiguration"], layer.get("stageId"), layer.get("stageConfiguration"))
+        for row in conn.execute("SELECT id, data FROM layers WHERE asset_id = ?", (layer["assetId"],)).fetchall():
+            old = json.loads(row["data"])
+            if (old["assetLayerConfiguration"], old.get("stageId"), old.get("stageConfiguration")) == key:
+                conn.execute("DELETE FROM layers WHERE id = ?", (row["id"],))
         conn.execute(
             "INSERT INTO layers (id, asset_id, job_id, data) VALUES (?, ?, ?, ?)",
             (layer["id"], layer["assetId"], layer["jobId"], json.dumps(layer, ensure_ascii=False)),

@@ -68,6 +68,8 @@ _SOURCE_KEYS = {
 _TOP_KEYS = {
     "name", "description", "max_error_ratio", "max_lengths", "input_limits", "sources", "inputs",
     "case_insensitive_skus",
+    # Read by pipelines/retire.py (snapshot, retire, max_retire_ratio), not by the transform.
+    "lifecycle",
 }
 _HIDDEN_ROWS = ("report", "read")
 _SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
