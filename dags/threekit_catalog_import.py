@@ -82,8 +82,8 @@ def _skip(exc: Exception):
             description="Transform, validate and plan only: nothing is sent to Threekit and no file is moved.",
         ),
         "file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Process only this file: a name in the inbound folder (or its archive day "
             "folder), or an absolute path inside the inbound or archive folder. Empty = normal selection.",
         ),
@@ -99,13 +99,13 @@ def _skip(exc: Exception):
             "replay_end), from the archive when already processed.",
         ),
         "replay_start": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Replay window start (ISO date or datetime, UTC, inclusive). Empty = data interval start.",
         ),
         "replay_end": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Replay window end (ISO date or datetime, UTC, exclusive). Empty = data interval end.",
         ),
     },

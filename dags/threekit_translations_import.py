@@ -64,8 +64,8 @@ INBOUND_KEY = "inbound_translations"
             description="Validate only: nothing is sent to Threekit and no file is moved.",
         ),
         "file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Process only this file: a name in the inbound folder (or its archive day folder), "
             "or an absolute path inside the inbound or archive folder. Empty = normal selection.",
         ),
@@ -81,10 +81,10 @@ INBOUND_KEY = "inbound_translations"
             "replay_end), from the archive when already processed.",
         ),
         "replay_start": Param(
-            "", type="string", description="Replay window start (ISO date/datetime, UTC, inclusive)."
+            None, type=["null", "string"], description="Replay window start (ISO date/datetime, UTC, inclusive)."
         ),
         "replay_end": Param(
-            "", type="string", description="Replay window end (ISO date/datetime, UTC, exclusive)."
+            None, type=["null", "string"], description="Replay window end (ISO date/datetime, UTC, exclusive)."
         ),
     },
 )
