@@ -170,6 +170,13 @@ def threekit_catalog_import():
             raise _skip(ValueError("no product was created or updated: the catalog Asset is not updated"))
         return {"changed": result["changed"], "report": result["report"]}
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     collected = collect_files(wait_for_files.output)
     prepared = transform_and_plan(collected)
     # One mapped task per chunk; each links to the Threekit job(s) it started.
@@ -177,6 +184,7 @@ def threekit_catalog_import():
     done = finalize()
     [prepared, imported] >> done
     publish_catalog(done)
+    all_accepted(done)
 
 
 threekit_catalog_import()

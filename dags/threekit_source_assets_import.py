@@ -150,9 +150,16 @@ def threekit_source_assets_import():
             raise AirflowFailException(str(exc)) from None
         return result
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(selected, import_file.expand(selected=selected))
+    all_accepted(report(selected, import_file.expand(selected=selected)))
 
 
 threekit_source_assets_import()

@@ -151,9 +151,16 @@ def threekit_translations_import():
         with env.ftp() as ftp:
             return publish_report(env, ftp, run_report)
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(import_translations(selected))
+    all_accepted(report(import_translations(selected)))
 
 
 threekit_translations_import()

@@ -162,7 +162,7 @@ def read_rejections_csv(path: Path, *, stage: str, default_file: str = "") -> li
                     column=record.get("column") or "",
                     value=record.get("value") or "",
                     reason=record.get("reason") or "",
-                    sku=record.get("sku") or "",
+                    sku=record.get("sku") or record.get("key") or "",
                 )
             )
     return rows
