@@ -62,6 +62,7 @@ def _skip(exc: Exception):
 
 @dag(
     dag_id="threekit_catalog_import",
+    description="Hourly on the hour (UTC): ERP catalog files from FTP into Threekit products.",
     # Hourly data intervals (not cron trigger points): backfill runs replay [start, end).
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -114,9 +115,12 @@ def threekit_catalog_import():
     @task
     def plan_run() -> list:
         """The sensor's arguments when this run waits for files (none for replays and "file" runs)."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines import catalog_import
 
-        return catalog_import.plan_run(_env())
+        env = _env()
+        log_effective_config(env)
+        return catalog_import.plan_run(env)
 
     plan = plan_run()
 
@@ -180,7 +184,9 @@ def threekit_catalog_import():
     collected = collect_files(wait_for_files.output)
     prepared = transform_and_plan(collected)
     # One mapped task per chunk; each links to the Threekit job(s) it started.
-    imported = CatalogChunkImportOperator.partial(task_id="import_chunk").expand(chunk_path=prepared)
+    imported = CatalogChunkImportOperator.partial(
+        task_id="import_chunk", map_index_template="{{ chunk_products }}"
+    ).expand(chunk_path=prepared)
     done = finalize()
     [prepared, imported] >> done
     publish_catalog(done)

@@ -35,6 +35,7 @@ from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
 @dag(
     dag_id="threekit_render_export",
+    description="Daily 05:00 UTC and after each catalog import: rendered images to the FTP folders.",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 5 * * *", timezone="UTC"), assets=THREEKIT_CATALOG
     ),
@@ -57,10 +58,12 @@ def threekit_render_export():
     @task
     def collect_renders() -> list[dict]:
         """Download the render images of the selected items and stage the day's manifest."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.renders import collect_renders as collect
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
+        log_effective_config(env)
         with env.threekit() as client:
             return collect(env, client)
 

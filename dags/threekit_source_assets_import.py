@@ -37,6 +37,7 @@ INBOUND_KEY = "inbound_assets"
 
 @dag(
     dag_id="threekit_source_assets_import",
+    description="Hourly on the hour (UTC): CAD models and textures from FTP into Threekit assets.",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -84,9 +85,12 @@ def threekit_source_assets_import():
     @task
     def plan_run() -> list[dict]:
         """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
 
-        return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=("*",))
+        env = TaskEnv.from_context()
+        log_effective_config(env)
+        return plan_wait(env, inbound_key=INBOUND_KEY, patterns=("*",))
 
     wait = plan_run()
     wait_for_files = FtpCompleteFilesSensor.partial(task_id="wait_for_files", deferrable=True).expand_kwargs(

@@ -44,6 +44,7 @@ INBOUND_KEY = "inbound_translations"
 
 @dag(
     dag_id="threekit_translations_import",
+    description="Hourly on the hour (UTC): translation CSVs from FTP into Threekit.",
     # Hourly data intervals: a backfill run replays the stamps of its [start, end).
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -92,10 +93,13 @@ def threekit_translations_import():
     @task
     def plan_run() -> list[dict]:
         """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
         from threekit_pipeline.pipelines.translations import PATTERNS
 
-        return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=PATTERNS)
+        env = TaskEnv.from_context()
+        log_effective_config(env)
+        return plan_wait(env, inbound_key=INBOUND_KEY, patterns=PATTERNS)
 
     wait = plan_run()
     # Mapped over 0 or 1 argument sets: a replay or a "file" run has no sensor instance.

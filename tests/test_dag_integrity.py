@@ -79,6 +79,9 @@ def test_dag_file_defines_compliant_dags(dagbag, path: Path):
         if not (dag.doc_md or "").strip():
             problems.append("no doc_md")
         problems += _ui_form_problems(dag)
+        # The DAG list shows only the timetable's main part (an Asset, say): the description says when it runs.
+        if not any(word in (dag.description or "").lower() for word in ("hourly", "daily", "weekly", "manual")):
+            problems.append(f"description must say when it runs, got {dag.description!r}")
         assert not problems, f"{dag.dag_id} ({path.name}): " + "; ".join(problems)
 
 

@@ -84,7 +84,9 @@ def _rewrite_csv(path: Path, change) -> None:
         writer.writerows(rows)
 
 
-def seed_catalog(inbound: Path, work: Path, stamp: str, *, bad: bool, products: int = 12, seed: int = 0) -> dict:
+def seed_catalog(
+    inbound: Path, work: Path, stamp: str, *, bad: bool, products: int = 12, seed: int = 0
+) -> dict:
     """Write a catalog batch into the FTP inbound folder; ``bad``: a nameless product and a text-priced file."""
     files = generate_catalog(
         work / f"gen_{stamp}",
@@ -166,9 +168,12 @@ def ui(tmp_path_factory):
                 airflow.client.wait_for_dags(_dag_ids(), timeout=240)
                 with sync_playwright() as playwright:
                     browser = playwright.chromium.launch(
-                        executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+                        executable_path=str(CHROMIUM),
+                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
                     )
-                    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+                    context = browser.new_context(
+                        viewport={"width": 1400, "height": 1000}, accept_downloads=True
+                    )
                     page = context.new_page()
                     page.set_default_timeout(90_000)  # a loaded 2-core machine renders slowly
                     try:
@@ -178,7 +183,10 @@ def ui(tmp_path_factory):
             except BaseException:
                 log_file = tmp / "standalone.log"
                 if log_file.exists():
-                    print("airflow standalone output (tail):\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-60:]))
+                    print(
+                        "airflow standalone output (tail):\n"
+                        + "\n".join(log_file.read_text(errors="replace").splitlines()[-60:])
+                    )
                 raise
             finally:
                 print(f"UI module: {time.monotonic() - started:.0f} s with the stack up")
@@ -219,7 +227,9 @@ def test_every_dag_triggers_from_its_dialog_with_the_defaults(ui, catalog_runs):
         _submit_trigger(ui, dag_id)
     for dag_id in _dag_ids():
         _wait(
-            lambda d=dag_id: [r for r in ui.runs(d) if r["dag_run_id"] not in before[d] and r["run_type"] == "manual"],
+            lambda d=dag_id: [
+                r for r in ui.runs(d) if r["dag_run_id"] not in before[d] and r["run_type"] == "manual"
+            ],
             60,
             f"a manual run of {dag_id}",
         )
@@ -253,17 +263,27 @@ def test_every_dag_enables_run_backfill_and_a_backfill_starts_from_the_dialog(ui
 def partial_and_clean(ui, catalog_runs):
     """Run ids of the catalog run that processed the bad batch, then of a clean one."""
     partial = _wait(
-        lambda: next((r["dag_run_id"] for r in ui.runs(CATALOG) if _finalize_summary(ui, r["dag_run_id"])), None),
+        lambda: next(
+            (r["dag_run_id"] for r in ui.runs(CATALOG) if _finalize_summary(ui, r["dag_run_id"])), None
+        ),
         300,
         "the catalog run that processed the bad batch",
         poll=5,
     )
     _wait(lambda: _finished(ui, CATALOG, partial), 180, f"{partial} to finish")
-    _wait(lambda: not any(r["state"] in ("queued", "running") for r in ui.runs(CATALOG)), 180, "idle catalog DAG")
+    _wait(
+        lambda: not any(r["state"] in ("queued", "running") for r in ui.runs(CATALOG)),
+        180,
+        "idle catalog DAG",
+    )
     clean_facts = seed_catalog(catalog_runs["inbound"], ui.tmp, "20261130", bad=False, products=5, seed=3)
     known = {r["dag_run_id"] for r in ui.runs(CATALOG)}
     _submit_trigger(ui, CATALOG)
-    clean = _wait(lambda: next((r["dag_run_id"] for r in ui.runs(CATALOG) if r["dag_run_id"] not in known), None), 60, "clean run")
+    clean = _wait(
+        lambda: next((r["dag_run_id"] for r in ui.runs(CATALOG) if r["dag_run_id"] not in known), None),
+        60,
+        "clean run",
+    )
     assert _wait(lambda: _finished(ui, CATALOG, clean), 300, f"{clean} to finish") == "success"
     return {"partial": partial, "clean": clean, "clean_facts": clean_facts, **catalog_runs["bad"]}
 
@@ -277,8 +297,10 @@ def test_a_partial_run_looks_different_from_a_clean_one(ui, partial_and_clean):
     }
     assert states[partial]["all_accepted"] == "skipped" and states[clean]["all_accepted"] == "success", states
     notes = _wait(
-        lambda: all(ui.client.dag_run(CATALOG, r).get("note") for r in (partial, clean))
-        and {r: ui.client.dag_run(CATALOG, r)["note"] for r in (partial, clean)},
+        lambda: (
+            all(ui.client.dag_run(CATALOG, r).get("note") for r in (partial, clean))
+            and {r: ui.client.dag_run(CATALOG, r)["note"] for r in (partial, clean)}
+        ),
         60,
         "the run notes",
     )
@@ -319,9 +341,16 @@ def test_sync_view_shows_counts_reasons_downloads_and_finds_a_sku(ui, partial_an
     text = page.inner_text("body")
     assert summary["line"] in text
     errors_csv = ui.stack.ftp.root  # the reason shown must be the whole reason from the errors CSV
-    rows = list(csv.DictReader(page.request.get(
-        f"{ui.url}/threekit-sync/file?" + urlencode({"dag_id": CATALOG, "run_id": partial, "kind": "errors"})
-    ).text().splitlines()))
+    rows = list(
+        csv.DictReader(
+            page.request.get(
+                f"{ui.url}/threekit-sync/file?"
+                + urlencode({"dag_id": CATALOG, "run_id": partial, "kind": "errors"})
+            )
+            .text()
+            .splitlines()
+        )
+    )
     name_row = next(r for r in rows if r["line"] == str(BAD_LINE) and r["column"] == "name")
     assert len(name_row["reason"]) > 20 and name_row["reason"] in text, (name_row, errors_csv)
     assert partial_and_clean["prices_file"] in text
@@ -349,7 +378,11 @@ def test_sync_view_refuses_requests_without_login(ui):
         response = requests.get(ui.url + path, timeout=30)
         assert response.status_code in (401, 403), (path, response.status_code)
         assert "threekit_catalog_import" not in response.text
-    forged = requests.get(ui.url + "/threekit-sync/api/runs", headers={"Authorization": "Bearer forged"}, timeout=30)
+    forged = requests.get(
+        ui.url + "/threekit-sync/api/runs", headers={"Authorization": "Bearer forged"}, timeout=30
+    )
     assert forged.status_code in (401, 403)
     assert ui.client.session.get(ui.url + "/threekit-sync/api/runs", timeout=30).status_code == 200
-    assert json.dumps(ui.client.session.get(ui.url + "/threekit-sync/", timeout=30).text).count("password") == 0
+    assert (
+        json.dumps(ui.client.session.get(ui.url + "/threekit-sync/", timeout=30).text).count("password") == 0
+    )

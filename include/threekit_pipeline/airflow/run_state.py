@@ -42,3 +42,25 @@ def all_accepted_task(result: Mapping[str, Any] | None) -> str:
         raise AirflowSkipException(str(exc)) from None
     logging.getLogger(__name__).info("All accepted: %s", line)
     return line
+
+
+def effective_config_lines(config: Any) -> list[str]:
+    """``key = value`` lines of the configuration in force (secrets masked), sorted by key."""
+    import json
+    from dataclasses import asdict, is_dataclass
+
+    from threekit_pipeline.airflow.sync_view.data import mask_secrets
+
+    data = mask_secrets(asdict(config) if is_dataclass(config) else dict(config))
+    return [f"  {key} = {json.dumps(value, default=str)}" for key, value in sorted(data.items())]
+
+
+def log_effective_config(env: Any) -> None:
+    """Log, once per run (from the run's first task), the configuration the run works with."""
+    import logging
+
+    logging.getLogger(__name__).info(
+        "Effective configuration (Variable %r merged over the defaults):\n%s",
+        "threekit_pipeline",
+        "\n".join(effective_config_lines(env.config)),
+    )

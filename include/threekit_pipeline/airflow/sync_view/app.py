@@ -30,13 +30,12 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS, ReportStore, sku_history
+from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS, ReportStore, mask_secrets, sku_history
 from threekit_pipeline.pipelines.run_summary import summarize
 
 log = logging.getLogger(__name__)
 
 RECENT_RUNS = 15
-SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:16px;color:#1a202c;font-size:14px}
@@ -99,16 +98,6 @@ def effective_config() -> dict[str, Any]:
     except Exception as exc:
         return {"error": f"the {VARIABLE_NAME} Variable is not valid: {exc}"}
     return mask_secrets(config)
-
-
-def mask_secrets(value: Any, key: str = "") -> Any:
-    if isinstance(value, Mapping):
-        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v, key) for v in value]
-    if any(word in key.lower() for word in SECRET_WORDS) and not key.lower().endswith("conn_id") and value:
-        return "***"
-    return value
 
 
 def _store() -> ReportStore:

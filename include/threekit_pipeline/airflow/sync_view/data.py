@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ IMPORT_DAGS = {
 KINDS = {"json": ".json", "csv": ".csv", "errors": ".errors.csv"}
 MAX_RUNS_SEARCHED = 500
 MAX_REPORT_BYTES = 50_000_000
+SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 
 
 @dataclass
@@ -190,3 +191,13 @@ def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
                 to_send |= set(json.loads(hashes.read_text(encoding="utf-8")))
         events.append(SkuEvent(**base, what="planned" if sku in to_send else "unchanged"))
     return events
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, key) for v in value]
+    if any(word in key.lower() for word in SECRET_WORDS) and not key.lower().endswith("conn_id") and value:
+        return "***"
+    return value
