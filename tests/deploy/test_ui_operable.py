@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from threekit_pipeline.devtools.cluster import ADMIN_USER, AirflowRestClient
 from threekit_pipeline.devtools.stack import LocalStack, free_port
 from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_standalone_environment
 from threekit_pipeline.samples.catalog import generate_catalog
@@ -114,7 +115,8 @@ class UI:
     def __init__(self, airflow: StandaloneAirflow, stack: LocalStack, page: Any, tmp: Path) -> None:
         self.airflow, self.stack, self.page, self.tmp = airflow, stack, page, tmp
         self.client = airflow.client
-        self.url = airflow.api_url
+        # The UI's own address (Airflow's base_url): the login cookie is set for this host.
+        self.url = airflow.url
 
     def screenshot(self, name: str) -> Path:
         path = self.tmp / f"{name}.png"
@@ -127,9 +129,13 @@ class UI:
     def open_dialog(self, dag_id: str):
         page = self.page
         page.goto(f"{self.url}/dags/{dag_id}")
-        page.get_by_role("button", name="Trigger", exact=True).first.click()
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_text(f"- {dag_id}").wait_for()
+        try:
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text(f"- {dag_id}").wait_for()
+        except Exception:
+            print("screenshot of the failure:", self.screenshot(f"failed_dialog_{dag_id}"))
+            raise
         return dialog
 
     def fill_range(self, dialog, start: tuple[str, str], end: tuple[str, str]) -> None:
@@ -159,12 +165,14 @@ def ui(tmp_path_factory):
             extra_env=stack.airflow_env(VARIABLE),
             dags_folder=REPO / "dags",
             port=free_port(),
-            all_admins=True,
+            all_admins=False,  # Airflow's real login, as with `make airflow`: the view must require it
             output=tmp / "standalone.log",
         )
         with airflow:
             try:
                 airflow.wait_ready(timeout=300)
+                password = json.loads(airflow.password_file.read_text())[ADMIN_USER]
+                airflow.client = AirflowRestClient(airflow.api_url, username=ADMIN_USER, password=password)
                 airflow.client.wait_for_dags(_dag_ids(), timeout=240)
                 with sync_playwright() as playwright:
                     browser = playwright.chromium.launch(
@@ -176,6 +184,11 @@ def ui(tmp_path_factory):
                     )
                     page = context.new_page()
                     page.set_default_timeout(90_000)  # a loaded 2-core machine renders slowly
+                    page.goto(f"{airflow.url}/")
+                    page.locator("input[name=username]").fill(ADMIN_USER)
+                    page.locator("input[name=password]").fill(password)
+                    page.get_by_role("button", name="Sign in").click()
+                    page.get_by_role("button", name="Browse").wait_for()
                     try:
                         yield UI(airflow, stack, page, tmp)
                     finally:
@@ -202,7 +215,7 @@ def catalog_runs(ui):
 
 def _submit_trigger(ui: UI, dag_id: str) -> None:
     dialog = ui.open_dialog(dag_id)
-    button = dialog.get_by_role("button", name="Trigger", exact=True)
+    button = dialog.get_by_role("button", name="Trigger")
     assert button.is_enabled(), f"{dag_id}: Trigger is disabled with the default params"
     button.click()
     dialog.wait_for(state="hidden")
@@ -308,6 +321,9 @@ def test_a_partial_run_looks_different_from_a_clean_one(ui, partial_and_clean):
     assert notes[clean].startswith("✓ All accepted") and "0 rejected" in notes[clean]
 
     page = ui.page
+    page.goto(f"{ui.url}/dags/{CATALOG}")
+    page.get_by_text("all_accepted").first.wait_for()
+    ui.screenshot("grid")
     page.goto(f"{ui.url}/dags/{CATALOG}/runs")
     page.get_by_text("⚠ Partial success").first.wait_for()
     page.get_by_text("✓ All accepted").first.wait_for()
