@@ -163,3 +163,20 @@ def test_every_route_refuses_requests_without_login():
     ):
         response = client.get(path)
         assert response.status_code == 401, (path, response.status_code)
+
+
+def test_long_glob_lists_are_counted_not_repeated_in_sensor_logs():
+    from threekit_pipeline.airflow.sensors.ftp import patterns_text
+
+    assert patterns_text(["*.csv"]) == "*.csv"
+    globs = [f"products_{n}*.csv" for n in range(40)]
+    assert patterns_text(globs) == "products_0*.csv, products_1*.csv, products_2*.csv and 37 more patterns"
+
+
+def test_mapped_chunks_are_labelled_with_their_product_range(tmp_path):
+    from threekit_pipeline.airflow.operators.threekit import chunk_label
+
+    chunk = tmp_path / "chunk_0003.jsonl"
+    chunk.with_suffix(".hashes.json").write_text(json.dumps({"CHAIR-001": "a", "DESK-005": "b", "LAMP-010": "c"}))
+    assert chunk_label(str(chunk)) == "3 products: CHAIR-001 … LAMP-010"
+    assert chunk_label(str(tmp_path / "missing.jsonl")) == "missing.jsonl"
