@@ -15,7 +15,6 @@ Waits are on conditions (page content, REST state), never fixed sleeps.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -29,7 +28,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from threekit_pipeline.devtools.cluster import ADMIN_USER, AirflowRestClient, ClusterError
+from threekit_pipeline.devtools.cluster import ADMIN_USER, AirflowRestClient
 from threekit_pipeline.devtools.stack import LocalStack, free_port
 from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_standalone_environment
 from threekit_pipeline.samples.catalog import generate_catalog
@@ -132,7 +131,8 @@ class UI:
         page.goto(f"{self.url}/dags/{dag_id}")
         try:
             page.get_by_role("button", name="Trigger").first.click()
-            dialog = page.get_by_role("dialog")
+            # The open dialog (the date pickers' popovers are role=dialog too).
+            dialog = page.locator("[data-scope=dialog][data-part=content][data-state=open]")
             dialog.get_by_text(f"- {dag_id}").wait_for()
         except Exception:
             print("screenshot of the failure:", self.screenshot(f"failed_dialog_{dag_id}"))
@@ -260,6 +260,7 @@ def test_every_dag_triggers_from_its_dialog_with_the_defaults(ui, catalog_runs):
 
 
 def test_every_dag_enables_run_backfill_and_a_backfill_starts_from_the_dialog(ui):
+    started = None
     for dag_id in _dag_ids():
         dialog = ui.open_dialog(dag_id)
         dialog.get_by_text("Backfill", exact=True).click()
@@ -273,22 +274,19 @@ def test_every_dag_enables_run_backfill_and_a_backfill_starts_from_the_dialog(ui
             _keep_paused(ui, dialog, dag_id)
             run_backfill.click()
             try:
-                _wait(lambda: ui.client.request("GET", f"/backfills?dag_id={BACKFILLED}")["backfills"], 90, "backfill")
+                started = _wait(
+                    lambda: ui.client.request("GET", f"/backfills?dag_id={BACKFILLED}")["backfills"], 90, "backfill"
+                )
             except AssertionError:
                 print("dialog after Run Backfill:", dialog.inner_text()[:1500], ui.screenshot("failed_backfill"))
                 raise
+            assert started[0]["max_active_runs"] == 1 and started[0]["dag_id"] == BACKFILLED, started
             if dialog.is_visible():
                 ui.page.keyboard.press("Escape")
         else:
             ui.page.keyboard.press("Escape")
             dialog.wait_for(state="hidden")
-    backfills = _wait(
-        lambda: ui.client.request("GET", f"/backfills?dag_id={BACKFILLED}")["backfills"], 60, "the backfill"
-    )
-    assert backfills[0]["max_active_runs"] == 1
-    # Stop it: the check is that the dialog started it, not its eight runs on a shared machine.
-    with contextlib.suppress(ClusterError):  # already finished: nothing to stop
-        ui.client.request("PUT", f"/backfills/{backfills[0]['id']}/cancel")
+    assert started, f"no backfill started for {BACKFILLED}"
 
 
 @pytest.fixture(scope="module")
