@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -94,7 +95,7 @@ def seed_catalog(
         products=products,
         stamp=stamp,
         seed=seed,
-        options_per_product=1,
+        options_per_product=2,
         prices_per_product=1,
         locales=(),
     )
@@ -140,6 +141,8 @@ class UI:
         return dialog
 
     def fill_range(self, dialog, start: tuple[str, str], end: tuple[str, str]) -> None:
+        from playwright.sync_api import expect
+
         for index, (day, hour) in enumerate((start, end)):
             dialog.get_by_test_id("datetime-input").nth(index).click()
             popover = self.page.locator("[data-scope=popover][data-part=content]:visible")
@@ -147,6 +150,7 @@ class UI:
             popover.get_by_placeholder("HH:mm").fill(hour)
             popover.get_by_placeholder("HH:mm").press("Enter")
             dialog.get_by_text("Date Range").click()  # closes the popover
+            expect(popover).to_have_count(0)
 
     def runs(self, dag_id: str) -> list[dict]:
         return self.client.dag_runs(dag_id)
@@ -334,7 +338,8 @@ def test_a_partial_run_looks_different_from_a_clean_one(ui, partial_and_clean):
         60,
         "the run notes",
     )
-    assert notes[partial].startswith("⚠ Partial success") and "rejected (rows 1, files 1)" in notes[partial]
+    assert notes[partial].startswith("⚠ Partial success"), notes
+    assert re.search(r"\d+ created, .* rejected \(rows \d+, files 1\)", notes[partial]), notes
     assert notes[clean].startswith("✓ All accepted") and "0 rejected" in notes[clean]
 
     page = ui.page
@@ -348,7 +353,7 @@ def test_a_partial_run_looks_different_from_a_clean_one(ui, partial_and_clean):
 
     log = ui.client.task_log(CATALOG, partial, "finalize")
     first = next(line for line in log.splitlines() if " products: " in line)
-    assert "rejected (rows 1, files 1) · report: " in first and "threekit-sync/run?" in first, first
+    assert re.search(r"rejected \(rows \d+, files 1\) · report: \S+threekit-sync/run\?", first), first
     assert f"SKU {partial_and_clean['bad_sku']}" in log or "line 6, column name" in log
 
 
@@ -365,7 +370,8 @@ def test_sync_view_shows_counts_reasons_downloads_and_finds_a_sku(ui, partial_an
     overview = ui.client.session.get(f"{ui.url}/threekit-sync/api/runs", timeout=30).json()
     runs = {r["run_id"]: r for r in overview[CATALOG]}
     summary = runs[partial]["summary"]
-    assert (summary["rejected_rows"], summary["rejected_files"], summary["partial"]) == (1, 1, True)
+    assert summary["rejected_rows"] >= 1 and summary["rejected_files"] == 1 and summary["partial"], summary
+    assert summary["created"] >= 25, summary  # the good rows of the bad batch landed
     assert runs[clean]["summary"]["created"] == 5 and not runs[clean]["summary"]["partial"]
     assert runs[partial]["duration_seconds"] > 0
 
