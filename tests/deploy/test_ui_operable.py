@@ -87,7 +87,7 @@ def _rewrite_csv(path: Path, change) -> None:
 
 
 def seed_catalog(
-    inbound: Path, work: Path, stamp: str, *, bad: bool, products: int = 12, seed: int = 0
+    inbound: Path, work: Path, stamp: str, *, bad: bool, products: int = 30, seed: int = 0
 ) -> dict:
     """Write a catalog batch into the FTP inbound folder; ``bad``: a nameless product and a text-priced file."""
     files = generate_catalog(
@@ -214,7 +214,7 @@ def ui(tmp_path_factory):
 def catalog_runs(ui):
     """The partial catalog run (bad row + bad file) and a clean one, both triggered from the dialog."""
     inbound = Path(ui.stack.ftp.root) / "inbound" / "catalog"
-    bad = seed_catalog(inbound, ui.tmp, "20261129", bad=True)
+    bad = seed_catalog(inbound, ui.tmp, "20261129", bad=True, products=30)  # 1 bad row of 30: under the 5 % limit
     return {"bad": bad, "inbound": inbound}
 
 
