@@ -391,7 +391,7 @@ def test_sync_view_shows_counts_reasons_downloads_and_finds_a_sku(ui, partial_an
         )
     )
     name_row = next(r for r in rows if r["line"] == str(BAD_LINE) and r["column"] == "name")
-    assert len(name_row["reason"]) > 20 and name_row["reason"] in text, (name_row, errors_csv)
+    assert name_row["reason"] and name_row["reason"] in text, (name_row, errors_csv)
     assert partial_and_clean["prices_file"] in text
     ui.screenshot("sync_view_run")
     with page.expect_download() as download_info:
