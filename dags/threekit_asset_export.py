@@ -31,6 +31,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
 @dag(
     dag_id="threekit_asset_export",
+    description="Daily 03:30 UTC: exports the configured Threekit assets as JSON to FTP.",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -52,10 +53,12 @@ def threekit_asset_export():
     def plan_assets() -> list[list[str]]:
         """Resolve the configured asset ids and tags into chunks of asset ids."""
         from airflow.sdk.exceptions import AirflowFailException
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.exports import ExportConfigError, plan_asset_export
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
+        log_effective_config(env)
         try:
             with env.threekit() as client:
                 return plan_asset_export(env, client)

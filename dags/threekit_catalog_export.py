@@ -34,6 +34,7 @@ from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
 @dag(
     dag_id="threekit_catalog_export",
+    description="Daily 03:00 UTC and after each catalog import: Threekit catalog as JSON and CSV to FTP.",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=THREEKIT_CATALOG
     ),
@@ -56,10 +57,12 @@ def threekit_catalog_export():
     @task
     def export_catalog() -> dict:
         """Stream the catalog export from Threekit and flatten it to CSV in staging."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.exports import stage_catalog_export
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
+        log_effective_config(env)
         with env.threekit() as client:
             return stage_catalog_export(env, client)
 

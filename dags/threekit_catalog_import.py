@@ -69,6 +69,7 @@ def _skip(exc: Exception):
 
 @dag(
     dag_id="threekit_catalog_import",
+    description="Hourly on the hour (UTC): ERP catalog files from FTP into Threekit products.",
     # Hourly data intervals (not cron trigger points): backfill runs replay [start, end).
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -89,8 +90,8 @@ def _skip(exc: Exception):
             description="Transform, validate and plan only: nothing is sent to Threekit and no file is moved.",
         ),
         "file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Process only this file: a name in the inbound folder (or its archive day "
             "folder), or an absolute path inside the inbound or archive folder. Empty = normal selection.",
         ),
@@ -106,13 +107,13 @@ def _skip(exc: Exception):
             "replay_end), from the archive when already processed.",
         ),
         "replay_start": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Replay window start (ISO date or datetime, UTC, inclusive). Empty = data interval start.",
         ),
         "replay_end": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Replay window end (ISO date or datetime, UTC, exclusive). Empty = data interval end.",
         ),
         "confirm_retire": Param(
@@ -127,9 +128,12 @@ def threekit_catalog_import():
     @task
     def plan_run() -> list:
         """The sensor's arguments when this run waits for files (none for replays and "file" runs)."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines import catalog_import
 
-        return catalog_import.plan_run(_env())
+        env = _env()
+        log_effective_config(env)
+        return catalog_import.plan_run(env)
 
     plan = plan_run()
 
@@ -216,15 +220,25 @@ def threekit_catalog_import():
             # Retrying cannot unblock it; a manual run with confirm_retire can.
             raise AirflowFailException(str(exc)) from None
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     collected = collect_files(wait_for_files.output)
     prepared = transform_and_plan(collected)
     # One mapped task per chunk; each links to the Threekit job(s) it started.
-    imported = CatalogChunkImportOperator.partial(task_id="import_chunk").expand(chunk_path=prepared)
+    imported = CatalogChunkImportOperator.partial(
+        task_id="import_chunk", map_index_template="{{ chunk_products }}"
+    ).expand(chunk_path=prepared)
     done = finalize()
     [prepared, imported] >> done
     restore_returning(prepared) >> imported
     publish_catalog(done)
     done >> retire_missing()
+    all_accepted(done)
 
 
 threekit_catalog_import()

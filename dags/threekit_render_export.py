@@ -46,6 +46,7 @@ from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
 @dag(
     dag_id="threekit_render_export",
+    description="Daily 05:00 UTC and after each catalog import: rendered images to the FTP folders.",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 5 * * *", timezone="UTC"), assets=THREEKIT_CATALOG
     ),
@@ -78,11 +79,13 @@ def threekit_render_export():
     @task
     def collect_renders(plan: dict, outcomes: dict | None) -> list[dict]:
         """Download the render images (rendered now, or existing layers) and stage the manifest."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.render_on_demand import collect_rendered
         from threekit_pipeline.pipelines.renders import collect_renders as collect
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
+        log_effective_config(env)
         with env.threekit() as client:
             if plan["mode"] == "existing":
                 return collect(env, client)

@@ -37,6 +37,7 @@ INBOUND_KEY = "inbound_assets"
 
 @dag(
     dag_id="threekit_source_assets_import",
+    description="Hourly on the hour (UTC): CAD models and textures from FTP into Threekit assets.",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -56,8 +57,8 @@ INBOUND_KEY = "inbound_assets"
             description="List and check files only: nothing is sent and no file is moved.",
         ),
         "file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Process only this file: a name in the inbound folder (or its archive day folder), "
             "or an absolute path inside the inbound or archive folder. Empty = normal selection.",
         ),
@@ -73,10 +74,10 @@ INBOUND_KEY = "inbound_assets"
             "from the archive when already processed.",
         ),
         "replay_start": Param(
-            "", type="string", description="Replay window start (ISO date/datetime, UTC, inclusive)."
+            None, type=["null", "string"], description="Replay window start (ISO date/datetime, UTC, inclusive)."
         ),
         "replay_end": Param(
-            "", type="string", description="Replay window end (ISO date/datetime, UTC, exclusive)."
+            None, type=["null", "string"], description="Replay window end (ISO date/datetime, UTC, exclusive)."
         ),
     },
 )
@@ -84,9 +85,12 @@ def threekit_source_assets_import():
     @task
     def plan_run() -> list[dict]:
         """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
 
-        return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=("*",))
+        env = TaskEnv.from_context()
+        log_effective_config(env)
+        return plan_wait(env, inbound_key=INBOUND_KEY, patterns=("*",))
 
     wait = plan_run()
     wait_for_files = FtpCompleteFilesSensor.partial(task_id="wait_for_files", deferrable=True).expand_kwargs(
@@ -150,9 +154,16 @@ def threekit_source_assets_import():
             raise AirflowFailException(str(exc)) from None
         return result
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(selected, import_file.expand(selected=selected))
+    all_accepted(report(selected, import_file.expand(selected=selected)))
 
 
 threekit_source_assets_import()

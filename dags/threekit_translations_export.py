@@ -30,6 +30,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
 @dag(
     dag_id="threekit_translations_export",
+    description="Daily 04:00 UTC: Threekit translations as CSV to FTP.",
     schedule=CronTriggerTimetable("0 4 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -50,10 +51,12 @@ def threekit_translations_export():
     @task
     def export_translations() -> dict:
         """Stream the translations CSV from Threekit (split per locale when configured)."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.exports import stage_translations_export
         from threekit_pipeline.pipelines.runtime import TaskEnv
 
         env = TaskEnv.from_context()
+        log_effective_config(env)
         with env.threekit() as client:
             return stage_translations_export(env, client)
 

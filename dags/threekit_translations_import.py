@@ -44,6 +44,7 @@ INBOUND_KEY = "inbound_translations"
 
 @dag(
     dag_id="threekit_translations_import",
+    description="Hourly on the hour (UTC): translation CSVs from FTP into Threekit.",
     # Hourly data intervals: a backfill run replays the stamps of its [start, end).
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -64,8 +65,8 @@ INBOUND_KEY = "inbound_translations"
             description="Validate only: nothing is sent to Threekit and no file is moved.",
         ),
         "file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Process only this file: a name in the inbound folder (or its archive day folder), "
             "or an absolute path inside the inbound or archive folder. Empty = normal selection.",
         ),
@@ -81,10 +82,10 @@ INBOUND_KEY = "inbound_translations"
             "replay_end), from the archive when already processed.",
         ),
         "replay_start": Param(
-            "", type="string", description="Replay window start (ISO date/datetime, UTC, inclusive)."
+            None, type=["null", "string"], description="Replay window start (ISO date/datetime, UTC, inclusive)."
         ),
         "replay_end": Param(
-            "", type="string", description="Replay window end (ISO date/datetime, UTC, exclusive)."
+            None, type=["null", "string"], description="Replay window end (ISO date/datetime, UTC, exclusive)."
         ),
     },
 )
@@ -92,10 +93,13 @@ def threekit_translations_import():
     @task
     def plan_run() -> list[dict]:
         """The sensor's arguments when this run waits for new files; none for a replay or a file run."""
+        from threekit_pipeline.airflow.run_state import log_effective_config
         from threekit_pipeline.pipelines.runtime import TaskEnv, plan_wait
         from threekit_pipeline.pipelines.translations import PATTERNS
 
-        return plan_wait(TaskEnv.from_context(), inbound_key=INBOUND_KEY, patterns=PATTERNS)
+        env = TaskEnv.from_context()
+        log_effective_config(env)
+        return plan_wait(env, inbound_key=INBOUND_KEY, patterns=PATTERNS)
 
     wait = plan_run()
     # Mapped over 0 or 1 argument sets: a replay or a "file" run has no sensor instance.
@@ -151,9 +155,16 @@ def threekit_translations_import():
         with env.ftp() as ftp:
             return publish_report(env, ftp, run_report)
 
+    @task
+    def all_accepted(result: dict) -> str:
+        """Green when nothing was rejected; skipped (pink) on a partial run, saying what was rejected."""
+        from threekit_pipeline.airflow.run_state import all_accepted_task
+
+        return all_accepted_task(result)
+
     selected = select_files(wait_for_files.output)
     wait_for_files >> selected
-    report(import_translations(selected))
+    all_accepted(report(import_translations(selected)))
 
 
 threekit_translations_import()

@@ -78,7 +78,49 @@ def test_dag_file_defines_compliant_dags(dagbag, path: Path):
             problems.append(f"default_args retries must be >= 1, got {retries!r}")
         if not (dag.doc_md or "").strip():
             problems.append("no doc_md")
+        problems += _ui_form_problems(dag)
+        # The DAG list shows only the timetable's main part (an Asset, say): the description says when it runs.
+        if not any(word in (dag.description or "").lower() for word in ("hourly", "daily", "weekly", "manual")):
+            problems.append(f"description must say when it runs, got {dag.description!r}")
         assert not problems, f"{dag.dag_id} ({path.name}): " + "; ".join(problems)
+
+
+def _ui_form_problems(dag) -> list[str]:
+    """Params the UI's Trigger and Run Backfill forms accept unchanged.
+
+    The form sends an empty text field as ``null``: a param whose schema refuses ``null`` and
+    whose default is empty keeps the form's button disabled until someone types into it.
+    """
+    import jsonschema
+
+    problems = []
+    for name, param in dag.params.items():
+        schema = dict(param.schema)
+        types = schema.get("type")
+        types = [types] if isinstance(types, str) else list(types or [])
+        if param.value in (None, "") and "null" not in types:
+            problems.append(f"param {name!r}: empty default {param.value!r} but type {types} refuses null")
+            continue
+        try:
+            jsonschema.validate(param.value, schema)
+        except jsonschema.ValidationError as exc:
+            problems.append(f"param {name!r}: default {param.value!r} invalid ({exc.message})")
+        if param.value is None:
+            try:
+                jsonschema.validate(None, schema)
+            except jsonschema.ValidationError as exc:
+                problems.append(f"param {name!r}: the form's null is refused ({exc.message})")
+    return problems
+
+
+def test_ui_form_check_flags_a_param_the_form_cannot_send():
+    from airflow.sdk import DAG, Param
+
+    with DAG("form_probe", schedule=None, params={"file": Param("", type="string")}) as bad:
+        pass
+    with DAG("form_probe_ok", schedule=None, params={"file": Param(None, type=["null", "string"])}) as good:
+        pass
+    assert _ui_form_problems(bad) and not _ui_form_problems(good)
 
 
 # Imports each DAG file in a forked child of one interpreter that already has Airflow

@@ -72,3 +72,21 @@ class ThreekitAssetsLink(BaseOperatorLink):
         if query is None:
             return ""
         return threekit_assets_url(_base_url(operator), query if isinstance(query, dict) else None)
+
+
+class ThreekitSyncLink(BaseOperatorLink):
+    """The "Threekit sync" link of every task of an import DAG: that run in the Threekit sync view.
+
+    Registered as a global link by ``plugins/threekit_sync.py``, so the API server computes it
+    from the task's DAG and run ids (nothing stored, nothing secret).
+    """
+
+    name = "Threekit sync"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS
+        from threekit_pipeline.pipelines.run_summary import sync_view_url
+
+        if ti_key.dag_id not in IMPORT_DAGS:
+            return ""
+        return sync_view_url(ti_key.dag_id, ti_key.run_id)

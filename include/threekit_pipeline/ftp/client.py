@@ -733,7 +733,7 @@ class FtpClient:
             return target
 
         final = self._retrying("move", src, attempt, state)
-        log.info("Moved %s -> %s%s", src, final, " (name was taken)" if self._name_of(final) != name else "")
+        log.debug("Moved %s -> %s%s", src, final, " (name was taken)" if self._name_of(final) != name else "")
         return final
 
     # --- downloads ----------------------------------------------------------------------

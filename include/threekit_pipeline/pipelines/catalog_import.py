@@ -72,6 +72,7 @@ from threekit_pipeline.pipelines.reports import (
     upload_report,
     write_csv,
 )
+from threekit_pipeline.pipelines.run_summary import log_rejections, summarize, sync_view_url
 
 log = logging.getLogger(__name__)
 
@@ -539,12 +540,7 @@ def transform_and_plan(
         log.info("%d product(s) to send in %d chunk(s) of up to %d", len(delta.to_send), len(chunks), config.batch_size)
 
     if rejected:
-        log.warning(
-            "Rejected rows (%d), first %d:\n%s",
-            len(rejected),
-            min(TABLE_ROWS, len(rejected)),
-            format_table([r.to_dict() for r in rejected], ["file", "line", "column", "sku", "value", "reason"], limit=TABLE_ROWS),
-        )
+        log_rejections(log, (r.to_dict() for r in rejected))
     plan = {
         "processing_day": state["processing_day"],
         "window": state["window"],
@@ -860,18 +856,11 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
                 )
     report.counts.update(totals)
     report_dir = env.run_dir("report", fresh=True)
-
+    summary = summarize(report.to_dict())
+    # The log's first line: what happened, in one sentence, and where to look.
+    log.info(summary.line(sync_view_url(env.dag_id, env.run_id)))
     if report.rejected:
-        log.warning(
-            "Rejected rows and entries (%d), first %d:\n%s",
-            len(report.rejected),
-            min(TABLE_ROWS, len(report.rejected)),
-            format_table(
-                [r.to_dict() for r in report.rejected],
-                ["stage", "file", "line", "column", "sku", "reason"],
-                limit=TABLE_ROWS,
-            ),
-        )
+        log_rejections(log, (r.to_dict() for r in report.rejected))
 
     if report.dry_run:
         for outcome in report.files:
@@ -880,7 +869,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         report.notes.append("dry run: nothing was sent to Threekit and no file was moved")
         paths = report.write(report_dir)
         log.info("Dry run: nothing sent or moved; report written to %s", paths["json"])
-        return {"status": "dry_run", "report": str(paths["json"]), **report.counts}
+        return {"status": "dry_run", "report": str(paths["json"]), "summary": summary.to_dict(), **report.counts}
 
     if missing:
         report.status = "failed"
@@ -916,6 +905,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         "report": remote["json"],
         "changed": totals["created"] + totals["updated"] + totals["imported"],
         **report.counts,
+        "summary": summary.to_dict(),
     }
 
 

@@ -35,6 +35,7 @@ from threekit_pipeline.pipelines.reports import (
     upload_report,
     write_csv,
 )
+from threekit_pipeline.pipelines.run_summary import summarize, sync_view_url
 from threekit_pipeline.pipelines.runtime import THREEKIT_FILE_REJECTIONS, TaskEnv, locate_selected
 from threekit_pipeline.threekit.errors import ThreekitAPIError
 
@@ -299,6 +300,8 @@ def check_complete(report: RunReport) -> None:
 
 def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
     """Log the outcome table; upload the report (kept local only in a dry run)."""
+    summary = summarize(report.to_dict())
+    log.info(summary.line(sync_view_url(env.dag_id, env.run_id)))  # the log's first line
     log.info(
         "Source assets: %s\n%s",
         ", ".join(f"{k} {v}" for k, v in report.counts.items()),
@@ -308,6 +311,10 @@ def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
     if env.dry_run:
         paths = report.write(local_dir)
         log.info("Dry run: report kept in staging at %s", paths["json"])
-        return {"counts": report.counts, "report": {k: str(v) for k, v in paths.items()}}
+        return {
+            "counts": report.counts,
+            "report": {k: str(v) for k, v in paths.items()},
+            "summary": summary.to_dict(),
+        }
     remote = upload_report(ftp, report, local_dir, env.config.folder("reports"), REPORT_SOURCE)
-    return {"counts": report.counts, "report": remote}
+    return {"counts": report.counts, "report": remote, "summary": summary.to_dict()}

@@ -38,6 +38,7 @@ from threekit_pipeline.pipelines.reports import (
     upload_report,
     write_csv,
 )
+from threekit_pipeline.pipelines.run_summary import log_rejections, summarize, sync_view_url
 from threekit_pipeline.pipelines.runtime import THREEKIT_FILE_REJECTIONS, TaskEnv, locate_selected
 from threekit_pipeline.threekit.errors import ThreekitAPIError
 
@@ -289,6 +290,8 @@ def build_report(env: TaskEnv, selection: str, data: dict[str, Any]) -> RunRepor
 
 def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
     """Log the outcome and rejection tables; upload the report (kept local in a dry run)."""
+    summary = summarize(report.to_dict())
+    log.info(summary.line(sync_view_url(env.dag_id, env.run_id)))  # the log's first line
     log.info(
         "Translations import: %s\n%s",
         ", ".join(f"{k} {v}" for k, v in report.counts.items()),
@@ -298,16 +301,15 @@ def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
         ),
     )
     if report.rejected:
-        log.warning(
-            "Rejected rows and files (first 20):\n%s",
-            format_table(
-                [r.to_dict() for r in report.rejected], ("file", "line", "column", "value", "reason")
-            ),
-        )
+        log_rejections(log, (r.to_dict() for r in report.rejected))
     local_dir = env.run_dir("report")
     if env.dry_run:
         paths = report.write(local_dir)
         log.info("Dry run: report kept in staging at %s", paths["json"])
-        return {"counts": report.counts, "report": {k: str(v) for k, v in paths.items()}}
+        return {
+            "counts": report.counts,
+            "report": {k: str(v) for k, v in paths.items()},
+            "summary": summary.to_dict(),
+        }
     remote = upload_report(ftp, report, local_dir, env.config.folder("reports"), REPORT_SOURCE)
-    return {"counts": report.counts, "report": remote}
+    return {"counts": report.counts, "report": remote, "summary": summary.to_dict()}

@@ -57,6 +57,17 @@ log = logging.getLogger(__name__)
 DEFERRAL_BACKSTOP = timedelta(minutes=10)
 
 
+def patterns_text(patterns: Iterable[str], shown: int = 3) -> str:
+    """A few patterns in full; a long list (a mapping can have 40 globs) is counted, not repeated.
+
+    The whole list is logged once, by the run's first task (``plan_run``).
+    """
+    patterns = list(patterns)
+    if len(patterns) <= shown:
+        return ", ".join(patterns)
+    return f"{', '.join(patterns[:shown])} and {len(patterns) - shown} more patterns"
+
+
 class FtpCompleteFilesSensor(BaseSensorOperator):
     """Wait until complete files matching ``patterns`` exist in the FTP directory ``path``.
 
@@ -106,7 +117,7 @@ class FtpCompleteFilesSensor(BaseSensorOperator):
             if self.marker_suffixes
             else f"stable for {self.stable_seconds:.0f} s"
         )
-        return f"{', '.join(as_patterns(self.patterns))} in {self.path} on connection {self.ftp_conn_id} ({rule})"
+        return f"{patterns_text(as_patterns(self.patterns))} in {self.path} on connection {self.ftp_conn_id} ({rule})"
 
     def _skip(self, pending: Iterable[str], waited: float | None = None) -> AirflowSkipException:
         pending = list(pending)[:MAX_PENDING_REPORTED]

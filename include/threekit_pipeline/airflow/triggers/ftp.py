@@ -156,7 +156,9 @@ class FtpCompleteFilesTrigger(BaseTrigger):
         )
 
     def _what(self) -> str:
-        return f"{', '.join(self.patterns)} in {self.path} ({self.ftp_conn_id})"
+        from threekit_pipeline.airflow.sensors.ftp import patterns_text
+
+        return f"{patterns_text(self.patterns)} in {self.path} ({self.ftp_conn_id})"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.time()

@@ -1,0 +1,1 @@
+"""The Threekit sync view (Airflow UI plugin): run counts, reports, SKU search."""

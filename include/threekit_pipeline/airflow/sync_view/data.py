@@ -1,0 +1,203 @@
+"""What the Threekit sync view shows, read from the staging directory or the FTP reports folder.
+
+No web framework and no Airflow imports here: :class:`ReportStore` finds a run's report files
+(``<staging>/<dag_id>/<run>/report/<run>.json|.errors.csv|.csv``, else the uploaded copies in
+``<reports>/<source>/`` on FTP, fetched by the server through the configured connection) and
+:func:`sku_history` answers "what happened to this SKU?" across the catalog import runs kept in
+staging (the import plan says which file carried it, the chunk outcomes what Threekit did and
+the item id, the rejected rows why it was left out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from threekit_pipeline.pipelines.reports import sanitize_run_id
+
+log = logging.getLogger(__name__)
+
+CATALOG_DAG = "threekit_catalog_import"
+#: Import DAG -> sub-folder of the FTP reports folder holding its run reports.
+IMPORT_DAGS = {
+    CATALOG_DAG: "catalog_import",
+    "threekit_translations_import": "translations_import",
+    "threekit_source_assets_import": "source_assets_import",
+}
+KINDS = {"json": ".json", "csv": ".csv", "errors": ".errors.csv"}
+MAX_RUNS_SEARCHED = 500
+MAX_REPORT_BYTES = 50_000_000
+SECRET_WORDS = ("password", "secret", "token", "key", "credential")
+
+
+@dataclass
+class SkuEvent:
+    """One run's dealing with one SKU."""
+
+    dag_id: str
+    run_id: str
+    what: str  # created | updated | imported | unchanged | rejected | resumed | planned
+    threekit_id: str = ""
+    file: str = ""
+    line: str = ""
+    reason: str = ""
+    run_dir: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ReportStore:
+    """Run reports of the import DAGs: staging first, then FTP.
+
+    ``ftp_factory`` returns a context manager yielding an FTP client with ``read_bytes(remote)``
+    (the project's client); it is only called when staging lacks a file. Errors never include
+    connection details: a file that cannot be read is simply "not available".
+    """
+
+    def __init__(
+        self,
+        staging_dir: str | Path,
+        reports_root: str = "/reports",
+        ftp_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.staging = Path(staging_dir)
+        self.reports_root = "/" + reports_root.strip("/")
+        self.ftp_factory = ftp_factory
+
+    def run_dir(self, dag_id: str, run_id: str) -> Path:
+        return self.staging / dag_id / sanitize_run_id(run_id)
+
+    def local_path(self, dag_id: str, run_id: str, kind: str) -> Path:
+        name = sanitize_run_id(run_id)
+        return self.run_dir(dag_id, run_id) / "report" / f"{name}{KINDS[kind]}"
+
+    def remote_path(self, dag_id: str, run_id: str, kind: str) -> str:
+        return f"{self.reports_root}/{IMPORT_DAGS[dag_id]}/{sanitize_run_id(run_id)}{KINDS[kind]}"
+
+    def read(self, dag_id: str, run_id: str, kind: str) -> bytes | None:
+        """The bytes of a report file, or None when neither staging nor FTP has it."""
+        if dag_id not in IMPORT_DAGS or kind not in KINDS:
+            return None
+        local = self.local_path(dag_id, run_id, kind)
+        if local.is_file():
+            return local.read_bytes()
+        if self.ftp_factory is None:
+            return None
+        try:
+            with self.ftp_factory() as ftp:
+                return ftp.read_bytes(self.remote_path(dag_id, run_id, kind), max_bytes=MAX_REPORT_BYTES)
+        except Exception as exc:  # missing file or FTP down: the view says "not available"
+            log.info(
+                "Report %s of %s %s not available from FTP (%s)", kind, dag_id, run_id, type(exc).__name__
+            )
+            return None
+
+    def report(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        data = self.read(dag_id, run_id, "json")
+        if data is None:
+            return None
+        with contextlib.suppress(ValueError):
+            return json.loads(data)
+        return None
+
+    def errors(self, dag_id: str, run_id: str) -> list[dict[str, str]]:
+        data = self.read(dag_id, run_id, "errors")
+        if not data:
+            return []
+        return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with contextlib.suppress(OSError), open(path, encoding="utf-8") as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
+
+
+def sku_history(store: ReportStore, sku: str, *, limit_runs: int = MAX_RUNS_SEARCHED) -> list[SkuEvent]:
+    """Every catalog import run (kept in staging) that touched ``sku``, newest first."""
+    sku = sku.strip()
+    root = store.staging / CATALOG_DAG
+    if not sku or not root.is_dir():
+        return []
+    run_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and (d / "plan.json").is_file()),
+        key=lambda d: (d / "plan.json").stat().st_mtime,
+        reverse=True,
+    )[:limit_runs]
+    events: list[SkuEvent] = []
+    for run_dir in run_dirs:
+        events.extend(_sku_events_of_run(run_dir, sku))
+    return events
+
+
+def _run_id_of(run_dir: Path) -> str:
+    report = run_dir / "report" / f"{run_dir.name}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return str(json.loads(report.read_text(encoding="utf-8")).get("run_id") or run_dir.name)
+    return run_dir.name
+
+
+def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
+    try:
+        plan = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    files = [name for name, skus in (plan.get("skus_by_file") or {}).items() if sku in skus]
+    rejected = [r for r in plan.get("rejected") or [] if (r.get("sku") or r.get("key")) == sku]
+    outcome = None
+    for path in sorted((run_dir / "chunks").glob("*.outcome.jsonl")):
+        for record in _read_jsonl(path):
+            if record.get("key") == sku:
+                outcome = record
+    if not (files or rejected or outcome):
+        return []
+    run_id = _run_id_of(run_dir)
+    base = {"dag_id": CATALOG_DAG, "run_id": run_id, "run_dir": str(run_dir), "file": ", ".join(files)}
+    events = [
+        SkuEvent(
+            **{**base, "file": r.get("file") or base["file"]},
+            what="rejected",
+            line=str(r.get("line") or ""),
+            reason=str(r.get("reason") or ""),
+        )
+        for r in rejected
+    ]
+    if outcome is not None:
+        status = str(outcome.get("status") or "")
+        if status == "skipped":  # confirmed by an earlier attempt of the same run
+            status = str(outcome.get("previous_status") or "imported")
+        events.append(
+            SkuEvent(
+                **base,
+                what=status,
+                threekit_id=str(outcome.get("id") or ""),
+                reason=str(outcome.get("reason") or ""),
+            )
+        )
+    elif files and not rejected:
+        to_send = set()
+        for chunk in plan.get("chunks") or []:
+            hashes = Path(chunk).with_suffix(".hashes.json")
+            with contextlib.suppress(OSError, ValueError):
+                to_send |= set(json.loads(hashes.read_text(encoding="utf-8")))
+        events.append(SkuEvent(**base, what="planned" if sku in to_send else "unchanged"))
+    return events
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, key) for v in value]
+    if any(word in key.lower() for word in SECRET_WORDS) and not key.lower().endswith("conn_id") and value:
+        return "***"
+    return value

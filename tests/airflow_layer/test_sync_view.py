@@ -1,0 +1,182 @@
+"""The Threekit sync view's data layer, pages and login requirement (without a running Airflow)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from threekit_pipeline.airflow.run_state import PartialRun, check_all_accepted
+from threekit_pipeline.airflow.sync_view.app import overview_html, run_html, sku_html
+from threekit_pipeline.airflow.sync_view.data import ReportStore, mask_secrets, sku_history
+from threekit_pipeline.airflow.sync_view.listener import note_text
+from threekit_pipeline.pipelines.run_summary import summarize
+
+DAG = "threekit_catalog_import"
+RUN = "manual__2026-11-30T10:00:00+00:00"
+RUN_DIR_NAME = "manual__2026-11-30T10-00-00-00-00"
+REASON = "name is required: the row has no product name, so Threekit cannot create the item (line left out)"
+
+
+def _write_run(staging: Path) -> Path:
+    run_dir = staging / DAG / RUN_DIR_NAME
+    (run_dir / "report").mkdir(parents=True)
+    (run_dir / "chunks").mkdir()
+    report = {
+        "dag_id": DAG,
+        "run_id": RUN,
+        "status": "success",
+        "counts": {
+            "created": 2,
+            "updated": 0,
+            "unchanged_skipped": 1,
+            "rows_rejected": 1,
+            "threekit_rejected": 0,
+            "files_rejected": 0,
+            "products_distinct": 3,
+        },
+        "files": [
+            {"file": "products_20261130.csv", "status": "imported", "rows_read": 4, "rows_rejected": 1}
+        ],
+        "rejected": [
+            {
+                "stage": "transform",
+                "file": "products_20261130.csv",
+                "line": 3,
+                "column": "name",
+                "value": "",
+                "sku": "LAMP-007",
+                "reason": REASON,
+            }
+        ],
+    }
+    (run_dir / "report" / f"{RUN_DIR_NAME}.json").write_text(json.dumps(report))
+    (run_dir / "report" / f"{RUN_DIR_NAME}.errors.csv").write_text(
+        f'stage,file,line,column,value,sku,reason\ntransform,products_20261130.csv,3,name,,LAMP-007,"{REASON}"\n'
+    )
+    chunk = run_dir / "chunks" / "chunk_0001.jsonl"
+    chunk.with_suffix(".hashes.json").write_text(json.dumps({"CHAIR-1": "h1", "DESK-2": "h2"}))
+    chunk.with_suffix(".outcome.jsonl").write_text(
+        json.dumps({"line": 1, "key": "CHAIR-1", "status": "created", "id": "item-123", "reason": None})
+        + "\n"
+    )
+    plan = {
+        "skus_by_file": {"products_20261130.csv": ["CHAIR-1", "DESK-2", "SOFA-3"]},
+        "rejected": report["rejected"],
+        "chunks": [str(chunk)],
+    }
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    return run_dir
+
+
+def test_report_store_reads_staging_then_ftp_and_never_raises(tmp_path):
+    _write_run(tmp_path)
+    calls = []
+
+    @contextmanager
+    def ftp():
+        calls.append(1)
+        raise ConnectionRefusedError("ftp://user:secret@host down")
+        yield
+
+    store = ReportStore(tmp_path, "/reports", ftp)
+    assert store.report(DAG, RUN)["counts"]["created"] == 2
+    assert store.errors(DAG, RUN)[0]["reason"] == REASON
+    assert calls == []  # staging had it
+    assert store.report(DAG, "manual__other") is None and calls == [1]  # FTP tried, failure -> None
+    assert store.read("not_an_import_dag", RUN, "json") is None
+    assert store.remote_path(DAG, RUN, "errors") == f"/reports/catalog_import/{RUN_DIR_NAME}.errors.csv"
+
+
+def test_sku_history_tells_created_rejected_and_unchanged_with_id_file_and_line(tmp_path):
+    _write_run(tmp_path)
+    store = ReportStore(tmp_path)
+    created = sku_history(store, "CHAIR-1")
+    assert [(e.what, e.threekit_id, e.file, e.run_id) for e in created] == [
+        ("created", "item-123", "products_20261130.csv", RUN)
+    ]
+    rejected = sku_history(store, "LAMP-007")
+    assert [(e.what, e.line, e.reason) for e in rejected] == [("rejected", "3", REASON)]
+    assert [e.what for e in sku_history(store, "SOFA-3")] == ["unchanged"]
+    assert [e.what for e in sku_history(store, "DESK-2")] == ["planned"]  # sent, but its chunk did not land
+    assert sku_history(store, "NOPE-0") == [] and sku_history(store, " ") == []
+
+
+def test_pages_show_counts_whole_reasons_and_escape_input(tmp_path):
+    _write_run(tmp_path)
+    store = ReportStore(tmp_path)
+    report = store.report(DAG, RUN)
+    page = run_html(DAG, RUN, report, store.errors(DAG, RUN))
+    assert "4 products: 2 created, 0 updated, 1 unchanged, 1 rejected (rows 1)" in page
+    assert REASON in page and "LAMP-007" in page and "download errors CSV" in page
+    summary = summarize(report).to_dict()
+    overview = overview_html(
+        {
+            DAG: [
+                {
+                    "run_id": RUN,
+                    "state": "success",
+                    "summary": summary,
+                    "duration_seconds": 75.0,
+                    "start_date": "x",
+                }
+            ]
+        },
+        {"folders": {"inbound_catalog": "/inbound/catalog"}},
+    )
+    assert "partial success" in overview and "1 min 15 s" in overview and "/inbound/catalog" in overview
+    assert "<script>" not in sku_html("<script>alert(1)</script>", [])
+
+
+def test_configuration_shown_in_the_view_masks_secrets():
+    masked = mask_secrets(
+        {"ftp_conn_id": "ftp_default", "api_token": "abc", "nested": {"password": "p", "x": 1}}
+    )
+    assert masked == {"ftp_conn_id": "ftp_default", "api_token": "***", "nested": {"password": "***", "x": 1}}
+
+
+def test_run_note_and_all_accepted_follow_the_summary():
+    partial = summarize(
+        {"dag_id": DAG, "counts": {"created": 3, "rows_rejected": 2, "products_distinct": 3}}
+    ).to_dict()
+    clean = summarize({"dag_id": DAG, "counts": {"created": 3, "products_distinct": 3}}).to_dict()
+    assert note_text(partial).startswith("⚠ Partial success: 5 products") and note_text(clean).startswith(
+        "✓ All accepted"
+    )
+    with pytest.raises(PartialRun, match=r"2 rejected \(rows 2\)"):
+        check_all_accepted({"summary": partial})
+    assert check_all_accepted({"summary": clean}).startswith("3 products")
+
+
+def test_every_route_refuses_requests_without_login():
+    from fastapi.testclient import TestClient
+    from threekit_pipeline.airflow.sync_view.app import create_app
+
+    client = TestClient(create_app())
+    for path in (
+        "/",
+        "/api/runs",
+        f"/run?dag_id={DAG}&run_id=x",
+        f"/file?dag_id={DAG}&run_id=x&kind=errors",
+        "/sku?sku=A",
+    ):
+        response = client.get(path)
+        assert response.status_code == 401, (path, response.status_code)
+
+
+def test_long_glob_lists_are_counted_not_repeated_in_sensor_logs():
+    from threekit_pipeline.airflow.sensors.ftp import patterns_text
+
+    assert patterns_text(["*.csv"]) == "*.csv"
+    globs = [f"products_{n}*.csv" for n in range(40)]
+    assert patterns_text(globs) == "products_0*.csv, products_1*.csv, products_2*.csv and 37 more patterns"
+
+
+def test_mapped_chunks_are_labelled_with_their_product_range(tmp_path):
+    from threekit_pipeline.airflow.operators.threekit import chunk_label
+
+    chunk = tmp_path / "chunk_0003.jsonl"
+    chunk.with_suffix(".hashes.json").write_text(json.dumps({"CHAIR-001": "a", "DESK-005": "b", "LAMP-010": "c"}))
+    assert chunk_label(str(chunk)) == "3 products: CHAIR-001 … LAMP-010"
+    assert chunk_label(str(tmp_path / "missing.jsonl")) == "missing.jsonl"
