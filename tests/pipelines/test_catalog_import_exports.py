@@ -48,6 +48,20 @@ def test_export_imports_through_the_catalog_import_tasks(tmp_path, threekit_sand
         entry = json.loads(line)
         expected[entry["query"]["metadata"][0]["defaultValue"]] = entry["product"]
 
+    # The mapping names its pricebooks; the org must have them (Threekit makes pricebooks in its
+    # UI only), and the import sends their ids.
+    currencies: dict[str, set[str]] = {}
+    for product in expected.values():
+        for attribute in product.get("attributes", []):
+            if attribute["type"] == "Pricing":
+                for value in attribute["values"]:
+                    currencies.setdefault(value["pricebook"], set()).update(value["currencies"])
+    known = {book["name"] for book in threekit_sandbox.pricebooks()}
+    missing = [{"name": name, "currencies": sorted(c)} for name, c in currencies.items() if name not in known]
+    if missing:
+        threekit_sandbox.add_pricebooks(missing)
+    ids = {book["name"]: book["id"] for book in threekit_sandbox.pricebooks()}
+
     env = _env(tmp_path, system)
     with FtpClient(ftp_sandbox.settings()) as ftp:
         ftp.makedirs("/inbound/catalog")
@@ -55,10 +69,10 @@ def test_export_imports_through_the_catalog_import_tasks(tmp_path, threekit_sand
             ftp.upload_atomic(path, f"/inbound/catalog/{path.name}")
         sensor_output = [[{"path": f"/inbound/catalog/{p.name}", "size": p.stat().st_size} for p in files]]
         collected = catalog_import.collect_files(env, sensor_output, ftp)
-        planned = catalog_import.transform_and_plan(env, collected)
-        assert planned["to_send"] == len(expected)
         client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
         with client:
+            planned = catalog_import.transform_and_plan(env, collected, pricebooks=client.list_pricebooks())
+            assert planned["to_send"] == len(expected)
             results = [catalog_import.import_chunk(env, chunk, client) for chunk in planned["chunks"]]
         assert sum(r["rejected"] for r in results) == 0
         assert sum(r["confirmed"] for r in results) == len(expected)
@@ -76,4 +90,10 @@ def test_export_imports_through_the_catalog_import_tasks(tmp_path, threekit_sand
         assert item["name"] == product["name"]
         kept = {a["name"]: a.get("values") for a in item.get("attributes") or []}
         for attribute in product.get("attributes", []):
-            assert kept[attribute["name"]] == attribute["values"], (sku, attribute["name"])
+            values = attribute["values"]
+            if attribute["type"] == "Pricing":
+                # One value per pricebook; their order carries no meaning.
+                values = sorted(({**value, "pricebook": ids[value["pricebook"]]} for value in values), key=str)
+                assert sorted(kept[attribute["name"]], key=str) == values, (sku, attribute["name"])
+                continue
+            assert kept[attribute["name"]] == values, (sku, attribute["name"])

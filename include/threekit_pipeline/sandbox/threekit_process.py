@@ -64,7 +64,7 @@ class ThreekitSandboxProcess:
         self.seed = seed
         self.job_delay_ms = job_delay_ms
         self.detailed_errors = detailed_errors
-        self.pricebooks = pricebooks
+        self.seed_pricebooks = pricebooks
         self.sync_partial = sync_partial
         self.log_file = (
             Path(log_file) if log_file else self.data_dir.parent / f"{self.data_dir.name}-sandbox.log"
@@ -119,7 +119,7 @@ class ThreekitSandboxProcess:
             command.append("--detailed-errors")
         if self.sync_partial:
             command.append("--sync-partial")
-        for name, currencies in self.pricebooks or ():
+        for name, currencies in self.seed_pricebooks or ():
             command += ["--pricebook", f"{name}:{','.join(currencies)}"]
         return command
 
