@@ -86,8 +86,9 @@ class Pipeline:
                 collected = catalog_import.collect_files(env, sensor_output, ftp)
             except catalog_import.NothingToProcess:
                 return None
-            planned = catalog_import.transform_and_plan(env, collected)
             with self.client() as client:
+                # As the DAG does: the org's pricebooks, read once per run, turn names into ids.
+                planned = catalog_import.transform_and_plan(env, collected, pricebooks=client.list_pricebooks())
                 for chunk in planned["chunks"]:
                     catalog_import.import_chunk(env, chunk, client)
             result = catalog_import.finalize(env, ftp)
@@ -101,7 +102,16 @@ class Pipeline:
         """What Threekit holds for ``sku`` (one item at most: an SKU is never duplicated)."""
         found = [item for item in self.threekit.items() if (item.get("metadata") or {}).get("SKU") == sku]
         assert len(found) <= 1, f"{sku} exists {len(found)} times"
-        return found[0] if found else None
+        if not found:
+            return None
+        # Threekit holds pricebook ids; the assertions read the names the files gave.
+        names = {book["id"]: book["name"] for book in self.threekit.pricebooks()}
+        item = json.loads(json.dumps(found[0]))
+        for attribute in item.get("attributes") or []:
+            if attribute.get("type") == "Pricing":
+                for value in attribute.get("values") or []:
+                    value["pricebook"] = names.get(value["pricebook"], value["pricebook"])
+        return item
 
     def inbound(self) -> list[str]:
         folder = self.root / INBOUND.strip("/")
