@@ -130,7 +130,8 @@ class InboundOptions(_Model):
     stable_seconds: float = Field(30.0, ge=0)
     sensor_timeout_seconds: float = Field(3300.0, ge=1)
     marker_suffixes: Strings = ()
-    max_error_ratio: float = Field(0.05, ge=0, le=1)
+    # None: the mapping's max_error_ratio applies (0.05 for translations); set, it wins (README).
+    max_error_ratio: float | None = Field(None, ge=0, le=1)
     batch_size: int = Field(500, ge=1, le=10_000)
     import_mode: Literal["job", "sync"] = "job"
     import_concurrency: int = Field(4, ge=1, le=64)

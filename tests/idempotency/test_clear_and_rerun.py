@@ -127,7 +127,10 @@ def test_every_task_and_the_whole_run_can_be_cleared_and_rerun(tmp_path):
         assert report == first_report
 
         # transform_and_plan: everything is in the ledger now, so nothing is left to send...
-        planned = catalog_import.transform_and_plan(env, {"collected": str(env.run_dir() / "collected.json")})
+        with threekit_client(stack) as client:  # as the DAG's task: the org's pricebooks, read once
+            planned = catalog_import.transform_and_plan(
+                env, {"collected": str(env.run_dir() / "collected.json")}, pricebooks=client.list_pricebooks()
+            )
         assert planned["chunks"] == [] and planned["unchanged_skipped"] == 30 and planned["to_send"] == 0
         before.assert_unchanged(stack, "transform_and_plan")
         # ...and finalize after it moves nothing; the report now says what this attempt did.
