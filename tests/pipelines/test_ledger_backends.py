@@ -420,3 +420,60 @@ def test_ledger_schema_names_are_safe_identifiers():
     assert ledger_schema("Feed-DE/Main") == "ledger_feed_de_main"
     long_a, long_b = ledger_schema("x" * 100 + "a"), ledger_schema("x" * 100 + "b")
     assert len(long_a) == 63 and long_a != long_b
+
+
+# --- a catalog import with its ledger in PostgreSQL ------------------------------------------
+
+
+def _import_run(run_id: str, config, files: dict[str, Path], ftp_sandbox, client) -> tuple[dict, list[dict]]:
+    from threekit_pipeline.ftp.client import FtpClient
+    from threekit_pipeline.pipelines import catalog_import
+    from threekit_pipeline.pipelines.runtime import TaskEnv
+
+    env = TaskEnv(
+        dag_id=catalog_import.DAG_ID, run_id=run_id, config=config, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC)
+    )
+    with FtpClient(ftp_sandbox.settings()) as ftp:
+        ftp.makedirs("/inbound/catalog")
+        for path in files.values():
+            ftp.upload_atomic(path, f"/inbound/catalog/{path.name}")
+        sensor_output = [[{"path": f"/inbound/catalog/{p.name}", "size": p.stat().st_size} for p in files.values()]]
+        collected = catalog_import.collect_files(env, sensor_output, ftp)
+        planned = catalog_import.transform_and_plan(env, collected, pricebooks=client.list_pricebooks())
+        results = [catalog_import.import_chunk(env, chunk, client) for chunk in planned["chunks"]]
+        outcome = catalog_import.finalize(env, ftp)
+    assert outcome["status"] == "success", outcome
+    return planned, results
+
+
+def test_catalog_import_with_the_ledger_in_postgresql_then_a_resend_sends_nothing(
+    tmp_path, monkeypatch, threekit_sandbox, ftp_sandbox
+):
+    from threekit_pipeline.pipelines import catalog_import
+    from threekit_pipeline.pipelines.config import load_config
+    from threekit_pipeline.samples.catalog import generate_catalog
+    from threekit_pipeline.threekit.client import ThreekitClient
+
+    files = generate_catalog(
+        tmp_path / "in", products=30, stamp="20261123", seed=5, options_per_product=1, prices_per_product=1, locales=()
+    )
+    with throwaway_database("ledger_pipeline") as dsn:
+        monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_LEDGER_PIPELINE", dsn.replace("postgresql://", "postgres://"))
+        config = load_config(
+            {"staging_dir": str(tmp_path / "staging"), "batch_size": 10, "ledger_conn_id": "threekit_ledger_pipeline"}
+        )
+        client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
+        with client:
+            first, results = _import_run("manual__2026-11-23T10:00:00+00:00", config, files, ftp_sandbox, client)
+            assert first["to_send"] == first["products_distinct"] > 0
+            assert sum(r["confirmed"] for r in results) == first["to_send"]
+            assert sum(r["rejected"] for r in results) == 0
+
+            with Ledger(dsn=dsn, name=catalog_import.LEDGER_NAME) as ledger:
+                assert len(ledger) == first["to_send"]
+                assert ledger.metadata_types()
+            assert not (tmp_path / "staging" / "ledger" / f"{catalog_import.LEDGER_NAME}.sqlite").exists()
+
+            again, resent = _import_run("manual__2026-11-23T11:00:00+00:00", config, files, ftp_sandbox, client)
+        assert again["to_send"] == 0 and resent == []
+        assert again["unchanged_skipped"] == first["to_send"]
