@@ -27,7 +27,7 @@ rejected with a SKU, never count as "missing": an incomplete snapshot retires no
 it could not read.
 
 Which SKUs a source imported is kept in the lifecycle ledger
-``<staging>/ledger/catalog_lifecycle.sqlite`` (``members``: source, SKU, Threekit id; recorded
+``<staging>/ledger/catalog_lifecycle.sqlite`` (or PostgreSQL, see :mod:`~threekit_pipeline.pipelines.ledgers`) (``members``: source, SKU, Threekit id; recorded
 from each run's products files once the delta ledger confirms them; a deployment's SKUs
 imported before this ledger existed are not members until a run carries them again).
 ``retired`` holds what is currently retired (so a re-run does nothing twice), ``events`` the
@@ -161,6 +161,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _by_sku(row: tuple) -> tuple[str, str]:
+    return row[0], row[1]
+
+
 _EVENT_COLUMNS = ("source", "sku", "threekit_id", "event", "action", "at", "run_id")
 
 #: Migrations of the lifecycle ledger. 1: the original tables (ledgers written before
@@ -222,7 +226,11 @@ class LifecycleLedger(LedgerStore):
         return self
 
     def _write_many(self, *steps: tuple[str, Iterable[tuple]]) -> None:
-        batches = [(sql, sorted(rows, key=repr)) for sql, rows in steps]
+        """Run each ``(statement, rows)`` step in one transaction.
+
+        Upserted rows come sorted by key, so concurrent writers lock them in the same order.
+        """
+        batches = [(sql, list(rows)) for sql, rows in steps]
 
         def run(cur: Any) -> None:
             for sql, rows in batches:
@@ -241,7 +249,7 @@ class LifecycleLedger(LedgerStore):
                 "INSERT INTO members (source, sku, threekit_id, first_run, last_run) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (source, sku) DO UPDATE SET "
                 "threekit_id = COALESCE(excluded.threekit_id, members.threekit_id), last_run = excluded.last_run",
-                ((source, sku, tk_id, run_id, run_id) for sku, tk_id in ids.items()),
+                [(source, sku, ids[sku], run_id, run_id) for sku in sorted(ids)],
             )
         )
 
@@ -261,7 +269,7 @@ class LifecycleLedger(LedgerStore):
                 "INSERT INTO retired (source, sku, threekit_id, action, retired_at, run_id) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (source, sku) DO UPDATE SET threekit_id = excluded.threekit_id, "
                 "action = excluded.action, retired_at = excluded.retired_at, run_id = excluded.run_id",
-                [(source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows],
+                sorted(((source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows), key=_by_sku),
             ),
             (
                 f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, 'retired', ?, ?, ?)",
@@ -274,7 +282,7 @@ class LifecycleLedger(LedgerStore):
         rows = list(rows)
         now = _now()
         self._write_many(
-            ("DELETE FROM retired WHERE source = ? AND sku = ?", [(source, sku) for sku, _, _ in rows]),
+            ("DELETE FROM retired WHERE source = ? AND sku = ?", sorted(((source, sku) for sku, _, _ in rows), key=_by_sku)),
             (
                 f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, 'returned', ?, ?, ?)",
                 [(source, sku, tk_id, how, now, run_id) for sku, tk_id, how in rows],
