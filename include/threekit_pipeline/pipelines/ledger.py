@@ -238,8 +238,10 @@ class LedgerStore:
     def _connect(self, busy_timeout_s: float) -> None:
         if self.is_postgres:
             import psycopg
+            from psycopg.conninfo import conninfo_to_dict
 
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=int(max(busy_timeout_s, 1)))
+            options = {} if "connect_timeout" in conninfo_to_dict(self._dsn) else {"connect_timeout": int(max(busy_timeout_s, 1))}
+            self._conn = psycopg.connect(self._dsn, autocommit=True, **options)
             self._conn.execute("SELECT set_config('search_path', %s, false)", (f'"{self.schema}"',))
             self._conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(busy_timeout_s * 1000)}ms",))
             return
@@ -621,7 +623,6 @@ def copy_ledger(source: LedgerStore, target: LedgerStore, tables: Sequence[Table
     results = []
     for spec in tables:
         columns = ", ".join(spec.columns)
-        rows = source._query(f"SELECT {columns} FROM {spec.table}")
         marks = ", ".join("?" * len(spec.columns))
         if spec.key:
             updates = ", ".join(f"{c} = excluded.{c}" for c in spec.columns if c not in spec.key)
@@ -629,7 +630,7 @@ def copy_ledger(source: LedgerStore, target: LedgerStore, tables: Sequence[Table
             statement = (
                 f"INSERT INTO {spec.table} ({columns}) VALUES ({marks}) ON CONFLICT ({', '.join(spec.key)}) {conflict}"
             )
-            rows.sort()
+            order = f" ORDER BY {', '.join(spec.key)}"  # key order: no deadlock with a concurrent writer
         else:
             same = "IS NOT DISTINCT FROM" if target.is_postgres else "IS"
             match = " AND ".join(f"{c} {same} ?" for c in spec.columns)
@@ -637,15 +638,19 @@ def copy_ledger(source: LedgerStore, target: LedgerStore, tables: Sequence[Table
                 f"INSERT INTO {spec.table} ({columns}) SELECT {marks} "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {spec.table} WHERE {match})"
             )
-            rows = [(*row, *row) for row in rows]
+            order = " ORDER BY seq" if spec.table == "events" else ""
 
-        def copy(cur: _Cursor, statement: str = statement, rows: list[tuple] = rows, table: str = spec.table) -> int:
-            before = cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for start in range(0, len(rows), _COPY_BATCH):
-                cur.executemany(statement, rows[start : start + _COPY_BATCH])
-            return int(cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) - int(before)
+        def copy(cur: _Cursor, spec: TableCopy = spec, statement: str = statement, order: str = order) -> tuple[int, int]:
+            before = int(cur.execute(f"SELECT COUNT(*) FROM {spec.table}").fetchone()[0])
+            read = 0
+            # Streamed in batches: a ledger of millions of rows never sits in memory whole.
+            rows = source._conn.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table}{order}")
+            while batch := rows.fetchmany(_COPY_BATCH):
+                read += len(batch)
+                cur.executemany(statement, [tuple(r) if spec.key else (*r, *r) for r in batch])
+            return read, int(cur.execute(f"SELECT COUNT(*) FROM {spec.table}").fetchone()[0]) - before
 
-        added = target._write(copy, what=f"copying {spec.table}")
-        results.append(CopiedTable(spec.table, len(rows), added))
-        log.info("Ledger %s: copied %s, %d row(s) read, %d new", target.label, spec.table, len(rows), added)
+        read, added = target._write(copy, what=f"copying {spec.table}")
+        results.append(CopiedTable(spec.table, read, added))
+        log.info("Ledger %s: copied %s, %d row(s) read, %d new", target.label, spec.table, read, added)
     return results
