@@ -54,3 +54,28 @@ def test_a_child_interpreter_runs_on_the_moved_clock(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert abs(float(out[0])) < 120
+
+
+def test_sql_now_is_moved_on_sqlite_and_postgresql(tmp_path):
+    """Airflow's scheduler compares run_after with the database's now(): it must move too."""
+    probe = (
+        "import sqlalchemy as sa, sys, time; from datetime import datetime, UTC\n"
+        "for url in sys.argv[1:]:\n"
+        "    engine = sa.create_engine(url)\n"
+        "    with engine.connect() as conn:\n"
+        "        value = conn.execute(sa.select(sa.func.now())).scalar()\n"
+        "    if isinstance(value, str): value = datetime.fromisoformat(value)\n"
+        "    if value.tzinfo is None: value = value.replace(tzinfo=UTC)\n"
+        "    print(value.timestamp() - time.time())\n"
+    )
+    env = {
+        **os.environ,
+        "THREEKIT_TEST_CLOCK": "+40d",
+        "PYTHONPATH": os.pathsep.join([str(CLOCK_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+    urls = [f"sqlite:///{tmp_path / 'db.sqlite'}", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"]
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *urls], env=env, capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    # Both databases' now() agree with the moved Python clock (to within the probe's run time).
+    assert [abs(float(delta)) < 60 for delta in out] == [True, True], out

@@ -14,7 +14,10 @@ time (``time.time``, ``datetime.now``, ``date.today``...) is ``real + offset`` a
 ticking. Monotonic clocks are not moved, so timeouts and waits behave normally.
 
 Processes that are not Python (PostgreSQL, vsftpd, ProFTPD, OpenSSH) keep the real clock,
-like servers whose clock differs from the pipeline host's. The clock is moved with
+like servers whose clock differs from the pipeline host's. One exception, because Airflow
+needs its database's clock to agree with its own (the scheduler starts a queued run once
+``run_after <= now()`` on the database): SQL that SQLAlchemy compiles from ``func.now()``
+is moved by the same offset on SQLite and PostgreSQL. The clock is moved with
 ``time-machine`` (it patches the C-level time functions of the interpreter), not with
 ``libfaketime``, whose interposed calls break Python's timed waits.
 
@@ -79,4 +82,22 @@ def apply() -> float | None:
     traveller = time_machine.travel(real_now + offset, tick=True)
     traveller.start()
     _traveller = (traveller, offset)
+    _move_sql_now(offset)
     return offset
+
+
+def _move_sql_now(offset: float) -> None:
+    """``func.now()`` on SQLite and PostgreSQL returns the moved time (see module doc)."""
+    try:
+        from sqlalchemy.ext.compiler import compiles
+        from sqlalchemy.sql import functions
+    except ImportError:  # an interpreter without SQLAlchemy sends no SQL
+        return
+
+    @compiles(functions.now, "sqlite")
+    def _sqlite_now(element, compiler, **kw):
+        return f"datetime(CURRENT_TIMESTAMP, '{offset:+.6f} seconds')"
+
+    @compiles(functions.now, "postgresql")
+    def _postgresql_now(element, compiler, **kw):
+        return f"(now() + interval '{offset:.6f} seconds')"
