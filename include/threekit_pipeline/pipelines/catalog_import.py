@@ -154,6 +154,10 @@ def _selection(env: Any) -> tuple[SelectionWindow, list[str]]:
     from threekit_pipeline.transform import load_mapping
 
     window = selection_window(env.run_type, env.params, env.data_interval_start, env.data_interval_end)
+    # A feed's own patterns narrow the pick-up; without them the mapping's patterns apply.
+    feed_patterns = getattr(getattr(env, "feed", None), "patterns", None)
+    if feed_patterns:
+        return window, list(feed_patterns)
     return window, mapping_patterns(load_mapping(env.config.mapping))
 
 
