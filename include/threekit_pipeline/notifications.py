@@ -166,13 +166,9 @@ class RunFailedNotifier(_PlainNotifier):
 
 
 def _rejected_files(result: Any) -> list[str]:
-    """Names of the files a run result lists as rejected (quarantined)."""
-    files = (result or {}).get("files") if isinstance(result, dict) else None
-    names = []
-    for item in files or []:
-        if isinstance(item, dict) and item.get("status") == "rejected" and item.get("file"):
-            names.append(str(item["file"]))
-    return names
+    """Names of the files a run result lists as quarantined (``result["rejected_files"]``)."""
+    names = (result or {}).get("rejected_files") if isinstance(result, dict) else None
+    return [str(name) for name in names or [] if name]
 
 
 def notify_partial_run(feed: str, recipients: Iterable[str | Recipient | dict], *, dag_id: str, run_id: str,
@@ -181,8 +177,7 @@ def notify_partial_run(feed: str, recipients: Iterable[str | Recipient | dict], 
     """Email a feed's recipients that a run was partial (something was rejected); returns the addresses.
 
     Catch-all recipients are told; a partner (recipient with file patterns) only when one of
-    the rejected files the result lists (``result["files"][*]`` with ``status == "rejected"``)
-    is theirs. A failure to send is logged and swallowed: the run's outcome does not depend on it.
+    the files the result lists as quarantined (``result["rejected_files"]``) is theirs. A failure to send is logged and swallowed: the run's outcome does not depend on it.
     """
     rejected = _rejected_files(result)
     to = sorted({r.email for r in as_recipients(recipients)

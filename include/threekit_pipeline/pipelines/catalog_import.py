@@ -910,6 +910,8 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         "changed": totals["created"] + totals["updated"] + totals["imported"],
         **report.counts,
         "summary": summary.to_dict(),
+        # Quarantined files (for the feed's partial-run notification).
+        "rejected_files": [o.file for o in report.files if o.status == "rejected"],
     }
 
 
