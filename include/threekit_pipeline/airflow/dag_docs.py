@@ -45,11 +45,11 @@ import, every SKU it imported before that its newest products file no longer hol
 retired and `retire_missing` fails naming the count until a run with `confirm_retire`.
 Report: `<reports>/catalog_import/<run>.retired.json|.csv`.
 
-**Configuration**: Airflow Variable `threekit_pipeline` (JSON; keys `mapping`, `folders`,
-`batch_size`, `import_mode`, `import_concurrency`, `job_deadline_seconds`,
-`stable_seconds`, `poke_interval_seconds`, `sensor_timeout_seconds`, `marker_suffixes`,
-`staging_dir`, ...) and the connections `ftp_default` and `threekit_default` (ids
-configurable in the Variable), all read when the tasks run.
+**Configuration**: the feed above (connection, folders, mapping, options) laid over the
+Airflow Variable `threekit_pipeline` (JSON; keys `mapping`, `folders`, `batch_size`,
+`import_mode`, `import_concurrency`, `job_deadline_seconds`, `stable_seconds`,
+`poke_interval_seconds`, `sensor_timeout_seconds`, `marker_suffixes`, `staging_dir`, ...),
+all read when the tasks run.
 """
 
 
@@ -81,8 +81,8 @@ Importing overwrites translations, so re-runs and replays converge to the same s
 delivered again with content already imported (ledger `<staging>/ledger/translations_import.sqlite`)
 is archived without being sent again, unless `force_full_resend` is set; replays always send.
 
-**Configuration**: Variable `threekit_pipeline` (folders, sensor timings, `max_error_ratio`),
-connections `ftp_default` and `threekit_default`; read when the tasks run.
+**Configuration**: the feed above laid over the Variable `threekit_pipeline` (folders, sensor
+timings, `max_error_ratio`); read when the tasks run.
 """
 
 
