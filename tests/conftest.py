@@ -15,6 +15,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# THREEKIT_TEST_CLOCK moves the wall clock of this process and of every Python process it
+# starts (tests/clock/_test_clock.py): the suite must not depend on today's date.
+_CLOCK_DIR = REPO / "tests" / "clock"
+if os.environ.get("THREEKIT_TEST_CLOCK", "").strip():
+    sys.path.insert(0, str(_CLOCK_DIR))
+    import _test_clock
+
+    _test_clock.apply()
+    _pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(_CLOCK_DIR) not in _pythonpath:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(_CLOCK_DIR), *_pythonpath])
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _home = REPO / ".airflow" / "tests" / _worker
 _home.mkdir(parents=True, exist_ok=True)
@@ -26,6 +38,15 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+
+def pytest_report_header(config) -> str | None:
+    if "_test_clock" not in sys.modules:
+        return None
+    from datetime import UTC, datetime
+
+    offset = float(os.environ["THREEKIT_TEST_CLOCK"].rstrip("s"))
+    return f"clock moved by {offset / 86400:+.2f} days: now {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _migrate_once() -> None:

@@ -9,6 +9,10 @@ Subcommands:
     mapping errors.
 ``translations``
     Validate a regional translations CSV and write the clean upload file.
+``ledger-copy``
+    Copy the SQLite ledgers of a staging directory (or given files) into PostgreSQL, e.g.
+    ``THREEKIT_PIPELINE_LEDGER_DSN=postgresql://ledger@db/threekit threekit-pipeline ledger-copy
+    --staging-dir /opt/airflow/staging``. Idempotent; prints rows read and new per table.
 
 Adding a subcommand: write ``_add_<name>(subparsers)`` that creates its parser and sets
 ``handler`` (a function taking the parsed arguments and returning the exit status), and
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +33,8 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 _SHOWN_ERRORS = 10
+#: Environment variable holding the target DSN of ``ledger-copy`` (keeps the password off the command line).
+LEDGER_DSN_ENV = "THREEKIT_PIPELINE_LEDGER_DSN"
 
 
 def _print_first_errors(errors_path: Path, limit: int = _SHOWN_ERRORS) -> None:
@@ -135,7 +142,59 @@ def _add_translations(subparsers) -> None:
     parser.set_defaults(handler=_run_translations)
 
 
-SUBCOMMANDS: list[Callable] = [_add_transform, _add_translations]
+def _run_ledger_copy(args: argparse.Namespace) -> int:
+    from threekit_pipeline.pipelines.config import default_staging_dir
+    from threekit_pipeline.pipelines.ledger import LedgerError, describe_dsn
+    from threekit_pipeline.pipelines.ledgers import copy_sqlite_ledgers, sqlite_ledgers
+
+    if args.conn_id:
+        from threekit_pipeline.airflow.hooks.ledger import LedgerDatabaseHook
+
+        dsn = LedgerDatabaseHook(args.conn_id).get_dsn()
+    else:
+        dsn = args.dsn or os.environ.get(LEDGER_DSN_ENV, "")
+    if not dsn:
+        print(f"error: name the PostgreSQL database: --conn-id, or the DSN in ${LEDGER_DSN_ENV}", file=sys.stderr)
+        return EXIT_USAGE
+    files = [Path(f) for f in args.files] or sqlite_ledgers(args.staging_dir or default_staging_dir())
+    if not files:
+        print("error: no SQLite ledger found (<staging>/ledger/*.sqlite)", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"Target:            {describe_dsn(dsn)}")
+    try:
+        copied = copy_sqlite_ledgers(files, dsn)
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    for ledger in copied:
+        print(f"Ledger {ledger.name} ({ledger.source}):")
+        for table in ledger.tables:
+            print(f"  {table.table:<16} {table.read:>9} read  {table.added:>9} new")
+    print(f"Ledgers copied:    {len(copied)}")
+    return EXIT_OK
+
+
+def _add_ledger_copy(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ledger-copy",
+        help="copy SQLite ledgers into PostgreSQL",
+        description=(
+            "Copy SQLite ledgers (<staging>/ledger/*.sqlite, or the given files) into a PostgreSQL "
+            "database, one schema per ledger. Safe to run again: rows are upserted, history is "
+            "never duplicated. Set the Variable's ledger_conn_id afterwards."
+        ),
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="ledger files (default: every ledger of the staging dir)")
+    parser.add_argument("--staging-dir", help="staging directory (default: $THREEKIT_PIPELINE_STAGING_DIR or $AIRFLOW_HOME/staging)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--conn-id", help="Airflow postgres connection id of the target database")
+    target.add_argument(
+        "--dsn", help=f"libpq DSN of the target (prefer ${LEDGER_DSN_ENV}: a DSN on the command line shows its password)"
+    )
+    parser.set_defaults(handler=_run_ledger_copy)
+
+
+SUBCOMMANDS: list[Callable] = [_add_transform, _add_translations, _add_ledger_copy]
 
 
 def build_parser() -> argparse.ArgumentParser:

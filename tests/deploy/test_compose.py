@@ -303,6 +303,18 @@ def test_compose_connections_have_the_native_shape(resolved):
     assert parsed.extra_dejson["org_id"] == FILLED_SECRETS["THREEKIT_ORG_ID"]
 
 
+def test_compose_ledger_connection_reaches_the_compose_postgresql(resolved):
+    from airflow.sdk import Connection
+    from psycopg.conninfo import conninfo_to_dict
+    from threekit_pipeline.airflow.hooks.ledger import connection_dsn
+
+    env = service_env(resolved, "airflow-worker")
+    conn = Connection.from_json(env["AIRFLOW_CONN_THREEKIT_LEDGER"], conn_id="threekit_ledger")
+    dsn = conninfo_to_dict(connection_dsn("threekit_ledger", conn))
+    assert (dsn["host"], dsn["port"], dsn["dbname"], dsn["user"]) == ("postgres", "5432", "airflow", "airflow")
+    assert load_config('{"ledger_conn_id": "threekit_ledger"}').ledger_conn_id == "threekit_ledger"
+
+
 def test_compose_variable_is_the_pipeline_configuration(resolved):
     value = service_env(resolved, "airflow-worker")[VARIABLE_ENV]
     assert load_config(value).batch_size == 200

@@ -63,7 +63,9 @@ def test_round_trip(tmp_path, tls, passive):
             [listed] = client.list_dir("/inbound/erp")
             assert (listed.path, listed.name, listed.size, listed.is_dir) == (
                 "/inbound/erp/products.csv", "products.csv", len(payload), False)
-            assert abs(listed.modified - datetime.now(UTC)) < timedelta(minutes=5)
+            # The server's clock (the file's mtime on its disk), at MDTM/MLSD's 1 s resolution.
+            mtime = datetime.fromtimestamp((server.root / "inbound/erp/products.csv").stat().st_mtime, UTC)
+            assert abs(listed.modified - mtime) < timedelta(seconds=2)
             assert client.stat("/inbound/erp").is_dir
             assert client.stat("/inbound/erp/missing.csv") is None
             assert not client.exists("/inbound/erp/missing.csv")

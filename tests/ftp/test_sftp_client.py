@@ -66,7 +66,9 @@ def test_password_login_round_trip_with_atomic_upload_and_moves(sshd, known_host
 
         [entry] = client.list_dir(f"{folder}/out/renders")
         assert (entry.name, entry.size, entry.is_dir) == ("render.png", len(payload), False)
-        assert abs(entry.modified - datetime.now(UTC)) < timedelta(minutes=5)
+        # The server's time (its disk's mtime), whatever the client's clock says.
+        mtime = datetime.fromtimestamp((sshd.root / folder / "out/renders/render.png").stat().st_mtime, UTC)
+        assert abs(entry.modified - mtime) < timedelta(seconds=2)
         assert client.stat(f"{folder}/out").is_dir and client.stat(f"{folder}/nothing") is None
 
         target = client.download(f"{folder}/out/renders/render.png", tmp_path / "back" / "render.png")

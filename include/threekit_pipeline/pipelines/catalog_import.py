@@ -61,7 +61,7 @@ from threekit_pipeline.pipelines.inbound import (
     select_inbound_files,
     selection_window,
 )
-from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+from threekit_pipeline.pipelines.ledgers import open_ledger
 from threekit_pipeline.pipelines.reports import (
     REJECTED_COLUMNS,
     FileOutcome,
@@ -439,7 +439,7 @@ def transform_and_plan(
     batches_dir = _fresh_dir(env.run_dir() / "batches")
     chunks_dir = _fresh_dir(env.run_dir() / "chunks")
 
-    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(config, LEDGER_NAME) as ledger:
         metadata_types = ledger.metadata_types()
     files_by_path = {f["path"]: f for f in state["files"]}
     batches = group_by_stamp(InboundFile.from_dict(f) for f in state["files"])
@@ -489,7 +489,7 @@ def transform_and_plan(
         )
 
     held: list[RejectedRow] = []
-    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(config, LEDGER_NAME) as ledger:
         known_stamps = ledger.stamps(sku_stamps)
         for sku, stamp in sku_stamps.items():
             newer = known_stamps.get(sku)
@@ -696,7 +696,7 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
 
     hashes = _read_json(chunk.with_suffix(".hashes.json"))
     # Threekit's answers do not say created or updated: a SKU the ledger knows existed before.
-    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(config, LEDGER_NAME) as ledger:
         known = set(ledger.lookup(hashes))
     summary = import_jsonl(
         client,
@@ -736,7 +736,7 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
                 values = _entry_pricing(line) if key in confirmed_keys else None
                 if values is not None:
                     pricing.append((key, values))
-    with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(config, LEDGER_NAME) as ledger:
         ledger.record(confirmed, run_id=env.run_id)
         ledger.record_stamps((key, stamps[key]) for key in confirmed_keys if key in stamps)
         ledger.record_pricing(pricing)

@@ -56,6 +56,8 @@ class PipelineConfig:
     mapping: str = "canonical"
     folders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FOLDERS))
     staging_dir: str = field(default_factory=default_staging_dir)
+    # Id of a ``postgres`` connection holding the ledgers; unset: SQLite under <staging>/ledger.
+    ledger_conn_id: str | None = None
     poke_interval_seconds: float = 60.0
     # A file is complete when its size and mtime are unchanged for this long.
     stable_seconds: float = 30.0
@@ -158,8 +160,8 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
             kwargs[key] = tuple(value)
-        elif key == "max_error_ratio" and value is None:
-            kwargs[key] = None  # unset: the mapping's max_error_ratio applies
+        elif key in ("max_error_ratio", "ledger_conn_id") and value is None:
+            kwargs[key] = None  # unset: the mapping's max_error_ratio applies / SQLite ledgers
         elif key in _NUMBER_FIELDS:
             low, high = _NUMBER_FIELDS[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -49,7 +49,7 @@ def _remote(folder: str, name: str) -> str:
 
 
 def _deliver(env: TaskEnv, ftp: Any, pairs: Sequence[tuple[str, str]], label: str) -> dict[str, Any]:
-    with open_delivery_ledger(env.config.staging_dir) as ledger:
+    with open_delivery_ledger(env.config) as ledger:
         summary = deliver_files(
             ftp,
             pairs,

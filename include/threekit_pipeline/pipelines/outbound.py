@@ -3,7 +3,7 @@
 A file is uploaded (atomically, through the FTP client's temporary-name-then-rename upload) only
 when the remote copy is missing or differs from the local file. "Differs" is decided from the
 remote size and, for the content, from a delivery ledger kept in the shared staging directory
-(``<staging>/ledger/deliveries.sqlite``, see :mod:`threekit_pipeline.pipelines.ledger`): after
+(``<staging>/ledger/deliveries.sqlite``, or PostgreSQL, see :mod:`threekit_pipeline.pipelines.ledgers`): after
 every upload the ledger records ``sha256``, size and the remote modification time under the key
 ``<target>|<remote path>``. On the next delivery:
 
@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+from threekit_pipeline.pipelines.ledger import Ledger
+from threekit_pipeline.pipelines.ledgers import open_ledger
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +114,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_delivery_ledger(staging_dir: str | Path) -> Ledger:
-    """The shared delivery ledger ``<staging>/ledger/deliveries.sqlite`` (caller closes it)."""
-    return Ledger(ledger_path(staging_dir, DELIVERY_LEDGER_NAME))
+def open_delivery_ledger(config: Any) -> Ledger:
+    """The shared delivery ledger (caller closes it).
+
+    ``config``: the pipeline configuration (PostgreSQL when its ``ledger_conn_id`` is set), or
+    a staging directory for ``<staging>/ledger/deliveries.sqlite``.
+    """
+    return open_ledger(config, DELIVERY_LEDGER_NAME)
 
 
 def remote_stat(client: Any, path: str) -> Any:

@@ -68,9 +68,9 @@ def select_items(env: Any, client: Any, spec: tk_renders.RenderSpec) -> list[dic
         wanted = set(spec.skus)
         items = [i for i in items if _sku_of(i) in wanted]
     if spec.source:
-        from threekit_pipeline.pipelines.retire import lifecycle_ledger
+        from threekit_pipeline.pipelines.ledgers import open_lifecycle_ledger
 
-        with lifecycle_ledger(env.config.staging_dir) as lc:
+        with open_lifecycle_ledger(env.config) as lc:
             members, retired = lc.members(spec.source), lc.retired(spec.source)
         items = [i for i in items if _sku_of(i) in members and _sku_of(i) not in retired]
     return sorted(items, key=lambda i: (_sku_of(i), str(i["id"])))
@@ -83,7 +83,7 @@ def plan_renders(env: Any, client: Any) -> dict[str, Any]:
     "requested": n, "unchanged": n, "threekit_conn_id", "poll_seconds", "timeout_seconds"}``.
     On a dry run nothing is requested (the combinations are only listed).
     """
-    from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+    from threekit_pipeline.pipelines.ledgers import open_ledger
 
     spec = load_spec(env)
     folder = env.run_dir("render_on_demand", fresh=True)
@@ -104,7 +104,7 @@ def plan_renders(env: Any, client: Any) -> dict[str, Any]:
                     "hash": tk_renders.combination_hash(item, configuration, spec),
                 }
             )
-    with Ledger(ledger_path(env.config.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(env.config, LEDGER_NAME) as ledger:
         delta = ledger.plan((c["key"], c["hash"]) for c in combos)
     wanted = set(delta.to_send)
     todo = [c for c in combos if c["key"] in wanted]
@@ -257,7 +257,7 @@ def finish_renders(env: Any) -> dict[str, Any]:
 
     Nothing is recorded on a dry run or in ``render: existing`` mode.
     """
-    from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+    from threekit_pipeline.pipelines.ledgers import open_ledger
 
     folder = env.run_dir("render_on_demand")
     rows_path, failures_path = folder / ROWS_FILE, folder / FAILURES_FILE
@@ -265,7 +265,7 @@ def finish_renders(env: Any) -> dict[str, Any]:
     failures = json.loads(failures_path.read_text(encoding="utf-8")) if failures_path.exists() else []
     recorded = 0
     if rows and not env.dry_run:
-        with Ledger(ledger_path(env.config.staging_dir, LEDGER_NAME)) as ledger:
+        with open_ledger(env.config, LEDGER_NAME) as ledger:
             recorded = ledger.record(((r["key"], r["hash"]) for r in rows), run_id=env.run_id)
     if failures:
         raise RendersFailed(

@@ -129,7 +129,7 @@ def deliver_renders(env: TaskEnv, ftp: Any, plan: dict[str, Any]) -> dict[str, A
         pairs.append((str(local), posixpath.join(destination, row["file"])))
     manifest = Path(plan["manifest"])
     pairs.append((str(manifest), posixpath.join(destination, manifest.name)))
-    with open_delivery_ledger(env.config.staging_dir) as ledger:
+    with open_delivery_ledger(env.config) as ledger:
         summary = deliver_files(
             ftp,
             pairs,

@@ -27,7 +27,7 @@ rejected with a SKU, never count as "missing": an incomplete snapshot retires no
 it could not read.
 
 Which SKUs a source imported is kept in the lifecycle ledger
-``<staging>/ledger/catalog_lifecycle.sqlite`` (``members``: source, SKU, Threekit id; recorded
+``<staging>/ledger/catalog_lifecycle.sqlite`` (or PostgreSQL, see :mod:`~threekit_pipeline.pipelines.ledgers`) (``members``: source, SKU, Threekit id; recorded
 from each run's products files once the delta ledger confirms them; a deployment's SKUs
 imported before this ledger existed are not members until a run carries them again).
 ``retired`` holds what is currently retired (so a re-run does nothing twice), ``events`` the
@@ -45,12 +45,14 @@ import csv
 import fnmatch
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from threekit_pipeline.pipelines.ledger import LedgerStore, Migration, TableCopy, ledger_path, portable
+from threekit_pipeline.pipelines.ledgers import open_ledger, open_lifecycle_ledger
 
 log = logging.getLogger(__name__)
 
@@ -159,106 +161,158 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class LifecycleLedger:
-    """SQLite ledger of source membership, current retirements, history and pending plans."""
+def _by_sku(row: tuple) -> tuple[str, str]:
+    return row[0], row[1]
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.executescript(
-            "CREATE TABLE IF NOT EXISTS members (source TEXT, sku TEXT, threekit_id TEXT, first_run TEXT,"
-            " last_run TEXT, PRIMARY KEY (source, sku));"
-            "CREATE TABLE IF NOT EXISTS retired (source TEXT, sku TEXT, threekit_id TEXT, action TEXT,"
-            " retired_at TEXT, run_id TEXT, PRIMARY KEY (source, sku));"
-            "CREATE TABLE IF NOT EXISTS events (source TEXT, sku TEXT, threekit_id TEXT, event TEXT,"
-            " action TEXT, at TEXT, run_id TEXT);"
-            "CREATE TABLE IF NOT EXISTS pending (source TEXT PRIMARY KEY, run_id TEXT, snapshot TEXT,"
-            " protected TEXT, count INTEGER, total INTEGER, at TEXT);"
-        )
 
-    def close(self) -> None:
-        self._conn.close()
+_EVENT_COLUMNS = ("source", "sku", "threekit_id", "event", "action", "at", "run_id")
+
+#: Migrations of the lifecycle ledger. 1: the original tables (ledgers written before
+#: versioning have them and start at version 0); 2: history events get an explicit sequence
+#: (their order on both backends) and an index by source.
+LIFECYCLE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "members, retired, events, pending",
+        *portable(
+                "CREATE TABLE IF NOT EXISTS members (source TEXT, sku TEXT, threekit_id TEXT, first_run TEXT,"
+                " last_run TEXT, PRIMARY KEY (source, sku))",
+                "CREATE TABLE IF NOT EXISTS retired (source TEXT, sku TEXT, threekit_id TEXT, action TEXT,"
+                " retired_at TEXT, run_id TEXT, PRIMARY KEY (source, sku))",
+                "CREATE TABLE IF NOT EXISTS events (source TEXT, sku TEXT, threekit_id TEXT, event TEXT,"
+                " action TEXT, at TEXT, run_id TEXT)",
+                "CREATE TABLE IF NOT EXISTS pending (source TEXT PRIMARY KEY, run_id TEXT, snapshot TEXT,"
+                " protected TEXT, count INTEGER, total INTEGER, at TEXT)",
+        ),
+    ),
+    Migration(
+        2,
+        "event sequence and index",
+        (
+            "CREATE TABLE events_v2 (seq INTEGER PRIMARY KEY, source TEXT, sku TEXT, threekit_id TEXT,"
+            " event TEXT, action TEXT, at TEXT, run_id TEXT)",
+            f"INSERT INTO events_v2 ({', '.join(_EVENT_COLUMNS)}) SELECT {', '.join(_EVENT_COLUMNS)}"
+            " FROM events ORDER BY rowid",
+            "DROP TABLE events",
+            "ALTER TABLE events_v2 RENAME TO events",
+            "CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq)",
+        ),
+        (
+            "ALTER TABLE events ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
+            "CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq)",
+        ),
+    ),
+)
+
+#: The lifecycle ledger's tables, as the ledger copy command copies them (events append-only).
+LIFECYCLE_TABLES: tuple[TableCopy, ...] = (
+    TableCopy("members", ("source", "sku", "threekit_id", "first_run", "last_run"), ("source", "sku")),
+    TableCopy("retired", ("source", "sku", "threekit_id", "action", "retired_at", "run_id"), ("source", "sku")),
+    TableCopy("events", _EVENT_COLUMNS, ()),
+    TableCopy("pending", ("source", "run_id", "snapshot", "protected", "count", "total", "at"), ("source",)),
+)
+
+
+class LifecycleLedger(LedgerStore):
+    """Ledger of source membership, current retirements, history and pending plans.
+
+    SQLite (``LifecycleLedger(path)``) or PostgreSQL (``LifecycleLedger(dsn=..., name=...)``),
+    versioned by :data:`LIFECYCLE_MIGRATIONS`; every method writes in one transaction.
+    """
+
+    MIGRATIONS = LIFECYCLE_MIGRATIONS
 
     def __enter__(self) -> LifecycleLedger:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def _write_many(self, *steps: tuple[str, Iterable[tuple]]) -> None:
+        """Run each ``(statement, rows)`` step in one transaction.
 
-    def _write(self, sql: str, rows: Iterable[tuple]) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany(sql, list(rows))
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        Upserted rows come sorted by key, so concurrent writers lock them in the same order.
+        """
+        batches = [(sql, list(rows)) for sql, rows in steps]
+
+        def run(cur: Any) -> None:
+            for sql, rows in batches:
+                cur.executemany(sql, rows)
+
+        self._write(run, what="lifecycle update")
 
     def members(self, source: str) -> dict[str, str | None]:
         """``{sku: threekit_id or None}`` of every SKU the source imported (retired ones included)."""
-        rows = self._conn.execute("SELECT sku, threekit_id FROM members WHERE source = ?", (source,))
-        return dict(rows.fetchall())
+        return dict(self._query("SELECT sku, threekit_id FROM members WHERE source = ?", (source,)))
 
     def add_members(self, source: str, ids: Mapping[str, str | None], run_id: str) -> None:
         """Upsert SKUs as imported by ``source`` (a known id is kept when the new one is None)."""
-        now_run = run_id
-        self._write(
-            "INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT(source, sku) DO UPDATE SET "
-            "threekit_id = COALESCE(excluded.threekit_id, members.threekit_id), last_run = excluded.last_run",
-            ((source, sku, tk_id, now_run, now_run) for sku, tk_id in ids.items()),
+        self._write_many(
+            (
+                "INSERT INTO members (source, sku, threekit_id, first_run, last_run) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (source, sku) DO UPDATE SET "
+                "threekit_id = COALESCE(excluded.threekit_id, members.threekit_id), last_run = excluded.last_run",
+                [(source, sku, ids[sku], run_id, run_id) for sku in sorted(ids)],
+            )
         )
 
     def retired(self, source: str) -> dict[str, dict[str, Any]]:
         """``{sku: {threekit_id, action, retired_at, run_id}}`` of the SKUs currently retired."""
-        rows = self._conn.execute(
+        rows = self._query(
             "SELECT sku, threekit_id, action, retired_at, run_id FROM retired WHERE source = ?", (source,)
         )
         return {r[0]: {"threekit_id": r[1], "action": r[2], "retired_at": r[3], "run_id": r[4]} for r in rows}
 
     def mark_retired(self, source: str, rows: Iterable[tuple[str, str | None, str]], run_id: str) -> None:
-        """Record ``(sku, threekit_id, action)`` as retired now (and in the history)."""
+        """Record ``(sku, threekit_id, action)`` as retired now (and in the history), in one transaction."""
         rows = list(rows)
         now = _now()
-        self._write(
-            "INSERT OR REPLACE INTO retired VALUES (?, ?, ?, ?, ?, ?)",
-            ((source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows),
-        )
-        self._write(
-            "INSERT INTO events VALUES (?, ?, ?, 'retired', ?, ?, ?)",
-            ((source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows),
+        self._write_many(
+            (
+                "INSERT INTO retired (source, sku, threekit_id, action, retired_at, run_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (source, sku) DO UPDATE SET threekit_id = excluded.threekit_id, "
+                "action = excluded.action, retired_at = excluded.retired_at, run_id = excluded.run_id",
+                sorted(((source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows), key=_by_sku),
+            ),
+            (
+                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, 'retired', ?, ?, ?)",
+                [(source, sku, tk_id, action, now, run_id) for sku, tk_id, action in rows],
+            ),
         )
 
     def mark_returned(self, source: str, rows: Iterable[tuple[str, str | None, str]], run_id: str) -> None:
         """``(sku, threekit_id, how)`` came back: no longer retired (history keeps ``how``)."""
         rows = list(rows)
         now = _now()
-        self._write("DELETE FROM retired WHERE source = ? AND sku = ?", ((source, sku) for sku, _, _ in rows))
-        self._write(
-            "INSERT INTO events VALUES (?, ?, ?, 'returned', ?, ?, ?)",
-            ((source, sku, tk_id, how, now, run_id) for sku, tk_id, how in rows),
+        self._write_many(
+            ("DELETE FROM retired WHERE source = ? AND sku = ?", sorted(((source, sku) for sku, _, _ in rows), key=_by_sku)),
+            (
+                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, 'returned', ?, ?, ?)",
+                [(source, sku, tk_id, how, now, run_id) for sku, tk_id, how in rows],
+            ),
         )
 
     def events(self, source: str) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT sku, threekit_id, event, action, at, run_id FROM events WHERE source = ? ORDER BY rowid",
+        """The source's history, oldest first: ``sku, threekit_id, event, action, at, run_id``."""
+        rows = self._query(
+            "SELECT sku, threekit_id, event, action, at, run_id FROM events WHERE source = ? ORDER BY seq",
             (source,),
         )
         return [dict(zip(("sku", "threekit_id", "event", "action", "at", "run_id"), r, strict=True)) for r in rows]
 
     def set_pending(self, source: str, run_id: str, snapshot: set[str], protected: set[str], count: int, total: int) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(source, run_id, json.dumps(sorted(snapshot)), json.dumps(sorted(protected)), count, total, _now())],
+        self._write_many(
+            (
+                "INSERT INTO pending (source, run_id, snapshot, protected, count, total, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET run_id = excluded.run_id, "
+                "snapshot = excluded.snapshot, protected = excluded.protected, count = excluded.count, "
+                "total = excluded.total, at = excluded.at",
+                [(source, run_id, json.dumps(sorted(snapshot)), json.dumps(sorted(protected)), count, total, _now())],
+            )
         )
 
     def pending(self, source: str) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            "SELECT run_id, snapshot, protected, count, total, at FROM pending WHERE source = ?", (source,)
-        ).fetchone()
-        if row is None:
+        rows = self._query("SELECT run_id, snapshot, protected, count, total, at FROM pending WHERE source = ?", (source,))
+        if not rows:
             return None
+        row = rows[0]
         return {
             "run_id": row[0],
             "snapshot": set(json.loads(row[1])),
@@ -269,12 +323,13 @@ class LifecycleLedger:
         }
 
     def clear_pending(self, source: str) -> None:
-        self._write("DELETE FROM pending WHERE source = ?", [(source,)])
+        self._write_many(("DELETE FROM pending WHERE source = ?", [(source,)]))
 
 
-def lifecycle_ledger(staging_dir: str | Path) -> LifecycleLedger:
-    from threekit_pipeline.pipelines.ledger import ledger_path
-
+def lifecycle_ledger(staging_dir: str | Path, *, dsn: str | None = None) -> LifecycleLedger:
+    """The lifecycle ledger: in PostgreSQL when ``dsn`` is given, else ``<staging>/ledger/catalog_lifecycle.sqlite``."""
+    if dsn:
+        return LifecycleLedger(dsn=dsn, name=LIFECYCLE_LEDGER)
     return LifecycleLedger(ledger_path(staging_dir, LIFECYCLE_LEDGER))
 
 
@@ -393,7 +448,7 @@ def restore_returning(env: Any, client: Any | None) -> dict[str, Any]:
         return {"returning": [], "restored": 0}
     policy = load_policy(env.config)
     carried = run_snapshot(plan, ["*"]) or Snapshot()
-    with lifecycle_ledger(env.config.staging_dir) as ledger:
+    with open_lifecycle_ledger(env.config) as ledger:
         retired = ledger.retired(policy.source)
         returning = sorted(sku for sku in carried.all_skus if sku in retired)
         if not returning:
@@ -440,7 +495,6 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
     others are recorded). ``client``/``ftp`` may be None on a dry run.
     """
     from threekit_pipeline.pipelines.catalog_import import LEDGER_NAME, _read_outcomes, chunk_outcome_path
-    from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
 
     config = env.config
     policy = load_policy(config)
@@ -456,7 +510,7 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
         "dry_run": env.dry_run,
         "retired": [],
     }
-    with lifecycle_ledger(config.staging_dir) as lc:
+    with open_lifecycle_ledger(config) as lc:
         # 1. Membership: this run's SKUs that the delta ledger confirms, with ids from the chunks.
         if plan and not env.dry_run:
             ids: dict[str, str | None] = {}
@@ -465,7 +519,7 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
                     if record.get("id") and record.get("key"):
                         ids[str(record["key"])] = str(record["id"])
             carried = run_snapshot(plan, ["*"]) or Snapshot()
-            with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as ledger:
+            with open_ledger(config, LEDGER_NAME) as ledger:
                 confirmed = set(ledger.lookup(carried.all_skus))
             lc.add_members(policy.source, {sku: ids.get(sku) for sku in confirmed}, env.run_id)
             summary["members_recorded"] = len(confirmed)
@@ -533,7 +587,7 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
 
         # 2. Apply, one SKU at a time; each success is recorded before the next.
         failures = []
-        with Ledger(ledger_path(config.staging_dir, LEDGER_NAME)) as delta:
+        with open_ledger(config, LEDGER_NAME) as delta:
             for row in rows:
                 try:
                     tk_id, status, detail = _retire_one(client, policy, row["sku"], row["threekit_id"] or None)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from threekit_pipeline.pipelines import inbound
-from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+from threekit_pipeline.pipelines.ledgers import open_ledger
 from threekit_pipeline.pipelines.outbound import sha256_of
 from threekit_pipeline.pipelines.reports import (
     FileOutcome,
@@ -134,7 +134,7 @@ def import_source_file(env: TaskEnv, client: Any, ftp: Any, selected: dict[str, 
     }
     log.info("%s: %d bytes, sha256 %s (%s)", item.name, size, sha256[:12], item.origin)
 
-    with Ledger(ledger_path(cfg.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(cfg, LEDGER_NAME) as ledger:
         previous = ledger.get(item.name)
         if previous is not None and previous.content_hash == sha256 and not env.force_full_resend:
             outcome["status"] = STATUS_UNCHANGED

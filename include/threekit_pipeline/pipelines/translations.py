@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from threekit_pipeline.pipelines import inbound
-from threekit_pipeline.pipelines.ledger import Ledger, ledger_path
+from threekit_pipeline.pipelines.ledgers import open_ledger
 from threekit_pipeline.pipelines.reports import (
     FileOutcome,
     RejectedRow,
@@ -179,7 +179,7 @@ def _process_file(
     from threekit_pipeline.pipelines.outbound import sha256_of
 
     content_hash = sha256_of(validated.clean_path)
-    with Ledger(ledger_path(cfg.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(cfg, LEDGER_NAME) as ledger:
         previous = ledger.get(item.name)
     redelivered = previous is not None and previous.content_hash == content_hash and not item.from_archive
     if redelivered and not env.force_full_resend:
@@ -212,7 +212,7 @@ def _process_file(
     stored = len(answer.get("translations") or []) if isinstance(answer, dict) else 0
     log.info("%s: Threekit stored %d translation value(s)", item.name, stored)
     # Recorded before archiving: if archiving fails, the retry only archives.
-    with Ledger(ledger_path(cfg.staging_dir, LEDGER_NAME)) as ledger:
+    with open_ledger(cfg, LEDGER_NAME) as ledger:
         ledger.record([(item.name, content_hash)], run_id=env.run_id)
     moved = inbound.archive_file(
         ftp,

@@ -59,7 +59,8 @@ def generate_self_signed_cert(certfile: Path, keyfile: Path, names: tuple[str, .
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
+        # A year back: a client whose clock is behind the sandbox's still accepts it.
+        .not_valid_before(now - timedelta(days=365))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         # CA:TRUE so the certificate itself can be handed to clients as their CA file.
