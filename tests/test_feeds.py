@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import textwrap
 from pathlib import Path
 
@@ -13,13 +12,11 @@ from threekit_pipeline.pipelines.config import DEFAULT_FOLDERS, PipelineConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _dag_ids_in_dags_folder() -> set[str]:
-    ids = set()
-    for path in (REPO / "dags").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.keyword) and node.arg == "dag_id" and isinstance(node.value, ast.Constant):
-                ids.add(node.value.value)
-    return ids
+# Today's seven DAGs, as the hand-written DAG files defined them before the feeds file.
+SEVEN_DAG_IDS = {
+    "threekit_catalog_import", "threekit_translations_import", "threekit_source_assets_import",
+    "threekit_catalog_export", "threekit_asset_export", "threekit_translations_export", "threekit_render_export",
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -30,7 +27,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_default_file_reproduces_todays_seven_dags_and_settings():
     feeds = load_feeds(DEFAULT_FEEDS_FILE)
-    assert {feed.effective_dag_id for feed in feeds.feeds()} == _dag_ids_in_dags_folder()
+    assert {feed.effective_dag_id for feed in feeds.feeds()} == SEVEN_DAG_IDS
     assert len(feeds.feeds()) == 7
     today = PipelineConfig()
     catalog = next(feed for feed in feeds.inbound if feed.kind == "catalog")
@@ -143,3 +140,61 @@ def test_the_path_comes_from_the_environment_then_the_variable_then_the_default(
     assert feeds_path("/etc/feeds.yaml") == Path("/etc/feeds.yaml")
     monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(tmp_path / "f.yaml"))
     assert feeds_path("/etc/feeds.yaml") == tmp_path / "f.yaml"
+
+
+def test_a_feed_wins_over_the_variable_where_it_leaves_the_built_in_default(tmp_path):
+    from threekit_pipeline.feeds import find_feed, runtime_of
+    from threekit_pipeline.pipelines.config import apply_feed, load_config
+
+    path = write(tmp_path, """
+        inbound:
+          - {id: catalog, kind: catalog, dag_id: threekit_catalog_import, folder: /inbound/catalog, mapping: canonical}
+          - id: pim
+            kind: catalog
+            transfer: pim_sftp
+            folder: /pim/in
+            quarantine: /pim/rejected
+            mapping: sap_de
+            patterns: ["Material*.csv"]
+            options: {batch_size: 50}
+        outbound:
+          - id: renders
+            kind: renders
+            destinations: [{transfer: dam_ftps, folder: /dam}, {transfer: printer_sftp, folder: /print}]
+    """)
+    feeds = load_feeds(path)
+    variable = load_config({"mapping": "akeneo", "folders": {"inbound_catalog": "/erp/out"}, "batch_size": 200,
+                            "stable_seconds": 5})
+
+    default = apply_feed(variable, runtime_of(feeds, find_feed(feeds, "threekit_catalog_import")).config_values)
+    assert (default.mapping, default.folder("inbound_catalog"), default.batch_size, default.ftp_conn_id) == (
+        "akeneo", "/erp/out", 200, "ftp_default")  # built-in defaults in the feed: the Variable's values
+
+    pim = runtime_of(feeds, find_feed(feeds, "threekit_catalog_import__pim"))
+    config = apply_feed(variable, pim.config_values)
+    assert (config.mapping, config.folder("inbound_catalog"), config.folder("rejected"), config.ftp_conn_id) == (
+        "sap_de", "/pim/in", "/pim/rejected", "pim_sftp")
+    assert (config.batch_size, config.stable_seconds) == (50, 5)  # the feed's option; the Variable's where unset
+    assert pim.patterns == ("Material*.csv",)
+
+    renders = runtime_of(feeds, find_feed(feeds, "threekit_renders_export__renders"))
+    config = apply_feed(load_config(None), renders.config_values)
+    assert (config.ftp_conn_id, config.render_targets) == ("dam_ftps", ("/dam", "/print"))
+    assert renders.destinations == (("dam_ftps", "/dam"), ("printer_sftp", "/print"))
+
+
+@pytest.mark.parametrize(("cron", "words"), [
+    ("0 * * * *", "Hourly on the hour (UTC)"),
+    ("15 * * * *", "Hourly at minute 15 (UTC)"),
+    ("*/15 * * * *", "Hourly, every 15 minutes (UTC)"),
+    ("0 3 * * *", "Daily 03:00 UTC"),
+    ("30 3 * * *", "Daily 03:30 UTC"),
+    ("0 6 * * 1", "Weekly on Monday 06:00 UTC"),
+    ("@daily", "Daily 00:00 UTC"),
+    ("0 6 1 * *", "On cron `0 6 1 * *` (UTC)"),
+    (None, "Manual runs only"),
+])
+def test_schedules_in_words(cron, words):
+    from threekit_pipeline.airflow.dag_factories import schedule_words
+
+    assert schedule_words(cron) == words

@@ -347,3 +347,97 @@ def load_feeds(path: Path | str | None = None) -> FeedsFile:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise FeedsError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return parse_feeds(data, path)
+
+
+# --- what a feed's tasks use at run time ------------------------------------------------------
+
+#: The folder key of the ``threekit_pipeline`` Variable (``folders.<key>``) each feed kind reads or writes.
+INBOUND_FOLDER_KEYS = {
+    "catalog": "inbound_catalog",
+    "translations": "inbound_translations",
+    "source_assets": "inbound_assets",
+}
+OUTBOUND_FOLDER_KEYS = {
+    "catalog": "outbound_catalog",
+    "assets": "outbound_assets",
+    "translations": "outbound_translations",
+    "renders": "outbound_renders",
+    "archive_copy": "outbound_catalog",
+}
+
+
+class FeedRuntime(BaseModel):
+    """A feed as its tasks see it: the Variable keys it sets, and what the Variable has no key for.
+
+    ``config_values`` uses the Variable's keys (``ftp_conn_id``, ``threekit_conn_id``,
+    ``mapping``, ``folders``, the options); :func:`threekit_pipeline.pipelines.config.apply_feed`
+    lays them over the Variable. ``destinations`` are ``(connection id, folder)`` pairs, the
+    first one being the Variable's ``ftp_conn_id`` and ``folders.outbound_*``. ``patterns`` is
+    None where the flow's own patterns apply (a catalog feed's mapping). ``notify`` holds
+    ``{"email", "patterns"}`` mappings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    feed_id: str
+    dag_id: str
+    direction: Literal["inbound", "outbound"]
+    kind: str
+    patterns: tuple[str, ...] | None = None
+    destinations: tuple[tuple[str, str], ...] = ()
+    notify: tuple[dict[str, Any], ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    config_values: dict[str, Any] = {}
+
+
+def runtime_of(feeds: FeedsFile, feed: InboundFeed | OutboundFeed) -> FeedRuntime:
+    """What ``feed``'s tasks use at run time (see :class:`FeedRuntime`)."""
+    values: dict[str, Any] = {"threekit_conn_id": feeds.threekit_of(feed)}
+    notify = tuple({"email": r.email, "patterns": list(r.patterns)} for r in feeds.notify_of(feed))
+    common = {"feed_id": feed.id, "dag_id": feed.effective_dag_id, "kind": feed.kind, "notify": notify,
+              "smtp_conn_id": feeds.smtp_of(feed)}
+    if isinstance(feed, InboundFeed):
+        folders = feeds.folders_of(feed)
+        values["ftp_conn_id"] = feeds.transfer_of(feed)
+        values["folders"] = {
+            INBOUND_FOLDER_KEYS[feed.kind]: folders["folder"],
+            "archive": folders["archive"],
+            "rejected": folders["quarantine"],
+            "reports": folders["reports"],
+        }
+        if feed.mapping is not None:
+            values["mapping"] = feed.mapping
+        values.update(feed.options.model_dump())
+        return FeedRuntime(direction="inbound", patterns=feed.effective_patterns, config_values=values, **common)
+    first = feed.destinations[0]
+    values["ftp_conn_id"] = first.transfer
+    values["folders"] = {OUTBOUND_FOLDER_KEYS[feed.kind]: first.folder, "reports": feeds.defaults.reports}
+    values.update(feed.options.model_dump())
+    if feed.kind == "renders" and len(feed.destinations) > 1:
+        values["render_destinations"] = tuple(d.folder for d in feed.destinations)
+    destinations = tuple((d.transfer, d.folder) for d in feed.destinations)
+    return FeedRuntime(direction="outbound", destinations=destinations, config_values=values, **common)
+
+
+def find_feed(feeds: FeedsFile, dag_id: str) -> InboundFeed | OutboundFeed | None:
+    """The enabled feed whose DAG is ``dag_id``, or None."""
+    return next((feed for feed in feeds.feeds() if feed.effective_dag_id == dag_id), None)
+
+
+_CACHE: dict[Path, tuple[tuple[int, int], FeedsFile]] = {}
+
+
+def load_feeds_cached(path: Path | str) -> FeedsFile:
+    """:func:`load_feeds`, reusing the last result while the file's size and mtime are unchanged."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        key = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        return load_feeds(path)  # raises FeedsError naming the file
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    feeds = load_feeds(path)
+    _CACHE[path] = (key, feeds)
+    return feeds

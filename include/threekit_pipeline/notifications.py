@@ -6,7 +6,9 @@ Two events are reported, each only to the recipients of the feed it concerns:
   recipients whose file patterns match the file's name (a partner is told about its own
   files only), with the errors CSV attached and the first reasons in the body;
 * **a run failed after its retries**: :class:`RunFailedNotifier` is an
-  ``on_failure_callback`` (task or DAG level); Airflow calls it once the retries are spent.
+  ``on_failure_callback`` (task or DAG level); Airflow calls it once the retries are spent;
+* **a run was partial** (rows, entries or files rejected): :func:`notify_partial_run`, called by
+  the import DAGs' ``all_accepted`` step.
 
 The SMTP server is an Airflow ``smtp`` connection (``smtp_default`` unless the feed names
 another); its ``from_email`` extra is the sender unless one is given. Everything that comes
@@ -161,3 +163,41 @@ class RunFailedNotifier(_PlainNotifier):
             + "<p>See the task log in Airflow for details.</p>"
         )
         super().notify(context)
+
+
+def _rejected_files(result: Any) -> list[str]:
+    """Names of the files a run result lists as quarantined (``result["rejected_files"]``)."""
+    names = (result or {}).get("rejected_files") if isinstance(result, dict) else None
+    return [str(name) for name in names or [] if name]
+
+
+def notify_partial_run(feed: str, recipients: Iterable[str | Recipient | dict], *, dag_id: str, run_id: str,
+                       message: str, result: Any = None, smtp_conn_id: str = DEFAULT_SMTP_CONN_ID,
+                       from_email: str | None = None) -> list[str]:
+    """Email a feed's recipients that a run was partial (something was rejected); returns the addresses.
+
+    Catch-all recipients are told; a partner (recipient with file patterns) only when one of
+    the files the result lists as quarantined (``result["rejected_files"]``) is theirs. A failure to send is logged and swallowed: the run's outcome does not depend on it.
+    """
+    rejected = _rejected_files(result)
+    to = sorted({r.email for r in as_recipients(recipients)
+                 if tuple(r.patterns) == ("*",) or any(r.wants(name) for name in rejected)})
+    if not to:
+        return []
+    files = "".join(f"<li>{html.escape(name)}</li>" for name in rejected[:MAX_REASONS_IN_BODY])
+    body = (
+        f"<p>Run {html.escape(run_id)} of {html.escape(dag_id)} (feed <b>{html.escape(feed)}</b>) finished, "
+        f"but not everything was accepted.</p><p>{html.escape(message)}</p>"
+        + (f"<p>Quarantined files:</p><ul>{files}</ul>" if files else "")
+        + "<p>The run report in the reports folder lists every rejected row with its reason.</p>"
+    )
+    notifier = _PlainNotifier(to=to, from_email=from_email, subject=f"[{feed}] partial run {run_id} of {dag_id}",
+                              html_content=body, smtp_conn_id=smtp_conn_id)
+    try:
+        notifier.notify({})
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        log.warning("Could not email %s about the partial run %s (feed %s): %s: %s", ", ".join(to), run_id, feed,
+                    type(exc).__name__, exc)
+        return []
+    log.info("Emailed %s about the partial run %s (feed %s)", ", ".join(to), run_id, feed)
+    return to

@@ -22,6 +22,7 @@ from threekit_pipeline.threekit.client import ThreekitClient
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
+DAGS_FILE = DAGS / "threekit_feeds.py"
 
 # Sensor timings small enough for tests; the rest stays at the documented defaults.
 FAST_VARIABLE: dict[str, Any] = {
@@ -68,12 +69,13 @@ _PARAM_DEFAULTS: dict[int, dict[str, Any]] = {}
 
 
 def load_dag(dag_id: str, *, retry_delay_s: float = 0.5):
-    """The DAG from ``dags/<dag_id>.py`` with task retries that wait ``retry_delay_s`` only."""
+    """The DAG ``dag_id`` built from the feeds file by ``dags/threekit_feeds.py``, with task
+    retries that wait ``retry_delay_s`` only."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"), safe_mode=False)
+    bag = DagBag(dag_folder=str(DAGS_FILE), safe_mode=False)
     assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(dag_id)
+    dag = bag.dags[dag_id]
     for task in dag.tasks:
         task.retry_delay = timedelta(seconds=retry_delay_s)
         task.retry_exponential_backoff = 0

@@ -9,7 +9,7 @@ leaves the run green but paints the run's column in the grid with a second colou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -30,8 +30,8 @@ def check_all_accepted(result: Mapping[str, Any] | None) -> str:
     return str(summary.get("line", ""))
 
 
-def all_accepted_task(result: Mapping[str, Any] | None) -> str:
-    """Body of the DAGs' ``all_accepted`` task."""
+def all_accepted_task(result: Mapping[str, Any] | None, on_partial: Callable[[str], Any] | None = None) -> str:
+    """Body of the DAGs' ``all_accepted`` task; ``on_partial(message)`` runs before a partial run's skip."""
     import logging
 
     from airflow.sdk.exceptions import AirflowSkipException
@@ -39,6 +39,8 @@ def all_accepted_task(result: Mapping[str, Any] | None) -> str:
     try:
         line = check_all_accepted(result)
     except PartialRun as exc:
+        if on_partial is not None:
+            on_partial(str(exc))
         raise AirflowSkipException(str(exc)) from None
     logging.getLogger(__name__).info("All accepted: %s", line)
     return line

@@ -154,6 +154,10 @@ def _selection(env: Any) -> tuple[SelectionWindow, list[str]]:
     from threekit_pipeline.transform import load_mapping
 
     window = selection_window(env.run_type, env.params, env.data_interval_start, env.data_interval_end)
+    # A feed's own patterns narrow the pick-up; without them the mapping's patterns apply.
+    feed_patterns = getattr(getattr(env, "feed", None), "patterns", None)
+    if feed_patterns:
+        return window, list(feed_patterns)
     return window, mapping_patterns(load_mapping(env.config.mapping))
 
 
@@ -906,6 +910,8 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         "changed": totals["created"] + totals["updated"] + totals["imported"],
         **report.counts,
         "summary": summary.to_dict(),
+        # Quarantined files (for the feed's partial-run notification).
+        "rejected_files": [o.file for o in report.files if o.status == "rejected"],
     }
 
 

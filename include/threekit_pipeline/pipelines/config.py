@@ -186,3 +186,34 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a non-empty string")
             kwargs[key] = value
     return PipelineConfig(**kwargs)
+
+
+def apply_feed(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """``config`` (the Variable) with a feed's values laid over it (keys as in :class:`PipelineConfig`).
+
+    A feed value other than the built-in default wins over the Variable; a feed value equal to
+    the built-in default leaves the Variable's value in force. So the default feeds file, which
+    states only built-in defaults, changes nothing for an installation configured through the
+    Variable, while a second feed with its own connection, folder or mapping gets them. Keys
+    unknown to :class:`PipelineConfig` are ignored.
+    """
+    from dataclasses import replace
+
+    builtin = PipelineConfig()
+    known = {f.name for f in fields(PipelineConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            continue
+        if key == "folders":
+            folders = dict(config.folders)
+            for name, path in value.items():
+                if path != DEFAULT_FOLDERS.get(name):
+                    folders[name] = path
+            changes["folders"] = folders
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if value != getattr(builtin, key):
+            changes[key] = value
+    return replace(config, **changes)

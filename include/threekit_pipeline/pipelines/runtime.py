@@ -22,7 +22,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from threekit_pipeline.pipelines.config import VARIABLE_NAME, ConfigError, PipelineConfig, load_config
+from threekit_pipeline.pipelines.config import (
+    VARIABLE_NAME,
+    ConfigError,
+    PipelineConfig,
+    apply_feed,
+    load_config,
+)
 from threekit_pipeline.pipelines.reports import sanitize_run_id
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,8 @@ class TaskEnv:
     data_interval_start: datetime | None = None
     data_interval_end: datetime | None = None
     run_after: datetime | None = None
+    # The feed this DAG was generated from (threekit_pipeline.feeds.FeedRuntime), None outside a feed.
+    feed: Any = None
 
     # --- construction --------------------------------------------------------------------
 
@@ -75,14 +83,20 @@ class TaskEnv:
         ti = ctx.get("ti") or ctx.get("task_instance")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", None) or ctx["dag"].dag_id
         run_type = getattr(dag_run, "run_type", None)
+        from threekit_pipeline.feeds import FEEDS_FILE_VARIABLE, FeedsError
+
         try:
             config = load_config(Variable.get(VARIABLE_NAME, default=None))
-        except ConfigError as exc:
+            feed = feed_of_dag(dag_id, Variable.get(FEEDS_FILE_VARIABLE, default=None))
+        except (ConfigError, FeedsError) as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
-            # A malformed Variable does not heal by retrying: fail at once, saying what is wrong.
+            # A malformed Variable or feeds file does not heal by retrying: fail at once, saying what is wrong.
             raise AirflowFailException(str(exc)) from None
+        if feed is not None:
+            config = apply_feed(config, feed.config_values)
         return cls(
+            feed=feed,
             dag_id=dag_id,
             run_id=ctx.get("run_id") or dag_run.run_id,
             config=config,
@@ -97,6 +111,31 @@ class TaskEnv:
             ),
             run_after=_as_utc(getattr(dag_run, "run_after", None)),
         )
+
+    # --- feed ------------------------------------------------------------------------------
+
+    def inbound_patterns(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The feed's file patterns, else ``default`` (the flow's own)."""
+        patterns = getattr(self.feed, "patterns", None)
+        return tuple(patterns) if patterns else tuple(default)
+
+    def destinations(self, folder_key: str) -> list[tuple[str, str]]:
+        """Where an export goes: ``[(connection id, folder), ...]``.
+
+        The first is the configuration's ``ftp_conn_id`` and ``folders.<folder_key>`` (the
+        feed's first destination laid over the Variable); the others are the feed's further
+        destinations.
+        """
+        first = (self.config.ftp_conn_id, self.config.folder(folder_key))
+        others = list(getattr(self.feed, "destinations", ()) or ())[1:]
+        return [first, *[(str(conn), str(folder)) for conn, folder in others]]
+
+    def for_destination(self, folder_key: str, conn_id: str, folder: str) -> TaskEnv:
+        """This environment delivering to ``folder`` over ``conn_id`` (one of :meth:`destinations`)."""
+        from dataclasses import replace
+
+        folders = {**self.config.folders, folder_key: folder}
+        return replace(self, config=replace(self.config, ftp_conn_id=conn_id, folders=folders))
 
     # --- params ----------------------------------------------------------------------------
 
@@ -195,6 +234,20 @@ class TaskEnv:
             + (f", {', '.join(flags)}" if flags else "")
             + ")"
         )
+
+
+def feed_of_dag(dag_id: str, variable_value: str | None = None) -> Any:
+    """The :class:`~threekit_pipeline.feeds.FeedRuntime` of the feed generating ``dag_id``, or None.
+
+    Reads the feeds file in force (``$THREEKIT_FEEDS_FILE``, else ``variable_value`` (the
+    ``threekit_feeds_file`` Variable), else the default file), as the DAG file did when it
+    built the DAG. Raises :class:`~threekit_pipeline.feeds.FeedsError` when the file is invalid.
+    """
+    from threekit_pipeline.feeds import feeds_path, find_feed, load_feeds_cached, runtime_of
+
+    feeds = load_feeds_cached(feeds_path(variable_value))
+    feed = find_feed(feeds, dag_id)
+    return runtime_of(feeds, feed) if feed is not None else None
 
 
 def describe_selection(env: TaskEnv) -> str:

@@ -312,4 +312,5 @@ def publish_report(env: TaskEnv, ftp: Any, report: RunReport) -> dict[str, Any]:
             "summary": summary.to_dict(),
         }
     remote = upload_report(ftp, report, local_dir, env.config.folder("reports"), REPORT_SOURCE)
-    return {"counts": report.counts, "report": remote, "summary": summary.to_dict()}
+    rejected_files = [f.file for f in report.files if f.status == STATUS_REJECTED]
+    return {"counts": report.counts, "report": remote, "summary": summary.to_dict(), "rejected_files": rejected_files}
