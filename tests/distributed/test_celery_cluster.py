@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -199,7 +200,12 @@ def cluster_runs(tmp_path_factory):
     dags_folder = link_dags_folders(work / "dags", {f"dags_{i}": folder for i, folder in enumerate(folders)})
     with LocalStack(work / "stack") as stack:
         cluster = CeleryCluster(
-            work / "cluster", dags_folder=dags_folder, extra_env=stack.airflow_env(variable), celery_workers=WORKERS
+            work / "cluster",
+            dags_folder=dags_folder,
+            extra_env=stack.airflow_env(variable),
+            celery_workers=WORKERS,
+            # Its own metadata database: another suite running on this machine has its own too.
+            database=f"threekit_pipeline_ci_{os.getpid()}",
         )
         cluster.start(timeout=CLUSTER_START_TIMEOUT)
         processes: list[psutil.Process] = []

@@ -47,8 +47,9 @@ class LocalAirflow:
         self.airflow_home = self.work_dir / "airflow_home"
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        # One database per pytest-xdist worker: parallel workers never share one.
-        self.database = "threekit_pipeline_local_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+        # One database per pytest-xdist worker process: neither parallel workers nor two
+        # suites running at once on one machine share one.
+        self.database = f"threekit_pipeline_local_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
         env = clean_environment()
         env.update(
             {
