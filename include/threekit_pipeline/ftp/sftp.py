@@ -35,7 +35,6 @@ import io
 import logging
 import os
 import posixpath
-import secrets
 import socket
 import stat as stat_module
 from collections.abc import Callable
@@ -49,22 +48,24 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 from paramiko.sftp_attr import SFTPAttributes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from threekit_pipeline.ftp.client import _part_path
 from threekit_pipeline.ftp.errors import FtpError, FtpNotFound, FtpPermanentError, FtpTransientError
-from threekit_pipeline.ftp.models import RemoteFile
-from threekit_pipeline.ftp.paths import join_remote
+from threekit_pipeline.ftp.models import RemoteFile, ServerSettings
+from threekit_pipeline.ftp.paths import join_remote, part_path
+from threekit_pipeline.ftp.transfer import ProgressCallback, TransferClientBase
 
 log = logging.getLogger(__name__)
 
 #: Application-level block size; paramiko splits it into 32 KiB SFTP packets and pipelines them.
 BLOCK_SIZE = 1024 * 1024
 T = TypeVar("T")
-ProgressCallback = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
-class SftpSettings:
-    """How to reach and authenticate to one SFTP server, and how to check its host key."""
+class SftpSettings(ServerSettings):
+    """How to reach and authenticate to one SFTP server, and how to check its host key.
+
+    Validated like :class:`~threekit_pipeline.ftp.models.FtpSettings` (``ValueError``).
+    """
 
     host: str
     port: int = 22
@@ -81,18 +82,6 @@ class SftpSettings:
     encoding: str = "utf-8"
     retries: int = 3
     retry_backoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("SftpSettings.host is required")
-        if not 0 < int(self.port) < 65536:
-            raise ValueError(f"SftpSettings.port must be 1..65535, got {self.port}")
-        if self.retries < 0:
-            raise ValueError(f"SftpSettings.retries must be >= 0, got {self.retries}")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def known_hosts_name(self) -> str:
@@ -127,8 +116,11 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
             host=self.settings.address, operation="connect")
 
 
-class SftpClient:
+class SftpClient(TransferClientBase[paramiko.SFTPClient]):
     """SFTP client with reconnects, retries, host-key verification, atomic uploads and resumable downloads."""
+
+    protocol = "SFTP"
+    log = log
 
     def __init__(self, settings: SftpSettings) -> None:
         self.settings = settings
@@ -138,12 +130,6 @@ class SftpClient:
     def __repr__(self) -> str:
         state = "connected" if self._sftp is not None else "idle"
         return f"SftpClient(sftp://{self.settings.user}@{self.settings.address}, {state})"
-
-    def __enter__(self) -> SftpClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- connection ---------------------------------------------------------------------
 
@@ -287,11 +273,6 @@ class SftpClient:
     # --- metadata -----------------------------------------------------------------------
 
     @staticmethod
-    def _name_of(path: str) -> str:
-        stripped = path.rstrip("/")
-        return posixpath.basename(stripped) if stripped else "/"
-
-    @staticmethod
     def _entry(path: str, name: str, attr: SFTPAttributes) -> RemoteFile:
         is_dir = stat_module.S_ISDIR(attr.st_mode or 0)
         modified = datetime.fromtimestamp(attr.st_mtime, UTC) if attr.st_mtime is not None else None
@@ -380,7 +361,10 @@ class SftpClient:
 
         self._retrying("makedirs", path, attempt)
 
-    def _posix_rename(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
+    def _rename_on(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
+        sftp.rename(self._b(src), self._b(dst))  # plain SFTP rename never replaces a file
+
+    def _replace_on(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
         """Rename ``src`` over ``dst`` in one step where the server offers posix-rename."""
         try:
             sftp.posix_rename(self._b(src), self._b(dst))
@@ -400,7 +384,7 @@ class SftpClient:
         def attempt(sftp: paramiko.SFTPClient) -> None:
             if state.get("attempt", 1) > 1 and self._stat_on(sftp, src) is None and self._stat_on(sftp, dst):
                 return
-            self._posix_rename(sftp, src, dst)
+            self._replace_on(sftp, src, dst)
 
         self._retrying("rename", f"{src} -> {dst}", attempt, state)
         log.info("Renamed %s -> %s", src, dst)
@@ -420,49 +404,13 @@ class SftpClient:
         self._retrying("delete", path, attempt, state)
         log.info("Deleted %s", path)
 
-    def move(self, src: str, dst_dir: str, overwrite: bool = False) -> str:
-        """Move ``src`` into ``dst_dir`` (created if needed) and return the final path.
-
-        Never overwrites unless ``overwrite``: a taken name becomes ``stem.1.ext``, ``stem.2.ext``...
-        """
-        name = self._name_of(src)
-        if posixpath.normpath(posixpath.dirname(src) or ".") == posixpath.normpath(dst_dir or "."):
-            return src
-        self.makedirs(dst_dir)
-        stem, ext = posixpath.splitext(name)
-        state: dict = {}
-
-        def attempt(sftp: paramiko.SFTPClient) -> str:
-            chosen = state.get("target")
-            if chosen and self._stat_on(sftp, src) is None and self._stat_on(sftp, chosen) is not None:
-                return chosen
-            if self._stat_on(sftp, src) is None:
-                raise FtpNotFound(f"SFTP move {src!r} on {self.settings.address}: source does not exist",
-                                  host=self.settings.address, operation="move", path=src, code=550)
-            target = join_remote(dst_dir, name)
-            if overwrite:
-                state["target"] = target
-                self._posix_rename(sftp, src, target)
-                return target
-            counter = 0
-            while self._stat_on(sftp, target) is not None:
-                counter += 1
-                target = join_remote(dst_dir, f"{stem}.{counter}{ext}")
-            state["target"] = target
-            sftp.rename(self._b(src), self._b(target))  # plain SFTP rename never replaces a file
-            return target
-
-        final = self._retrying("move", src, attempt, state)
-        log.info("Moved %s -> %s", src, final)
-        return final
-
     # --- downloads ----------------------------------------------------------------------
 
     def download(self, remote: str, local: Path, progress: ProgressCallback | None = None) -> Path:
         """Stream ``remote`` into ``<local>.part`` (resuming after a dropped connection), then rename."""
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = _part_path(local)
+        part = part_path(local)
         part.unlink(missing_ok=True)
         state: dict[str, Any] = {"version": None, "resumed": 0}
 
@@ -538,7 +486,6 @@ class SftpClient:
                 progress: ProgressCallback | None) -> str:
         if not self._name_of(remote) or remote.endswith("/"):
             raise ValueError(f"upload target {remote!r} must name a file")
-        directory, name = posixpath.split(remote)
         leftovers: list[str] = []
 
         def attempt(sftp: paramiko.SFTPClient) -> None:
@@ -548,8 +495,7 @@ class SftpClient:
                 except FileNotFoundError:
                     pass
                 leftovers.remove(temp)
-            temp = join_remote(directory, f".{name}.{secrets.token_hex(4)}.part") if directory else \
-                f".{name}.{secrets.token_hex(4)}.part"
+            temp = self._temp_name(remote)
             leftovers.append(temp)
             sent = 0
             with opener() as source, sftp.open(self._b(temp), "wb", bufsize=BLOCK_SIZE) as target:
@@ -564,7 +510,7 @@ class SftpClient:
                 raise FtpTransientError(
                     f"SFTP upload {remote!r} on {self.settings.address}: server holds {stored} of {size} bytes",
                     host=self.settings.address, operation="upload", path=remote)
-            self._posix_rename(sftp, temp, remote)
+            self._replace_on(sftp, temp, remote)
             leftovers.remove(temp)
 
         try:
