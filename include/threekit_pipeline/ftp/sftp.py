@@ -30,11 +30,11 @@ Instances are not thread-safe: use one client per thread.
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import io
 import logging
 import os
-import posixpath
 import socket
 import stat as stat_module
 from collections.abc import Callable
@@ -44,7 +44,19 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, SFTPError
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READ,
+    CMD_READDIR,
+    CMD_STATUS,
+    CMD_WRITE,
+    SFTPError,
+    int64,
+)
 from paramiko.sftp_attr import SFTPAttributes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -55,8 +67,19 @@ from threekit_pipeline.ftp.transfer import ProgressCallback, TransferClientBase
 
 log = logging.getLogger(__name__)
 
-#: Application-level block size; paramiko splits it into 32 KiB SFTP packets and pipelines them.
+#: Bytes per SFTP read or write request: 32 KiB is the largest every server accepts (the SFTP
+#: draft's minimum; OpenSSH's client uses the same).
+REQUEST_SIZE = 32 * 1024
+#: Requests kept in flight per transfer (64 x 32 KiB = 2 MiB, as OpenSSH's sftp client).
+PIPELINE_DEPTH = 64
+#: SSH channel window (bytes the server may send before we acknowledge): a few times what
+#: is in flight, so the window never stalls the pipeline.
+WINDOW_SIZE = 8 * 1024 * 1024
+#: Bytes read from or written to the local file at a time (progress is reported per block).
 BLOCK_SIZE = 1024 * 1024
+#: Ciphers tried first where the server offers them: AES-GCM encrypts and authenticates in
+#: one call, about a quarter less CPU per byte in paramiko than AES-CTR with HMAC-SHA2.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 T = TypeVar("T")
 
 
@@ -116,6 +139,136 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
             host=self.settings.address, operation="connect")
 
 
+def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """paramiko's Transport with AES-GCM first in the cipher preference (host keys, key exchange and
+    the other ciphers unchanged: a server without GCM negotiates what it did before)."""
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in offered) + tuple(
+        c for c in offered if c not in PREFERRED_CIPHERS)
+    return transport
+
+
+class _Responses:
+    """Receives the asynchronous SFTP responses of one transfer, by request number.
+
+    paramiko hands each response to the object registered with its request
+    (``_async_response``); the transfer loops below take them out in request order.
+    """
+
+    def __init__(self) -> None:
+        self.received: dict[int, tuple[int, paramiko.Message]] = {}
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        self.received[num] = (kind, msg)
+
+    def take(self, sftp: paramiko.SFTPClient, num: int) -> tuple[int, paramiko.Message]:
+        while num not in self.received:
+            sftp._read_response()  # reads one response and hands it to its owner
+        return self.received.pop(num)
+
+
+def _pipelined_read(sftp: paramiko.SFTPClient, handle: bytes, offset: int, size: int | None,
+                    write: Callable[[bytes], object]) -> int:
+    """Read the remote file ``handle`` from ``offset`` to ``size`` (or to its end when ``size`` is
+    None) with :data:`PIPELINE_DEPTH` read requests in flight, passing the data to ``write`` in
+    order; returns the offset reached (less than ``size`` when the file ended early).
+
+    Replaces ``SFTPFile.prefetch``, whose bounded form (``max_concurrent_requests``) stalls in a
+    sleeping loop (about 10x slower on loopback here) and whose unbounded form queues a request
+    for every 32 KiB of the file at once; this keeps a fixed window of requests in flight, like
+    OpenSSH's client, on the caller's thread.
+    """
+    responses = _Responses()
+    pending: collections.deque[tuple[int, int, int]] = collections.deque()
+    next_offset, done, at_end = offset, offset, False
+
+    def request() -> None:
+        nonlocal next_offset
+        length = REQUEST_SIZE if size is None else min(REQUEST_SIZE, size - next_offset)
+        num = sftp._async_request(responses, CMD_READ, handle, int64(next_offset), int(length))
+        pending.append((num, next_offset, length))
+        next_offset += length
+
+    def more_to_ask() -> bool:
+        return not at_end and (size is None or next_offset < size) and len(pending) < PIPELINE_DEPTH
+
+    while more_to_ask():
+        request()
+    while pending:
+        num, start, length = pending.popleft()
+        kind, msg = responses.take(sftp, num)
+        if at_end:
+            continue  # requests past the end, answered after it was reached
+        data = _read_reply(sftp, kind, msg)
+        while data is not None and len(data) < length:  # a server may send fewer bytes than asked
+            try:
+                kind, msg = sftp._request(CMD_READ, handle, int64(start + len(data)), int(length - len(data)))
+            except EOFError:
+                break
+            more = _read_reply(sftp, kind, msg)
+            if not more:
+                break
+            data += more
+        if data:
+            write(data)
+            done = start + len(data)
+        if data is None or len(data) < length:
+            at_end = True
+            continue
+        while more_to_ask():
+            request()
+    return done
+
+
+def _read_reply(sftp: paramiko.SFTPClient, kind: int, msg: paramiko.Message) -> bytes | None:
+    """The data of a read reply; None at the end of the file; ``OSError`` for a refusal."""
+    if kind == CMD_STATUS:
+        try:
+            sftp._convert_status(msg)
+        except EOFError:
+            return None
+        raise SFTPError("read answered with a status instead of data")
+    if kind != CMD_DATA:
+        raise SFTPError("Expected data")
+    return msg.get_string()
+
+
+def _pipelined_write(sftp: paramiko.SFTPClient, handle: bytes, source: IO[bytes],
+                     progress: Callable[[int], None]) -> int:
+    """Write everything ``source`` gives to the remote file ``handle`` with :data:`PIPELINE_DEPTH`
+    write requests in flight; each reply is checked (a refusal raises ``OSError``). Calls
+    ``progress(bytes_sent)`` after each local block; returns the bytes written.
+
+    Replaces ``SFTPFile.set_pipelined`` writes, which copy every block through a buffer
+    and leave the replies unchecked until close.
+    """
+    responses = _Responses()
+    pending: collections.deque[int] = collections.deque()
+    buffer = bytearray(BLOCK_SIZE)
+    view = memoryview(buffer)
+    offset = 0
+
+    def reap() -> None:
+        kind, msg = responses.take(sftp, pending.popleft())
+        if kind != CMD_STATUS:
+            raise SFTPError("Expected status")
+        sftp._convert_status(msg)
+
+    while count := source.readinto(view):
+        for start in range(0, count, REQUEST_SIZE):
+            piece = view[start:min(start + REQUEST_SIZE, count)].tobytes()
+            pending.append(sftp._async_request(responses, CMD_WRITE, handle, int64(offset), piece))
+            offset += len(piece)
+            if len(pending) >= PIPELINE_DEPTH:
+                reap()
+        progress(offset)
+    while pending:
+        reap()
+    return offset
+
+
 class SftpClient(TransferClientBase[paramiko.SFTPClient]):
     """SFTP client with reconnects, retries, host-key verification, atomic uploads and resumable downloads."""
 
@@ -169,9 +322,9 @@ class SftpClient(TransferClientBase[paramiko.SFTPClient]):
                 passphrase=settings.key_passphrase, timeout=settings.connect_timeout,
                 banner_timeout=settings.connect_timeout, auth_timeout=settings.connect_timeout,
                 channel_timeout=settings.connect_timeout, allow_agent=False,
-                look_for_keys=False,
+                look_for_keys=False, transport_factory=_transport,
             )
-            sftp = ssh.open_sftp()
+            sftp = paramiko.SFTPClient.from_transport(ssh.get_transport(), window_size=WINDOW_SIZE)
             sftp.get_channel().settimeout(settings.data_timeout)
         except BaseException as exc:
             ssh.close()
@@ -182,6 +335,13 @@ class SftpClient(TransferClientBase[paramiko.SFTPClient]):
         self._ssh = ssh
         log.debug("Connected to %s as %s (SFTP)", settings.address, settings.user)
         return sftp
+
+    def _link_lost(self) -> bool:
+        """True when the SSH connection of the current session has gone down."""
+        if self._ssh is None:
+            return False
+        transport = self._ssh.get_transport()
+        return transport is None or not transport.is_active()
 
     def _session(self) -> paramiko.SFTPClient:
         if self._sftp is None:
@@ -230,6 +390,8 @@ class SftpClient(TransferClientBase[paramiko.SFTPClient]):
                             paramiko.ssh_exception.NoValidConnectionsError)):
             detail = self._scrub(str(exc)) or type(exc).__name__
             return FtpTransientError(f"{subject}: connection problem: {detail}", **context)
+        if isinstance(exc, OSError) and self._link_lost():  # e.g. "Socket is closed" mid-transfer
+            return FtpTransientError(f"{subject}: connection problem: {self._scrub(str(exc))}", **context)
         if isinstance(exc, OSError) and exc.errno is None:  # SFTP status "failure" without detail
             return FtpPermanentError(f"{subject}: refused by the server ({self._scrub(str(exc))})", **context)
         if isinstance(exc, OSError):
@@ -427,19 +589,20 @@ class SftpClient(TransferClientBase[paramiko.SFTPClient]):
                 state["resumed"] += 1
                 log.info("Resuming download of %s at byte %d", remote, offset)
             state["version"] = version
-            done = offset
-            with open(part, "r+b" if part.exists() else "wb") as handle, \
-                    sftp.open(self._b(remote), "rb", bufsize=BLOCK_SIZE) as source:
+            with open(part, "r+b" if part.exists() else "wb", buffering=BLOCK_SIZE) as handle, \
+                    sftp.open(self._b(remote), "rb") as source:
                 handle.truncate(offset)
                 handle.seek(offset)
-                source.seek(offset)
-                if attr.st_size:
-                    source.prefetch(attr.st_size - offset)  # pipelined read-ahead of the remaining bytes
-                while block := source.read(BLOCK_SIZE):
-                    handle.write(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, attr.st_size)
+                written = offset
+
+                def write(data: bytes) -> None:
+                    nonlocal written
+                    handle.write(data)
+                    written += len(data)
+                    if progress is not None and (written % BLOCK_SIZE < len(data) or written == attr.st_size):
+                        progress(written, attr.st_size)  # once per local block, and at the end
+
+                done = _pipelined_read(sftp, source.handle, offset, attr.st_size, write)
             if attr.st_size is not None and done != attr.st_size:
                 raise FtpTransientError(
                     f"SFTP download {remote!r} on {self.settings.address}: received {done} of {attr.st_size} bytes",
@@ -497,14 +660,9 @@ class SftpClient(TransferClientBase[paramiko.SFTPClient]):
                 leftovers.remove(temp)
             temp = self._temp_name(remote)
             leftovers.append(temp)
-            sent = 0
-            with opener() as source, sftp.open(self._b(temp), "wb", bufsize=BLOCK_SIZE) as target:
-                target.set_pipelined(True)
-                while block := source.read(BLOCK_SIZE):
-                    target.write(block)
-                    sent += len(block)
-                    if progress is not None:
-                        progress(sent, size)
+            with opener() as source, sftp.open(self._b(temp), "wb") as target:
+                _pipelined_write(sftp, target.handle, source,
+                                 lambda sent: progress(sent, size) if progress is not None else None)
             stored = sftp.stat(self._b(temp)).st_size
             if stored != size:
                 raise FtpTransientError(
