@@ -11,9 +11,10 @@ client through the same methods (``list_dir``, ``stat``, ``exists``, ``makedirs`
   are refused unless ``accept_unknown_host_key`` (then only unknown keys are accepted, with
   a warning; a changed key is always refused).
 * **Password and key authentication** (``key_file``, or an in-memory ``pkey``).
-* **Streaming**: downloads read in blocks with read-ahead into ``<name>.part`` and resume at
-  the received offset after a dropped connection (while size and mtime are unchanged);
-  uploads write pipelined blocks, never the whole file in memory.
+* **Streaming**: downloads go into ``<name>.part`` and resume at the received offset after a
+  dropped connection (while size and mtime are unchanged); uploads never hold the whole
+  file in memory. Both keep 64 requests of 32 KiB in flight (as OpenSSH's client does)
+  over an 8 MiB channel window, and prefer AES-GCM where the server offers it.
 * **Atomic uploads**: a hidden temporary name in the target folder, size-checked, then
   renamed with the ``posix-rename@openssh.com`` extension (replacing the target in one
   step) where the server offers it, else delete-then-rename.
