@@ -184,3 +184,55 @@ def test_download_resumes_after_the_connection_drops(sshd, known_hosts, folder, 
     assert dropped.is_set()
     assert any(r.getMessage().startswith(f"Resuming download of {folder}/big.bin at byte ") for r in caplog.records)
     assert target.read_bytes() == payload
+
+
+@pytest.mark.parametrize("size", [0, 1, 32 * 1024, 5 * 1024 * 1024 + 12_345])
+def test_pipelined_transfers_are_byte_exact_with_progress_to_the_full_size(sshd, known_hosts, folder, tmp_path,
+                                                                          size):
+    payload = os.urandom(size)
+    source = tmp_path / "source.bin"
+    source.write_bytes(payload)
+    sent: list[int] = []
+    received: list[int] = []
+    with SftpClient(settings(sshd, known_hosts)) as client:
+        client.upload_atomic(source, f"{folder}/up.bin", progress=lambda done, total: sent.append(done))
+        assert (sshd.root / folder / "up.bin").read_bytes() == payload
+        target = client.download(f"{folder}/up.bin", tmp_path / "down.bin",
+                                 progress=lambda done, total: received.append(done))
+    assert target.read_bytes() == payload
+    for seen in (sent, received):
+        assert seen == sorted(seen)
+        if size:
+            assert seen[-1] == size
+    assert [entry.name for entry in sorted((sshd.root / folder).iterdir())] == ["up.bin"]  # no temp left
+
+
+def test_reading_to_the_end_without_a_known_size_and_a_file_shorter_than_expected(sshd, known_hosts, folder):
+    from threekit_pipeline.ftp.sftp import REQUEST_SIZE, _pipelined_read
+
+    payload = os.urandom(3 * REQUEST_SIZE + 7)
+    sshd.seed(f"{folder}/a.bin", payload)
+    with SftpClient(settings(sshd, known_hosts)) as client:
+        sftp = client._session()
+        for size, expected in ((None, payload), (len(payload) + 10 * REQUEST_SIZE, payload),
+                               (2 * REQUEST_SIZE, payload[:2 * REQUEST_SIZE])):
+            chunks: list[bytes] = []
+            with sftp.open(f"{folder}/a.bin", "rb") as handle:
+                reached = _pipelined_read(sftp, handle.handle, 0, size, chunks.append)
+            assert b"".join(chunks) == expected
+            assert reached == len(expected)
+        with sftp.open(f"{folder}/a.bin", "rb") as handle:  # from an offset, as when resuming
+            chunks = []
+            assert _pipelined_read(sftp, handle.handle, 100, len(payload), chunks.append) == len(payload)
+        assert b"".join(chunks) == payload[100:]
+
+
+def test_aes_gcm_is_negotiated_and_the_host_key_is_still_checked(sshd, known_hosts, tmp_path):
+    with SftpClient(settings(sshd, known_hosts)) as client:
+        transport = client._session().get_channel().get_transport()
+        assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
+    other = tmp_path / "other_known_hosts"
+    other.write_text(f"[{sshd.host}]:{sshd.port} ssh-ed25519 "
+                     "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    with pytest.raises(FtpPermanentError, match="host key CHANGED"), SftpClient(settings(sshd, other)) as client:
+        client.list_dir(".")

@@ -25,12 +25,10 @@ from __future__ import annotations
 import errno
 import ftplib
 import functools
-import hashlib
 import io
 import logging
 import os
 import posixpath
-import secrets
 import socket
 import ssl
 import stat as stat_module
@@ -43,7 +41,8 @@ from typing import IO, Any, TypeVar
 
 from threekit_pipeline.ftp.errors import FtpError, FtpNotFound, FtpPermanentError, FtpTransientError
 from threekit_pipeline.ftp.models import FtpSettings, RemoteFile
-from threekit_pipeline.ftp.paths import MAX_NAME_BYTES, join_remote
+from threekit_pipeline.ftp.paths import join_remote, part_path
+from threekit_pipeline.ftp.transfer import ProgressCallback, TransferClientBase
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,6 @@ _NETWORK_ERRNOS = frozenset({
 })
 _unverified_hosts_warned: set[str] = set()
 
-ProgressCallback = Callable[[int, int | None], None]
 T = TypeVar("T")
 
 
@@ -178,14 +176,6 @@ def _human(size: int | None) -> str:
     return f"{size / _MIB:.1f} MiB"
 
 
-def _part_path(local: Path) -> Path:
-    candidate = local.with_name(local.name + ".part")
-    if len(candidate.name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
-        return candidate
-    digest = hashlib.sha256(local.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return local.with_name(f".{digest}.part")
-
-
 class _TransferProgress:
     """Logs progress of long transfers every ~10 % or 10 s and forwards to a callback."""
 
@@ -219,12 +209,15 @@ class _TransferProgress:
 # --- client -----------------------------------------------------------------------------------
 
 
-class FtpClient:
+class FtpClient(TransferClientBase[ftplib.FTP]):
     """FTP/FTPS client with transparent reconnects, retries, atomic uploads and resumable downloads.
 
     Use as a context manager, or call :meth:`close`. Remote paths are POSIX paths; relative
     paths are relative to the login directory.
     """
+
+    protocol = "FTP"
+    log = log
 
     def __init__(self, settings: FtpSettings) -> None:
         self.settings = settings
@@ -236,12 +229,6 @@ class FtpClient:
         scheme = "ftps" if self.settings.tls else "ftp"
         state = "connected" if self._ftp is not None else "idle"
         return f"FtpClient({scheme}://{self.settings.user}@{self.settings.address}, {state})"
-
-    def __enter__(self) -> FtpClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- connection ---------------------------------------------------------------------
 
@@ -484,11 +471,6 @@ class FtpClient:
         return RemoteFile(path=path, name=name, size=size, modified=parse_ftp_time(facts.get("modify")),
                           is_dir=is_dir)
 
-    @staticmethod
-    def _name_of(path: str) -> str:
-        stripped = path.rstrip("/")
-        return posixpath.basename(stripped) if stripped else "/"
-
     def _stat_on(self, ftp: ftplib.FTP, path: str) -> RemoteFile | None:
         if self._has_mlst():
             try:
@@ -688,7 +670,10 @@ class FtpClient:
         self._retrying("delete", path, attempt, state)
         log.info("Deleted %s", path)
 
-    def _replace(self, ftp: ftplib.FTP, src: str, dst: str) -> None:
+    def _rename_on(self, ftp: ftplib.FTP, src: str, dst: str) -> None:
+        ftp.rename(src, dst)
+
+    def _replace_on(self, ftp: ftplib.FTP, src: str, dst: str) -> None:
         """Rename ``src`` over ``dst``; deletes ``dst`` first if the server refuses to replace it."""
         try:
             ftp.rename(src, dst)
@@ -698,43 +683,6 @@ class FtpClient:
             log.info("%s refuses to rename over %s; deleting the old file first", self.settings.address, dst)
             ftp.delete(dst)
             ftp.rename(src, dst)
-
-    def move(self, src: str, dst_dir: str, overwrite: bool = False) -> str:
-        """Move ``src`` into ``dst_dir`` (created if needed) and return the final remote path.
-
-        Never overwrites unless ``overwrite``: when ``dst_dir/name`` exists the file becomes
-        ``stem.1.ext``, ``stem.2.ext``... Moving a file into its own directory is a no-op.
-        """
-        name = self._name_of(src)
-        if posixpath.normpath(posixpath.dirname(src) or ".") == posixpath.normpath(dst_dir or "."):
-            return src
-        self.makedirs(dst_dir)
-        stem, ext = posixpath.splitext(name)
-        state: dict = {}
-
-        def attempt(ftp: ftplib.FTP) -> str:
-            chosen = state.get("target")
-            if chosen and self._stat_on(ftp, src) is None and self._stat_on(ftp, chosen) is not None:
-                return chosen  # the previous attempt went through before the connection dropped
-            if self._stat_on(ftp, src) is None:
-                raise FtpNotFound(f"FTP move {src!r} on {self.settings.address}: source does not exist",
-                                  host=self.settings.address, operation="move", path=src, code=550)
-            target = join_remote(dst_dir, name)
-            if overwrite:
-                state["target"] = target
-                self._replace(ftp, src, target)
-                return target
-            counter = 0
-            while self._stat_on(ftp, target) is not None:
-                counter += 1
-                target = join_remote(dst_dir, f"{stem}.{counter}{ext}")
-            state["target"] = target
-            ftp.rename(src, target)
-            return target
-
-        final = self._retrying("move", src, attempt, state)
-        log.debug("Moved %s -> %s%s", src, final, " (name was taken)" if self._name_of(final) != name else "")
-        return final
 
     # --- downloads ----------------------------------------------------------------------
 
@@ -748,7 +696,7 @@ class FtpClient:
         """
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = _part_path(local)
+        part = part_path(local)
         part.unlink(missing_ok=True)  # never resume from an unrelated earlier run
         tracker = _TransferProgress("Downloading", remote, progress)
         state: dict[str, Any] = {"version": None, "resumed": 0}
@@ -868,11 +816,6 @@ class FtpClient:
         """Write ``data`` to ``remote`` atomically (see :meth:`upload_atomic`); returns ``remote``."""
         return self._upload(lambda: io.BytesIO(data), len(data), remote, None, source=f"{len(data)} bytes")
 
-    def _temp_name(self, remote: str) -> str:
-        directory, name = posixpath.split(remote)
-        temp = f".{name}.{secrets.token_hex(4)}.part"
-        return join_remote(directory, temp) if directory else temp
-
     def _remove_temps(self, ftp: ftplib.FTP, temps: list[str]) -> None:
         for temp in list(temps):
             try:
@@ -908,7 +851,7 @@ class FtpClient:
                 raise FtpTransientError(
                     f"FTP upload {remote!r} on {self.settings.address}: server holds {stored} of {size} bytes",
                     host=self.settings.address, operation="upload", path=remote)
-            self._replace(ftp, temp, remote)
+            self._replace_on(ftp, temp, remote)
             leftovers.remove(temp)
 
         try:

@@ -7,8 +7,40 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+class ServerSettings:
+    """What every transfer connection's settings share: validation and the ``host:port`` address.
+
+    Mixed into the frozen dataclasses :class:`FtpSettings` and
+    :class:`~threekit_pipeline.ftp.sftp.SftpSettings`, which both declare ``host``, ``port``,
+    ``retries``, ``connect_timeout`` and ``data_timeout`` (seconds). Invalid values raise
+    ``ValueError`` naming the settings class and the field.
+    """
+
+    host: str
+    port: int
+    retries: int
+    connect_timeout: float
+    data_timeout: float
+
+    def __post_init__(self) -> None:
+        kind = type(self).__name__
+        if not self.host:
+            raise ValueError(f"{kind}.host is required")
+        if not 0 < int(self.port) < 65536:
+            raise ValueError(f"{kind}.port must be 1..65535, got {self.port}")
+        if self.retries < 0:
+            raise ValueError(f"{kind}.retries must be >= 0, got {self.retries}")
+        if self.connect_timeout <= 0 or self.data_timeout <= 0:
+            raise ValueError(f"{kind} timeouts must be positive")
+
+    @property
+    def address(self) -> str:
+        """``host:port``, for messages."""
+        return f"{self.host}:{self.port}"
+
+
 @dataclass(frozen=True)
-class FtpSettings:
+class FtpSettings(ServerSettings):
     """How to reach and talk to one FTP/FTPS server.
 
     ``tls`` selects explicit FTPS (AUTH TLS, then PROT P for every data connection).
@@ -31,21 +63,6 @@ class FtpSettings:
     encoding: str = "utf-8"
     retries: int = 3
     retry_backoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("FtpSettings.host is required")
-        if not 0 < int(self.port) < 65536:
-            raise ValueError(f"FtpSettings.port must be 1..65535, got {self.port}")
-        if self.retries < 0:
-            raise ValueError(f"FtpSettings.retries must be >= 0, got {self.retries}")
-        if self.connect_timeout <= 0 or self.data_timeout <= 0:
-            raise ValueError("FtpSettings timeouts must be positive")
-
-    @property
-    def address(self) -> str:
-        """``host:port``, for messages."""
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ directory. Remote paths are POSIX paths whatever the local OS is.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import unicodedata
 from datetime import date
@@ -80,3 +81,13 @@ def join_remote(*parts: str) -> str:
 def archive_dir_for(archive_root: str, day: date) -> str:
     """The dated archive folder ``<archive_root>/YYYY/MM/DD`` for ``day``."""
     return join_remote(archive_root, f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}")
+
+
+def part_path(local: Path) -> Path:
+    """Where a download of ``local`` is written until complete: ``<name>.part`` beside it, or
+    ``.<digest>.part`` when that name would exceed :data:`MAX_NAME_BYTES`."""
+    candidate = local.with_name(local.name + ".part")
+    if len(candidate.name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
+        return candidate
+    digest = hashlib.sha256(local.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return local.with_name(f".{digest}.part")

@@ -11,9 +11,10 @@ client through the same methods (``list_dir``, ``stat``, ``exists``, ``makedirs`
   are refused unless ``accept_unknown_host_key`` (then only unknown keys are accepted, with
   a warning; a changed key is always refused).
 * **Password and key authentication** (``key_file``, or an in-memory ``pkey``).
-* **Streaming**: downloads read in blocks with read-ahead into ``<name>.part`` and resume at
-  the received offset after a dropped connection (while size and mtime are unchanged);
-  uploads write pipelined blocks, never the whole file in memory.
+* **Streaming**: downloads go into ``<name>.part`` and resume at the received offset after a
+  dropped connection (while size and mtime are unchanged); uploads never hold the whole
+  file in memory. Both keep 64 requests of 32 KiB in flight (as OpenSSH's client does)
+  over an 8 MiB channel window, and prefer AES-GCM where the server offers it.
 * **Atomic uploads**: a hidden temporary name in the target folder, size-checked, then
   renamed with the ``posix-rename@openssh.com`` extension (replacing the target in one
   step) where the server offers it, else delete-then-rename.
@@ -30,12 +31,11 @@ Instances are not thread-safe: use one client per thread.
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import io
 import logging
 import os
-import posixpath
-import secrets
 import socket
 import stat as stat_module
 from collections.abc import Callable
@@ -45,26 +45,51 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, SFTPError
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READ,
+    CMD_READDIR,
+    CMD_STATUS,
+    CMD_WRITE,
+    SFTPError,
+    int64,
+)
 from paramiko.sftp_attr import SFTPAttributes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from threekit_pipeline.ftp.client import _part_path
 from threekit_pipeline.ftp.errors import FtpError, FtpNotFound, FtpPermanentError, FtpTransientError
-from threekit_pipeline.ftp.models import RemoteFile
-from threekit_pipeline.ftp.paths import join_remote
+from threekit_pipeline.ftp.models import RemoteFile, ServerSettings
+from threekit_pipeline.ftp.paths import join_remote, part_path
+from threekit_pipeline.ftp.transfer import ProgressCallback, TransferClientBase
 
 log = logging.getLogger(__name__)
 
-#: Application-level block size; paramiko splits it into 32 KiB SFTP packets and pipelines them.
+#: Bytes per SFTP read or write request: 32 KiB is the largest every server accepts (the SFTP
+#: draft's minimum; OpenSSH's client uses the same).
+REQUEST_SIZE = 32 * 1024
+#: Requests kept in flight per transfer (64 x 32 KiB = 2 MiB, as OpenSSH's sftp client).
+PIPELINE_DEPTH = 64
+#: SSH channel window (bytes the server may send before we acknowledge): a few times what
+#: is in flight, so the window never stalls the pipeline.
+WINDOW_SIZE = 8 * 1024 * 1024
+#: Bytes read from or written to the local file at a time (progress is reported per block).
 BLOCK_SIZE = 1024 * 1024
+#: Ciphers tried first where the server offers them: AES-GCM encrypts and authenticates in
+#: one call, about a quarter less CPU per byte in paramiko than AES-CTR with HMAC-SHA2.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 T = TypeVar("T")
-ProgressCallback = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
-class SftpSettings:
-    """How to reach and authenticate to one SFTP server, and how to check its host key."""
+class SftpSettings(ServerSettings):
+    """How to reach and authenticate to one SFTP server, and how to check its host key.
+
+    Validated like :class:`~threekit_pipeline.ftp.models.FtpSettings` (``ValueError``).
+    """
 
     host: str
     port: int = 22
@@ -81,18 +106,6 @@ class SftpSettings:
     encoding: str = "utf-8"
     retries: int = 3
     retry_backoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("SftpSettings.host is required")
-        if not 0 < int(self.port) < 65536:
-            raise ValueError(f"SftpSettings.port must be 1..65535, got {self.port}")
-        if self.retries < 0:
-            raise ValueError(f"SftpSettings.retries must be >= 0, got {self.retries}")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def known_hosts_name(self) -> str:
@@ -127,8 +140,141 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
             host=self.settings.address, operation="connect")
 
 
-class SftpClient:
+def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """paramiko's Transport with AES-GCM first in the cipher preference (host keys, key exchange and
+    the other ciphers unchanged: a server without GCM negotiates what it did before)."""
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in offered) + tuple(
+        c for c in offered if c not in PREFERRED_CIPHERS)
+    return transport
+
+
+class _Responses:
+    """Receives the asynchronous SFTP responses of one transfer, by request number.
+
+    paramiko hands each response to the object registered with its request
+    (``_async_response``); the transfer loops below take them out in request order.
+    """
+
+    def __init__(self) -> None:
+        self.received: dict[int, tuple[int, paramiko.Message]] = {}
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        self.received[num] = (kind, msg)
+
+    def take(self, sftp: paramiko.SFTPClient, num: int) -> tuple[int, paramiko.Message]:
+        while num not in self.received:
+            sftp._read_response()  # reads one response and hands it to its owner
+        return self.received.pop(num)
+
+
+def _pipelined_read(sftp: paramiko.SFTPClient, handle: bytes, offset: int, size: int | None,
+                    write: Callable[[bytes], object]) -> int:
+    """Read the remote file ``handle`` from ``offset`` to ``size`` (or to its end when ``size`` is
+    None) with :data:`PIPELINE_DEPTH` read requests in flight, passing the data to ``write`` in
+    order; returns the offset reached (less than ``size`` when the file ended early).
+
+    Replaces ``SFTPFile.prefetch``, whose bounded form (``max_concurrent_requests``) stalls in a
+    sleeping loop (about 10x slower on loopback here) and whose unbounded form queues a request
+    for every 32 KiB of the file at once; this keeps a fixed window of requests in flight, like
+    OpenSSH's client, on the caller's thread.
+    """
+    responses = _Responses()
+    pending: collections.deque[tuple[int, int, int]] = collections.deque()
+    next_offset, done, at_end = offset, offset, False
+
+    def request() -> None:
+        nonlocal next_offset
+        length = REQUEST_SIZE if size is None else min(REQUEST_SIZE, size - next_offset)
+        num = sftp._async_request(responses, CMD_READ, handle, int64(next_offset), int(length))
+        pending.append((num, next_offset, length))
+        next_offset += length
+
+    def more_to_ask() -> bool:
+        return not at_end and (size is None or next_offset < size) and len(pending) < PIPELINE_DEPTH
+
+    while more_to_ask():
+        request()
+    while pending:
+        num, start, length = pending.popleft()
+        kind, msg = responses.take(sftp, num)
+        if at_end:
+            continue  # requests past the end, answered after it was reached
+        data = _read_reply(sftp, kind, msg)
+        while data is not None and len(data) < length:  # a server may send fewer bytes than asked
+            try:
+                kind, msg = sftp._request(CMD_READ, handle, int64(start + len(data)), int(length - len(data)))
+            except EOFError:
+                break
+            more = _read_reply(sftp, kind, msg)
+            if not more:
+                break
+            data += more
+        if data:
+            write(data)
+            done = start + len(data)
+        if data is None or len(data) < length:
+            at_end = True
+            continue
+        while more_to_ask():
+            request()
+    return done
+
+
+def _read_reply(sftp: paramiko.SFTPClient, kind: int, msg: paramiko.Message) -> bytes | None:
+    """The data of a read reply; None at the end of the file; ``OSError`` for a refusal."""
+    if kind == CMD_STATUS:
+        try:
+            sftp._convert_status(msg)
+        except EOFError:
+            return None
+        raise SFTPError("read answered with a status instead of data")
+    if kind != CMD_DATA:
+        raise SFTPError("Expected data")
+    return msg.get_string()
+
+
+def _pipelined_write(sftp: paramiko.SFTPClient, handle: bytes, source: IO[bytes],
+                     progress: Callable[[int], None]) -> int:
+    """Write everything ``source`` gives to the remote file ``handle`` with :data:`PIPELINE_DEPTH`
+    write requests in flight; each reply is checked (a refusal raises ``OSError``). Calls
+    ``progress(bytes_sent)`` after each local block; returns the bytes written.
+
+    Replaces ``SFTPFile.set_pipelined`` writes, which copy every block through a buffer
+    and leave the replies unchecked until close.
+    """
+    responses = _Responses()
+    pending: collections.deque[int] = collections.deque()
+    buffer = bytearray(BLOCK_SIZE)
+    view = memoryview(buffer)
+    offset = 0
+
+    def reap() -> None:
+        kind, msg = responses.take(sftp, pending.popleft())
+        if kind != CMD_STATUS:
+            raise SFTPError("Expected status")
+        sftp._convert_status(msg)
+
+    while count := source.readinto(view):
+        for start in range(0, count, REQUEST_SIZE):
+            piece = view[start:min(start + REQUEST_SIZE, count)].tobytes()
+            pending.append(sftp._async_request(responses, CMD_WRITE, handle, int64(offset), piece))
+            offset += len(piece)
+            if len(pending) >= PIPELINE_DEPTH:
+                reap()
+        progress(offset)
+    while pending:
+        reap()
+    return offset
+
+
+class SftpClient(TransferClientBase[paramiko.SFTPClient]):
     """SFTP client with reconnects, retries, host-key verification, atomic uploads and resumable downloads."""
+
+    protocol = "SFTP"
+    log = log
 
     def __init__(self, settings: SftpSettings) -> None:
         self.settings = settings
@@ -138,12 +284,6 @@ class SftpClient:
     def __repr__(self) -> str:
         state = "connected" if self._sftp is not None else "idle"
         return f"SftpClient(sftp://{self.settings.user}@{self.settings.address}, {state})"
-
-    def __enter__(self) -> SftpClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- connection ---------------------------------------------------------------------
 
@@ -183,9 +323,9 @@ class SftpClient:
                 passphrase=settings.key_passphrase, timeout=settings.connect_timeout,
                 banner_timeout=settings.connect_timeout, auth_timeout=settings.connect_timeout,
                 channel_timeout=settings.connect_timeout, allow_agent=False,
-                look_for_keys=False,
+                look_for_keys=False, transport_factory=_transport,
             )
-            sftp = ssh.open_sftp()
+            sftp = paramiko.SFTPClient.from_transport(ssh.get_transport(), window_size=WINDOW_SIZE)
             sftp.get_channel().settimeout(settings.data_timeout)
         except BaseException as exc:
             ssh.close()
@@ -196,6 +336,13 @@ class SftpClient:
         self._ssh = ssh
         log.debug("Connected to %s as %s (SFTP)", settings.address, settings.user)
         return sftp
+
+    def _link_lost(self) -> bool:
+        """True when the SSH connection of the current session has gone down."""
+        if self._ssh is None:
+            return False
+        transport = self._ssh.get_transport()
+        return transport is None or not transport.is_active()
 
     def _session(self) -> paramiko.SFTPClient:
         if self._sftp is None:
@@ -244,6 +391,8 @@ class SftpClient:
                             paramiko.ssh_exception.NoValidConnectionsError)):
             detail = self._scrub(str(exc)) or type(exc).__name__
             return FtpTransientError(f"{subject}: connection problem: {detail}", **context)
+        if isinstance(exc, OSError) and self._link_lost():  # e.g. "Socket is closed" mid-transfer
+            return FtpTransientError(f"{subject}: connection problem: {self._scrub(str(exc))}", **context)
         if isinstance(exc, OSError) and exc.errno is None:  # SFTP status "failure" without detail
             return FtpPermanentError(f"{subject}: refused by the server ({self._scrub(str(exc))})", **context)
         if isinstance(exc, OSError):
@@ -285,11 +434,6 @@ class SftpClient:
         return path.encode(self.settings.encoding)
 
     # --- metadata -----------------------------------------------------------------------
-
-    @staticmethod
-    def _name_of(path: str) -> str:
-        stripped = path.rstrip("/")
-        return posixpath.basename(stripped) if stripped else "/"
 
     @staticmethod
     def _entry(path: str, name: str, attr: SFTPAttributes) -> RemoteFile:
@@ -380,7 +524,10 @@ class SftpClient:
 
         self._retrying("makedirs", path, attempt)
 
-    def _posix_rename(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
+    def _rename_on(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
+        sftp.rename(self._b(src), self._b(dst))  # plain SFTP rename never replaces a file
+
+    def _replace_on(self, sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
         """Rename ``src`` over ``dst`` in one step where the server offers posix-rename."""
         try:
             sftp.posix_rename(self._b(src), self._b(dst))
@@ -400,7 +547,7 @@ class SftpClient:
         def attempt(sftp: paramiko.SFTPClient) -> None:
             if state.get("attempt", 1) > 1 and self._stat_on(sftp, src) is None and self._stat_on(sftp, dst):
                 return
-            self._posix_rename(sftp, src, dst)
+            self._replace_on(sftp, src, dst)
 
         self._retrying("rename", f"{src} -> {dst}", attempt, state)
         log.info("Renamed %s -> %s", src, dst)
@@ -420,49 +567,13 @@ class SftpClient:
         self._retrying("delete", path, attempt, state)
         log.info("Deleted %s", path)
 
-    def move(self, src: str, dst_dir: str, overwrite: bool = False) -> str:
-        """Move ``src`` into ``dst_dir`` (created if needed) and return the final path.
-
-        Never overwrites unless ``overwrite``: a taken name becomes ``stem.1.ext``, ``stem.2.ext``...
-        """
-        name = self._name_of(src)
-        if posixpath.normpath(posixpath.dirname(src) or ".") == posixpath.normpath(dst_dir or "."):
-            return src
-        self.makedirs(dst_dir)
-        stem, ext = posixpath.splitext(name)
-        state: dict = {}
-
-        def attempt(sftp: paramiko.SFTPClient) -> str:
-            chosen = state.get("target")
-            if chosen and self._stat_on(sftp, src) is None and self._stat_on(sftp, chosen) is not None:
-                return chosen
-            if self._stat_on(sftp, src) is None:
-                raise FtpNotFound(f"SFTP move {src!r} on {self.settings.address}: source does not exist",
-                                  host=self.settings.address, operation="move", path=src, code=550)
-            target = join_remote(dst_dir, name)
-            if overwrite:
-                state["target"] = target
-                self._posix_rename(sftp, src, target)
-                return target
-            counter = 0
-            while self._stat_on(sftp, target) is not None:
-                counter += 1
-                target = join_remote(dst_dir, f"{stem}.{counter}{ext}")
-            state["target"] = target
-            sftp.rename(self._b(src), self._b(target))  # plain SFTP rename never replaces a file
-            return target
-
-        final = self._retrying("move", src, attempt, state)
-        log.info("Moved %s -> %s", src, final)
-        return final
-
     # --- downloads ----------------------------------------------------------------------
 
     def download(self, remote: str, local: Path, progress: ProgressCallback | None = None) -> Path:
         """Stream ``remote`` into ``<local>.part`` (resuming after a dropped connection), then rename."""
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = _part_path(local)
+        part = part_path(local)
         part.unlink(missing_ok=True)
         state: dict[str, Any] = {"version": None, "resumed": 0}
 
@@ -479,19 +590,20 @@ class SftpClient:
                 state["resumed"] += 1
                 log.info("Resuming download of %s at byte %d", remote, offset)
             state["version"] = version
-            done = offset
-            with open(part, "r+b" if part.exists() else "wb") as handle, \
-                    sftp.open(self._b(remote), "rb", bufsize=BLOCK_SIZE) as source:
+            with open(part, "r+b" if part.exists() else "wb", buffering=BLOCK_SIZE) as handle, \
+                    sftp.open(self._b(remote), "rb") as source:
                 handle.truncate(offset)
                 handle.seek(offset)
-                source.seek(offset)
-                if attr.st_size:
-                    source.prefetch(attr.st_size - offset)  # pipelined read-ahead of the remaining bytes
-                while block := source.read(BLOCK_SIZE):
-                    handle.write(block)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done, attr.st_size)
+                written = offset
+
+                def write(data: bytes) -> None:
+                    nonlocal written
+                    handle.write(data)
+                    written += len(data)
+                    if progress is not None and (written % BLOCK_SIZE < len(data) or written == attr.st_size):
+                        progress(written, attr.st_size)  # once per local block, and at the end
+
+                done = _pipelined_read(sftp, source.handle, offset, attr.st_size, write)
             if attr.st_size is not None and done != attr.st_size:
                 raise FtpTransientError(
                     f"SFTP download {remote!r} on {self.settings.address}: received {done} of {attr.st_size} bytes",
@@ -538,7 +650,6 @@ class SftpClient:
                 progress: ProgressCallback | None) -> str:
         if not self._name_of(remote) or remote.endswith("/"):
             raise ValueError(f"upload target {remote!r} must name a file")
-        directory, name = posixpath.split(remote)
         leftovers: list[str] = []
 
         def attempt(sftp: paramiko.SFTPClient) -> None:
@@ -548,23 +659,17 @@ class SftpClient:
                 except FileNotFoundError:
                     pass
                 leftovers.remove(temp)
-            temp = join_remote(directory, f".{name}.{secrets.token_hex(4)}.part") if directory else \
-                f".{name}.{secrets.token_hex(4)}.part"
+            temp = self._temp_name(remote)
             leftovers.append(temp)
-            sent = 0
-            with opener() as source, sftp.open(self._b(temp), "wb", bufsize=BLOCK_SIZE) as target:
-                target.set_pipelined(True)
-                while block := source.read(BLOCK_SIZE):
-                    target.write(block)
-                    sent += len(block)
-                    if progress is not None:
-                        progress(sent, size)
+            with opener() as source, sftp.open(self._b(temp), "wb") as target:
+                _pipelined_write(sftp, target.handle, source,
+                                 lambda sent: progress(sent, size) if progress is not None else None)
             stored = sftp.stat(self._b(temp)).st_size
             if stored != size:
                 raise FtpTransientError(
                     f"SFTP upload {remote!r} on {self.settings.address}: server holds {stored} of {size} bytes",
                     host=self.settings.address, operation="upload", path=remote)
-            self._posix_rename(sftp, temp, remote)
+            self._replace_on(sftp, temp, remote)
             leftovers.remove(temp)
 
         try:
