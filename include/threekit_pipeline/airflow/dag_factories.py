@@ -45,10 +45,13 @@ from threekit_pipeline.feeds import (
     OUTBOUND_FOLDER_KEYS,
     FeedsError,
     FeedsFile,
+    ImportDag,
     InboundFeed,
     OutboundFeed,
     feeds_path,
+    import_dags,
     load_feeds,
+    load_feeds_cached,
 )
 from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
@@ -830,3 +833,15 @@ def build_dags(path: Path | str | None = None) -> dict[str, DAG]:
         else:
             dags[feed.effective_dag_id] = export_dag(feeds, feed, source)
     return dags
+
+
+def import_dags_in_force(path: Path | str | None = None) -> list[ImportDag]:
+    """The import DAGs (id, feed, kind, reports folder and sub-folder) of the feeds file in force.
+
+    ``path`` overrides the file (else ``$THREEKIT_FEEDS_FILE``, the ``threekit_feeds_file``
+    Variable, the default file). Reads the file through the size/mtime cache, so a web view
+    may call it on every request. Raises :class:`~threekit_pipeline.feeds.FeedsError` when the
+    file is invalid (the DAG file shows the same error as its import error).
+    """
+    source = Path(path) if path is not None else feeds_file_in_force()
+    return import_dags(load_feeds_cached(source))
