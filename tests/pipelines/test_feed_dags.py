@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import email
+import html
 import json
 import os
 import socket
@@ -221,11 +222,25 @@ def test_a_partial_run_and_a_failed_run_mail_the_feeds_recipients(tmp_path, feed
         state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
 
         assert state == "success" and tasks["all_accepted"] == ["skipped"], tasks
-        [(rcpt, message)] = inbox.messages
-        # The partner is told too: the quarantined prices file is one of theirs.
-        assert sorted(rcpt) == ["erp-partner@example.test", "ops@example.test"]
-        assert message["Subject"].startswith("[erp] partial run ") and "threekit_catalog_import__erp" in message[
-            "Subject"]
+        assert len(inbox.messages) == 2, [m["Subject"] for _, m in inbox.messages]
+        by_subject = {m["Subject"]: (sorted(rcpt), m) for rcpt, m in inbox.messages}
+        # One mail about the quarantined file, to the ops address and the partner (the prices file is theirs),
+        # with the errors CSV the quarantine folder holds attached and its first reasons in the body.
+        rcpt, notice = by_subject.pop(f"[erp] {files['prices'].name} was quarantined")
+        assert rcpt == ["erp-partner@example.test", "ops@example.test"]
+        quarantined_csv = Path(stack.ftp.root) / "rejected" / "catalog" / f"{files['prices'].name}.errors.csv"
+        [attachment] = list(notice.iter_attachments())
+        assert attachment.get_filename() == quarantined_csv.name
+        assert attachment.get_content() == quarantined_csv.read_bytes()
+        with open(quarantined_csv, newline="", encoding="utf-8") as handle:
+            first_reasons = [row["reason"] for row in csv.DictReader(handle)][:3]
+        body = notice.get_body(("html",)).get_content()
+        assert first_reasons and all(html.escape(reason) in body for reason in first_reasons), body
+        assert "/rejected/catalog/" in body and "password" not in body.lower()
+        # The partial-run mail goes to the catch-all address only: the partner already heard of its file.
+        [(subject, (rcpt, message))] = by_subject.items()
+        assert rcpt == ["ops@example.test"]
+        assert subject.startswith("[erp] partial run ") and "threekit_catalog_import__erp" in subject
         body = message.get_body(("html",)).get_content()
         assert "Partial success" in body and files["prices"].name in body
 

@@ -309,10 +309,27 @@ def _all_accepted(result: dict) -> str:
         feed = env.feed
         if feed is None or not feed.notify:
             return
-        notify_partial_run(feed.feed_id, feed.notify, dag_id=env.dag_id, run_id=env.run_id, message=message,
+        recipients = feed.notify
+        if "quarantined" in (result or {}):
+            # Partners already got one mail per quarantined file of theirs (with its errors CSV).
+            recipients = tuple(r for r in recipients if tuple(r.get("patterns") or ("*",)) == ("*",))
+        notify_partial_run(feed.feed_id, recipients, dag_id=env.dag_id, run_id=env.run_id, message=message,
                            result=result, smtp_conn_id=feed.smtp_conn_id)
 
     return all_accepted_task(result, on_partial=notify)
+
+
+def _notify_quarantined(env: Any, result: dict) -> None:
+    """One mail per quarantined file of this run to the feed's recipients who want it (errors CSV
+    attached); markers in the run's staging keep a retried task from mailing a file twice."""
+    feed = env.feed
+    quarantined = (result or {}).get("quarantined") or []
+    if feed is None or not feed.notify or not quarantined:
+        return
+    from threekit_pipeline.notifications import notify_quarantined_files
+
+    notify_quarantined_files(feed.feed_id, feed.notify, quarantined, marker_dir=env.run_dir("notified"),
+                             smtp_conn_id=feed.smtp_conn_id)
 
 
 # --- inbound factories -----------------------------------------------------------------------
@@ -372,7 +389,9 @@ def catalog_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path | str =
                 if env.dry_run:
                     return catalog_import.finalize(env, None)
                 with env.ftp() as ftp:
-                    return catalog_import.finalize(env, ftp)
+                    result = catalog_import.finalize(env, ftp)
+                _notify_quarantined(env, result)
+                return result
             except catalog_import.NothingToProcess as exc:
                 raise _skip(exc) from None
             except catalog_import.ImportIncomplete as exc:

@@ -912,6 +912,9 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         "summary": summary.to_dict(),
         # Quarantined files (for the feed's partial-run notification).
         "rejected_files": [o.file for o in report.files if o.status == "rejected"],
+        # Per quarantined file: file, quarantine_path, errors_path (remote), errors_csv (local copy),
+        # first reasons, total_errors (for the feed's quarantine notification).
+        "quarantined": [m["quarantined"] for m in moves if m.get("quarantined")],
     }
 
 
@@ -968,7 +971,13 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
                 archive_root=config.folder("archive"),
             )
             outcome.errors_path = move.errors_path or ""
+            # What the feed's quarantine notification says (and attaches: the CSV just uploaded).
+            quarantined = {"file": outcome.file, "quarantine_path": move.destination,
+                           "errors_path": move.errors_path or "", "errors_csv": str(errors_csv),
+                           "reasons": [_reason_line(r) for r in rows[:MAX_NOTIFIED_REASONS]],
+                           "total_errors": len(rows)}
         else:
+            quarantined = None
             move = archive_file(
                 ftp,
                 outcome.remote_path,
@@ -980,9 +989,23 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
             if outcome.status not in ("partially imported", "held"):
                 outcome.status = "imported"
         outcome.destination = move.destination
-        moves.append(move.to_dict())
+        moves.append({**move.to_dict(), **({"quarantined": quarantined} if quarantined else {})})
         _consume_markers(ftp, outcome.remote_path, move.destination, config.marker_suffixes)
     return moves
+
+
+#: How many reasons of a quarantined file the finalize result carries (for the notification's body).
+MAX_NOTIFIED_REASONS = 10
+
+
+def _reason_line(row: RejectedRow) -> str:
+    """``line 4, price='lots': not a number`` -- one rejected row for a notification body."""
+    where = ", ".join(part for part in (
+        f"line {row.line}" if row.line not in (None, "") else "",
+        f"SKU {row.sku}" if row.sku else "",
+        f"{row.column}={row.value!r}" if row.column else "",
+    ) if part)
+    return f"{where}: {row.reason}" if where else row.reason
 
 
 def _consume_markers(ftp: Any, remote_path: str, destination: str, suffixes: Sequence[str]) -> None:
