@@ -6,20 +6,26 @@ login, host key checked against a known_hosts file; the ``sap_de`` mapping) -- a
 deliveries, a catalog export and a render export, each to an FTPS partner (a second FTP
 sandbox with TLS) and an SFTP partner (the same sshd, password login, known_hosts). Every
 DAG runs with ``dag.test()`` against the Threekit sandbox; the files land where the feeds
-file says.
+file says. A quarantined PIM file is moved on the SFTP server and mailed (errors CSV attached)
+to the feed's recipients who want it, received by a real SMTP server on loopback (aiosmtpd).
 """
 
 from __future__ import annotations
 
 import csv
+import email
+import html
 import json
 import os
+import socket
 import textwrap
 from datetime import UTC, datetime
+from email import policy
 from pathlib import Path
 
 import pytest
 from _dag_runs import load_dag, put_ftp_file, run_dag, running_stack, seed_products
+from aiosmtpd.controller import Controller
 from threekit_pipeline.samples.catalog import generate_catalog
 from threekit_pipeline.sandbox import real_servers
 
@@ -57,6 +63,34 @@ def ftps(tmp_path):
         server.stop()
 
 
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append((sorted(envelope.rcpt_tos),
+                              email.message_from_bytes(envelope.original_content, policy=policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox(monkeypatch):
+    box = _Inbox()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port, ready_timeout=30)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": controller.port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "pipelines@example.test", "timeout": 20,
+                  "retry_limit": 0}}))
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
 def _feeds(sshd) -> str:
     root = str(sshd.root)
     return textwrap.dedent(f"""
@@ -76,6 +110,10 @@ def _feeds(sshd) -> str:
             quarantine: {root}/pim/rejected
             reports: {root}/pim/reports
             mapping: sap_de
+            notify:
+              - ops@example.test
+              - {{email: prices@sap-partner.example, patterns: ["Konditionen_*"]}}
+              - {{email: bom@sap-partner.example, patterns: ["Stueckliste_*"]}}
         outbound:
           - id: partner_catalog
             kind: catalog
@@ -105,7 +143,7 @@ def _sap_skus() -> set[str]:
 
 
 def test_ftp_and_sftp_catalog_feeds_and_ftps_and_sftp_deliveries_run_end_to_end(
-    tmp_path, monkeypatch, sshd, ftps
+    tmp_path, monkeypatch, sshd, ftps, inbox
 ):
     feeds_file = tmp_path / "feeds.yaml"
     feeds_file.write_text(_feeds(sshd))
@@ -155,6 +193,34 @@ def test_ftp_and_sftp_catalog_feeds_and_ftps_and_sftp_deliveries_run_end_to_end(
         archived = _files_under(sshd.root / "pim" / "archive" / "catalog")
         assert archived == {f"2026/11/23/{p.name}": p.read_bytes() for p in SAP_SAMPLES.iterdir()}
         assert any(name.endswith(".json") for name in _files_under(sshd.root / "pim" / "reports"))
+
+        assert inbox.messages == []  # everything accepted: nobody is mailed
+
+        # A price list the PIM got wrong: quarantined on the SFTP server, with its errors CSV beside it,
+        # and mailed to the ops address and the partner owning price lists (not the BOM partner).
+        konditionen = (SAP_SAMPLES / "Konditionen_20261123.csv").read_text(encoding="cp1252").splitlines()
+        broken = [konditionen[0]] + [";".join([*line.split(";")[:-1], "viel"]) for line in konditionen[1:]]
+        sshd.seed("pim/materials/Konditionen_20261124.csv", ("\r\n".join(broken) + "\r\n").encode("cp1252"))
+        sshd.seed("pim/materials/Materialstamm_20261124.csv",
+                  (SAP_SAMPLES / "Materialstamm_20261123.csv").read_bytes())
+        state, tasks = run_dag(load_dag("threekit_catalog_import__pim", retry_delay_s=0.2),
+                               logical_date=datetime(2026, 11, 24, 10, tzinfo=UTC))
+        assert state == "success" and tasks["all_accepted"] == ["skipped"], tasks
+        rejected = sshd.root / "pim" / "rejected" / "catalog"
+        assert sorted(_files_under(rejected)) == ["Konditionen_20261124.csv", "Konditionen_20261124.csv.errors.csv"]
+        by_subject = {m["Subject"]: (rcpt, m) for rcpt, m in inbox.messages}
+        assert len(inbox.messages) == 2, sorted(by_subject)
+        rcpt, notice = by_subject.pop("[pim] Konditionen_20261124.csv was quarantined")
+        assert rcpt == ["ops@example.test", "prices@sap-partner.example"]
+        [attachment] = list(notice.iter_attachments())
+        assert attachment.get_content() == (rejected / "Konditionen_20261124.csv.errors.csv").read_bytes()
+        with open(rejected / "Konditionen_20261124.csv.errors.csv", newline="", encoding="utf-8") as handle:
+            reasons = [row["reason"] for row in csv.DictReader(handle)]
+        body = notice.get_body(("html",)).get_content()
+        assert reasons and all(html.escape(reason) in body for reason in reasons[:3]), body
+        assert sshd.password not in notice.as_string()
+        [(rcpt, partial)] = by_subject.values()
+        assert rcpt == ["ops@example.test"] and partial["Subject"].startswith("[pim] partial run ")
 
         # Catalog export to the FTPS retailer and the SFTP printer: the same files land on both.
         state, tasks = run_dag(load_dag("threekit_catalog_export__partner_catalog", retry_delay_s=0.2), logical_date=day)
