@@ -332,6 +332,25 @@ def _notify_quarantined(env: Any, result: dict) -> None:
                              smtp_conn_id=feed.smtp_conn_id)
 
 
+def _notify_quarantined_of_report(env: Any, ftp: Any, run_report: Any, result: dict) -> dict:
+    """:func:`_notify_quarantined` for a flow whose run report lists the quarantined files: their
+    errors CSVs are read back from the quarantine folder. Returns ``result`` with ``quarantined``."""
+    from threekit_pipeline.pipelines.reports import quarantined_files
+
+    feed = env.feed
+    if feed is None or not feed.notify:
+        return result
+    try:
+        quarantined = quarantined_files(run_report, ftp, env.run_dir("notified", "errors"))
+    except Exception as exc:  # noqa: BLE001 - a notification must not fail the run; the partial-run mail tells all
+        log.warning("Could not read the errors CSVs of the quarantined files back (%s: %s); the partial-run "
+                    "mail names them instead", type(exc).__name__, exc)
+        return result
+    result = {**result, "quarantined": quarantined}
+    _notify_quarantined(env, result)
+    return result
+
+
 # --- inbound factories -----------------------------------------------------------------------
 
 
@@ -520,7 +539,8 @@ def translations_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path | 
             if env.dry_run:
                 return publish_report(env, None, run_report)
             with env.ftp() as ftp:
-                return publish_report(env, ftp, run_report)
+                result = publish_report(env, ftp, run_report)
+                return _notify_quarantined_of_report(env, ftp, run_report, result)
 
         @task
         def all_accepted(result: dict) -> str:
@@ -605,6 +625,7 @@ def source_assets_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path |
             else:
                 with env.ftp() as ftp:
                     result = publish_report(env, ftp, run_report)
+                    result = _notify_quarantined_of_report(env, ftp, run_report, result)
             try:
                 check_complete(run_report)
             except SourceAssetImportError as exc:

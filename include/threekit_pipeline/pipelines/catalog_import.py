@@ -63,12 +63,14 @@ from threekit_pipeline.pipelines.inbound import (
 )
 from threekit_pipeline.pipelines.ledgers import open_ledger
 from threekit_pipeline.pipelines.reports import (
+    MAX_NOTIFIED_REASONS,
     REJECTED_COLUMNS,
     FileOutcome,
     RejectedRow,
     RunReport,
     format_table,
     read_rejections_csv,
+    reason_line,
     upload_report,
     write_csv,
 )
@@ -974,7 +976,7 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
             # What the feed's quarantine notification says (and attaches: the CSV just uploaded).
             quarantined = {"file": outcome.file, "quarantine_path": move.destination,
                            "errors_path": move.errors_path or "", "errors_csv": str(errors_csv),
-                           "reasons": [_reason_line(r) for r in rows[:MAX_NOTIFIED_REASONS]],
+                           "reasons": [reason_line(r) for r in rows[:MAX_NOTIFIED_REASONS]],
                            "total_errors": len(rows)}
         else:
             quarantined = None
@@ -992,20 +994,6 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
         moves.append({**move.to_dict(), **({"quarantined": quarantined} if quarantined else {})})
         _consume_markers(ftp, outcome.remote_path, move.destination, config.marker_suffixes)
     return moves
-
-
-#: How many reasons of a quarantined file the finalize result carries (for the notification's body).
-MAX_NOTIFIED_REASONS = 10
-
-
-def _reason_line(row: RejectedRow) -> str:
-    """``line 4, price='lots': not a number`` -- one rejected row for a notification body."""
-    where = ", ".join(part for part in (
-        f"line {row.line}" if row.line not in (None, "") else "",
-        f"SKU {row.sku}" if row.sku else "",
-        f"{row.column}={row.value!r}" if row.column else "",
-    ) if part)
-    return f"{where}: {row.reason}" if where else row.reason
 
 
 def _consume_markers(ftp: Any, remote_path: str, destination: str, suffixes: Sequence[str]) -> None:
