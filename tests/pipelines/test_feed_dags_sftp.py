@@ -4,7 +4,8 @@ The feeds file declares two catalog feeds -- an ERP on plain FTP (the FTP sandbo
 ``canonical`` mapping) and a PIM on SFTP (a real OpenSSH server with throwaway keys: key
 login, host key checked against a known_hosts file; the ``sap_de`` mapping) -- and two
 deliveries, a catalog export and a render export, each to an FTPS partner (a second FTP
-sandbox with TLS) and an SFTP partner (the same sshd, password login, known_hosts). Every
+sandbox with TLS) and an SFTP partner (the same sshd, password login, known_hosts); the
+renders also go to the plain FTP server, in a folder named like the FTPS partner's. Every
 DAG runs with ``dag.test()`` against the Threekit sandbox; the files land where the feeds
 file says. A quarantined PIM file is moved on the SFTP server and mailed (errors CSV attached)
 to the feed's recipients who want it, received by a real SMTP server on loopback (aiosmtpd).
@@ -128,6 +129,7 @@ def _feeds(sshd) -> str:
             destinations:
               - {{transfer: retailer_ftps, folder: /renders}}
               - {{transfer: printer_sftp, folder: {root}/printer/renders}}
+              - {{transfer: ftp_default, folder: /renders}}  # the same folder name as the retailer's
     """)
 
 
@@ -238,10 +240,11 @@ def test_ftp_and_sftp_catalog_feeds_and_ftps_and_sftp_deliveries_run_end_to_end(
         stack.threekit.render_stand_in(tags=["featured"])
         state, tasks = run_dag(load_dag("threekit_renders_export__partner_renders", retry_delay_s=0.2), logical_date=day)
         assert state == "success", tasks
-        assert tasks["deliver_renders"] == ["success", "success"], tasks
+        assert tasks["deliver_renders"] == ["success", "success", "success"], tasks
         renders_ftps = _files_under(ftps.root / "renders")
         renders_sftp = _files_under(sshd.root / "printer" / "renders")
         assert renders_ftps and renders_ftps == renders_sftp, (sorted(renders_ftps), sorted(renders_sftp))
+        assert _files_under(Path(stack.ftp.root) / "renders") == renders_ftps
         manifest = next(name for name in renders_ftps if name.startswith("manifest_"))
         rows = list(csv.DictReader(renders_ftps[manifest].decode().splitlines()))
         assert {row["sku"] for row in rows} == {"SOFA-1", "CHAIR-2"}

@@ -807,12 +807,21 @@ def _render_export_tasks(folder_key: str) -> None:
     @task(map_index_template="{{ task.op_kwargs['plan']['destination'] }}")
     def deliver_renders(plan: dict) -> dict:
         """Upload new or changed images and the manifest to one destination folder (over its connection)."""
+        from airflow.sdk import get_current_context
+
         from threekit_pipeline.pipelines.renders import deliver_renders as deliver
 
         env = _env()
         folder = plan["destination"].rstrip("/") or "/"
-        conn_id = next((conn for conn, dest in env.destinations(folder_key)[1:] if dest == folder),
-                       env.config.ftp_conn_id)
+        destinations = env.destinations(folder_key)
+        # The plans follow the feed's destinations in order: the map index names the connection, also
+        # when two partners use the same folder name. Otherwise (folders from the Variable's
+        # render_destinations) the folder does.
+        index = get_current_context()["ti"].map_index
+        if 0 <= index < len(destinations) and destinations[index][1] == folder:
+            conn_id = destinations[index][0]
+        else:
+            conn_id = next((conn for conn, dest in destinations[1:] if dest == folder), env.config.ftp_conn_id)
         target = env.for_destination(folder_key, conn_id, folder)
         with target.ftp() as ftp:
             return deliver(target, ftp, plan)
