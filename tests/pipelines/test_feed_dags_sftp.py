@@ -249,3 +249,54 @@ def test_ftp_and_sftp_catalog_feeds_and_ftps_and_sftp_deliveries_run_end_to_end(
         rows = list(csv.DictReader(renders_ftps[manifest].decode().splitlines()))
         assert {row["sku"] for row in rows} == {"SOFA-1", "CHAIR-2"}
         assert all(row["file"] in renders_sftp for row in rows)
+
+
+def test_an_agency_uploading_source_files_over_sftp_hears_of_its_quarantined_file(
+    tmp_path, monkeypatch, sshd, inbox
+):
+    root = sshd.root / f"agency-{os.urandom(3).hex()}"
+    feeds_file = tmp_path / "feeds.yaml"
+    feeds_file.write_text(textwrap.dedent(f"""
+        version: 1
+        defaults: {{retries: 1}}
+        inbound:
+          - id: agency
+            kind: source_assets
+            transfer: agency_sftp
+            folder: {root}/upload
+            archive: {root}/archive
+            quarantine: {root}/rejected
+            reports: {root}/reports
+            notify: [ops@example.test, {{email: studio@agency.example, patterns: ["*.xyz", "*.glb"]}},
+                     {{email: textures@agency.example, patterns: ["*.png"]}}]
+    """))
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(feeds_file))
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line + "\n")
+    monkeypatch.setenv("AIRFLOW_CONN_AGENCY_SFTP", json.dumps({
+        "conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user,
+        "extra": {"key_file": str(sshd.user_key), "known_hosts": str(known_hosts), "conn_timeout": 20}}))
+    relative = root.relative_to(sshd.root).as_posix()
+    sshd.seed(f"{relative}/upload/chair_20261123.glb", b"glTF\x02\x00\x00\x00" + bytes(range(256)) * 8)
+    sshd.seed(f"{relative}/upload/notes_20261123.xyz", b"not a model")
+
+    with running_stack(tmp_path / "stack", VARIABLE):
+        state, tasks = run_dag(load_dag("threekit_source_assets_import__agency", retry_delay_s=0.2),
+                               logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
+
+    assert state == "success" and tasks["all_accepted"] == ["skipped"], tasks
+    assert sorted(_files_under(root / "archive")) == ["assets/2026/11/23/chair_20261123.glb"]
+    rejected = root / "rejected" / "assets"
+    assert sorted(_files_under(rejected)) == ["notes_20261123.xyz", "notes_20261123.xyz.errors.csv"]
+    by_subject = {m["Subject"]: (rcpt, m) for rcpt, m in inbox.messages}
+    assert len(inbox.messages) == 2, sorted(by_subject)
+    rcpt, notice = by_subject.pop("[agency] notes_20261123.xyz was quarantined")
+    assert rcpt == ["ops@example.test", "studio@agency.example"]  # not the texture team
+    [attachment] = list(notice.iter_attachments())
+    assert attachment.get_filename() == "notes_20261123.xyz.errors.csv"
+    assert attachment.get_content() == (rejected / "notes_20261123.xyz.errors.csv").read_bytes()
+    with open(rejected / "notes_20261123.xyz.errors.csv", newline="", encoding="utf-8") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert html.escape(row["reason"]) in notice.get_body(("html",)).get_content()
+    [(rcpt, partial)] = by_subject.values()
+    assert rcpt == ["ops@example.test"] and partial["Subject"].startswith("[agency] partial run ")
