@@ -198,3 +198,45 @@ def test_schedules_in_words(cron, words):
     from threekit_pipeline.airflow.dag_factories import schedule_words
 
     assert schedule_words(cron) == words
+
+
+def test_the_import_dags_of_a_feeds_file_with_their_kinds_and_report_folders(tmp_path, monkeypatch):
+    from threekit_pipeline.airflow.dag_factories import import_dags_in_force
+    from threekit_pipeline.feeds import import_dags
+
+    default = import_dags(load_feeds(DEFAULT_FEEDS_FILE))
+    # The default file gives the sync view's three import DAGs and their report sub-folders.
+    assert {d.dag_id: d.reports_subdir for d in default} == {
+        "threekit_catalog_import": "catalog_import",
+        "threekit_translations_import": "translations_import",
+        "threekit_source_assets_import": "source_assets_import",
+    }
+    assert [(d.dag_id, d.kind) for d in default] == [
+        ("threekit_catalog_import", "catalog"), ("threekit_translations_import", "translations"),
+        ("threekit_source_assets_import", "source_assets")]
+    assert {d.reports_folder for d in default} == {"/reports"}
+
+    path = write(tmp_path, """
+        defaults: {reports: /shared/reports}
+        inbound:
+          - {id: erp, kind: catalog, folder: /in/erp, mapping: canonical}
+          - {id: sap, kind: catalog, transfer: sap_sftp, folder: /sap, mapping: sap_de, reports: /sap/reports}
+          - {id: fr, kind: translations, folder: /fr, enabled: false}
+          - {id: agency, kind: source_assets, folder: /agency}
+        outbound:
+          - {id: retail, kind: catalog, destinations: [{transfer: retail_sftp, folder: /c}]}
+    """)
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(path))
+    found = import_dags_in_force()
+    assert [(d.dag_id, d.feed_id, d.kind, d.transfer, d.reports_folder, d.reports_subdir) for d in found] == [
+        ("threekit_catalog_import__erp", "erp", "catalog", "ftp_default", "/shared/reports", "catalog_import"),
+        ("threekit_catalog_import__sap", "sap", "catalog", "sap_sftp", "/sap/reports", "catalog_import"),
+        ("threekit_source_assets_import__agency", "agency", "source_assets", "ftp_default", "/shared/reports",
+         "source_assets_import"),
+    ]
+    # The report sub-folders are the pipelines' own.
+    from threekit_pipeline.pipelines import catalog_import, source_assets, translations
+
+    assert catalog_import.REPORTS_SUBDIR == "catalog_import"
+    assert (translations.REPORT_SOURCE, source_assets.REPORT_SOURCE) == ("translations_import",
+                                                                         "source_assets_import")

@@ -419,6 +419,54 @@ def runtime_of(feeds: FeedsFile, feed: InboundFeed | OutboundFeed) -> FeedRuntim
     return FeedRuntime(direction="outbound", destinations=destinations, config_values=values, **common)
 
 
+#: Sub-folder of the reports folder where each inbound kind's run reports go (``<reports>/<sub>/<run>.json``);
+#: the pipelines' ``REPORTS_SUBDIR``/``REPORT_SOURCE`` constants.
+REPORT_SUBDIRS = {
+    "catalog": "catalog_import",
+    "translations": "translations_import",
+    "source_assets": "source_assets_import",
+}
+
+
+class ImportDag(BaseModel):
+    """One import DAG of a feeds file: what a view of import runs needs to find its reports.
+
+    ``reports_folder`` is the feed's reports folder (feed, else defaults); the run reports
+    are under ``<reports_folder>/<reports_subdir>/``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dag_id: str
+    feed_id: str
+    kind: Literal["catalog", "translations", "source_assets"]
+    transfer: str
+    reports_folder: str
+    reports_subdir: str
+
+
+def import_dags(feeds: FeedsFile) -> list[ImportDag]:
+    """The import DAGs (enabled inbound feeds) of ``feeds``, in file order.
+
+    The default feeds file gives ``threekit_catalog_import`` (catalog),
+    ``threekit_translations_import`` (translations) and ``threekit_source_assets_import``
+    (source_assets); ``{d.dag_id: d.reports_subdir for d in import_dags(feeds)}`` is the
+    sync view's ``IMPORT_DAGS`` mapping for any feeds file.
+    """
+    return [
+        ImportDag(
+            dag_id=feed.effective_dag_id,
+            feed_id=feed.id,
+            kind=feed.kind,
+            transfer=feeds.transfer_of(feed),
+            reports_folder=feeds.folders_of(feed)["reports"],
+            reports_subdir=REPORT_SUBDIRS[feed.kind],
+        )
+        for feed in feeds.inbound
+        if feed.enabled
+    ]
+
+
 def find_feed(feeds: FeedsFile, dag_id: str) -> InboundFeed | OutboundFeed | None:
     """The enabled feed whose DAG is ``dag_id``, or None."""
     return next((feed for feed in feeds.feeds() if feed.effective_dag_id == dag_id), None)

@@ -5,6 +5,8 @@ Two events are reported, each only to the recipients of the feed it concerns:
 * **a file was quarantined**: :func:`notify_quarantined` sends one email to the feed's
   recipients whose file patterns match the file's name (a partner is told about its own
   files only), with the errors CSV attached and the first reasons in the body;
+  :func:`notify_quarantined_files` does so once per file of a run (the catalog import's
+  ``finalize`` step calls it);
 * **a run failed after its retries**: :class:`RunFailedNotifier` is an
   ``on_failure_callback`` (task or DAG level); Airflow calls it once the retries are spent;
 * **a run was partial** (rows, entries or files rejected): :func:`notify_partial_run`, called by
@@ -19,9 +21,10 @@ template.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import html
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,53 @@ def notify_quarantined(notice: QuarantineNotice, recipients: Iterable[str | Reci
         return []
     log.info("Emailed %s about quarantined %s (feed %s)", ", ".join(notifier.to), notice.file_name, notice.feed)
     return list(notifier.to)
+
+
+def _marker_name(file_name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in file_name)[:180]
+    return f"{safe}-{hashlib.sha256(file_name.encode()).hexdigest()[:12]}.notified"
+
+
+def notify_quarantined_files(feed: str, recipients: Iterable[str | Recipient | dict],
+                             quarantined: Iterable[Mapping[str, Any]], *, marker_dir: Path,
+                             smtp_conn_id: str = DEFAULT_SMTP_CONN_ID, from_email: str | None = None) -> dict[str, list[str]]:
+    """One email per quarantined file of a run, sent once: ``{file: addresses written to}``.
+
+    ``quarantined`` holds the finalize result's entries (``file``, ``quarantine_path``,
+    ``errors_csv`` -- the local copy of the CSV uploaded beside the file --, ``reasons``,
+    ``total_errors``). Each file's mail goes to the recipients whose patterns match its name,
+    with its errors CSV attached and its first reasons in the body.
+
+    Idempotent: a marker ``<marker_dir>/<file>-<hash>.notified`` (the run's staging) records a
+    sent mail (or that nobody wanted it), so a retried or re-run task does not mail the same
+    file twice. A failed send writes no marker (the next attempt tries again) and is logged,
+    never raised: the quarantine already happened.
+    """
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    sent: dict[str, list[str]] = {}
+    for entry in quarantined:
+        name = str(entry["file"])
+        marker = marker_dir / _marker_name(name)
+        if marker.exists():
+            log.info("Feed %s's recipients were already told about quarantined %s", feed, name)
+            continue
+        errors_csv = Path(entry["errors_csv"]) if entry.get("errors_csv") else None
+        notice = QuarantineNotice(feed=feed, file_name=name, quarantine_path=str(entry.get("quarantine_path") or ""),
+                                  reasons=list(entry.get("reasons") or ()),
+                                  errors_csv=errors_csv if errors_csv is not None and errors_csv.is_file() else None,
+                                  total_errors=entry.get("total_errors"))
+        notifier = quarantine_notifier(notice, recipients, smtp_conn_id=smtp_conn_id, from_email=from_email)
+        if notifier is not None:
+            try:
+                notifier.notify({})
+            except Exception as exc:  # noqa: BLE001 - see docstring
+                log.warning("Could not email %s about quarantined %s (feed %s): %s: %s", ", ".join(notifier.to),
+                            name, feed, type(exc).__name__, exc)
+                continue
+            log.info("Emailed %s about quarantined %s (feed %s)", ", ".join(notifier.to), name, feed)
+            sent[name] = list(notifier.to)
+        marker.write_text(",".join(notifier.to) if notifier is not None else "")
+    return sent
 
 
 class RunFailedNotifier(_PlainNotifier):

@@ -15,6 +15,7 @@ from threekit_pipeline.notifications import (
     Recipient,
     RunFailedNotifier,
     notify_quarantined,
+    notify_quarantined_files,
 )
 
 SENDER = "pipelines@example.test"
@@ -113,3 +114,42 @@ def test_an_unreachable_mail_server_does_not_fail_the_quarantine(tmp_path, caplo
     with mock.patch.dict("os.environ", AIRFLOW_CONN_SMTP_DEFAULT=conn):
         assert notify_quarantined(notice, ["ops@example.test"]) == []
     assert any("Could not email ops@example.test" in r.getMessage() for r in caplog.records)
+
+
+def test_each_quarantined_file_of_a_run_is_mailed_once_to_those_who_want_it(smtp_server, tmp_path):
+    staged = {}
+    for name in ("prices_20261130.csv", "products_20261130.csv"):
+        staged[name] = tmp_path / f"{name}.errors.csv"
+        staged[name].write_text(f"stage,file,line,column,value,reason\ntransform,{name},2,price,lots,not a number\n")
+    quarantined = [{"file": name, "quarantine_path": f"/rejected/catalog/{name}", "errors_csv": str(path),
+                    "reasons": ["line 2, price='lots': not a number"], "total_errors": 1}
+                   for name, path in staged.items()]
+    recipients = ["ops@example.test", {"email": "prices@partner.example", "patterns": ["prices_*"]}]
+    markers = tmp_path / "notified"
+
+    sent = notify_quarantined_files("erp", recipients, quarantined, marker_dir=markers)
+
+    assert sent == {"prices_20261130.csv": ["ops@example.test", "prices@partner.example"],
+                    "products_20261130.csv": ["ops@example.test"]}
+    by_subject = {m["Subject"]: (sorted(rcpt), m) for rcpt, m in smtp_server.messages}
+    assert sorted(by_subject) == ["[erp] prices_20261130.csv was quarantined",
+                                  "[erp] products_20261130.csv was quarantined"]
+    rcpt, message = by_subject["[erp] products_20261130.csv was quarantined"]
+    assert rcpt == ["ops@example.test"]  # the prices partner hears of its own files only
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content().replace(b"\r\n", b"\n") == staged["products_20261130.csv"].read_bytes()
+    assert "line 2, price=&#x27;lots&#x27;: not a number" in message.get_body(("html",)).get_content()
+
+    # A retried task: nothing is mailed twice.
+    assert notify_quarantined_files("erp", recipients, quarantined, marker_dir=markers) == {}
+    assert len(smtp_server.messages) == 2
+
+
+def test_a_failed_send_is_tried_again_by_the_next_attempt(tmp_path):
+    entry = {"file": "a.csv", "quarantine_path": "/q/a.csv", "errors_csv": "", "reasons": ["bad"]}
+    dead = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": _free_port(),
+                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": SENDER, "timeout": 5,
+                                 "retry_limit": 0}})
+    with mock.patch.dict("os.environ", AIRFLOW_CONN_SMTP_DEFAULT=dead):
+        assert notify_quarantined_files("erp", ["ops@example.test"], [entry], marker_dir=tmp_path) == {}
+    assert list(tmp_path.iterdir()) == []  # no marker: the next attempt mails it

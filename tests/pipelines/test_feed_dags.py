@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import email
+import html
 import json
 import os
 import socket
@@ -221,11 +222,25 @@ def test_a_partial_run_and_a_failed_run_mail_the_feeds_recipients(tmp_path, feed
         state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
 
         assert state == "success" and tasks["all_accepted"] == ["skipped"], tasks
-        [(rcpt, message)] = inbox.messages
-        # The partner is told too: the quarantined prices file is one of theirs.
-        assert sorted(rcpt) == ["erp-partner@example.test", "ops@example.test"]
-        assert message["Subject"].startswith("[erp] partial run ") and "threekit_catalog_import__erp" in message[
-            "Subject"]
+        assert len(inbox.messages) == 2, [m["Subject"] for _, m in inbox.messages]
+        by_subject = {m["Subject"]: (sorted(rcpt), m) for rcpt, m in inbox.messages}
+        # One mail about the quarantined file, to the ops address and the partner (the prices file is theirs),
+        # with the errors CSV the quarantine folder holds attached and its first reasons in the body.
+        rcpt, notice = by_subject.pop(f"[erp] {files['prices'].name} was quarantined")
+        assert rcpt == ["erp-partner@example.test", "ops@example.test"]
+        quarantined_csv = Path(stack.ftp.root) / "rejected" / "catalog" / f"{files['prices'].name}.errors.csv"
+        [attachment] = list(notice.iter_attachments())
+        assert attachment.get_filename() == quarantined_csv.name
+        assert attachment.get_content() == quarantined_csv.read_bytes()
+        with open(quarantined_csv, newline="", encoding="utf-8") as handle:
+            first_reasons = [row["reason"] for row in csv.DictReader(handle)][:3]
+        body = notice.get_body(("html",)).get_content()
+        assert first_reasons and all(html.escape(reason) in body for reason in first_reasons), body
+        assert "/rejected/catalog/" in body and "password" not in body.lower()
+        # The partial-run mail goes to the catch-all address only: the partner already heard of its file.
+        [(subject, (rcpt, message))] = by_subject.items()
+        assert rcpt == ["ops@example.test"]
+        assert subject.startswith("[erp] partial run ") and "threekit_catalog_import__erp" in subject
         body = message.get_body(("html",)).get_content()
         assert "Partial success" in body and files["prices"].name in body
 
@@ -245,3 +260,45 @@ def test_a_partial_run_and_a_failed_run_mail_the_feeds_recipients(tmp_path, feed
         subjects = {m["Subject"] for _, m in inbox.messages}
         assert all(s.startswith("[erp] run ") and s.endswith(" of threekit_catalog_import__erp failed")
                    for s in subjects), subjects
+
+
+TRANSLATION_FEEDS = """
+version: 1
+defaults:
+  retries: 1
+inbound:
+  - id: regions
+    kind: translations
+    folder: /regions/in
+    notify: [ops@example.test, {email: fr-team@example.test, patterns: ["fr_*"]},
+             {email: de-team@example.test, patterns: ["de_*"]}]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("airflow_db")
+def test_a_quarantined_translation_file_is_mailed_once_to_its_regional_team(tmp_path, monkeypatch, inbox):
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(_write_feeds(tmp_path, TRANSLATION_FEEDS)))
+    with running_stack(tmp_path / "stack", VARIABLE) as stack:
+        put_ftp_file(stack, "/regions/in/de_20261123.csv", b'"Canonical Name","de"\n"Oslo Sofa","Sofa Oslo"\n')
+        put_ftp_file(stack, "/regions/in/fr_20261123.csv", b'"Name","fr"\n"Oslo Sofa","Canape Oslo"\n')
+        dag = load_dag("threekit_translations_import__regions", retry_delay_s=0.2)
+
+        state, tasks = run_dag(dag, logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
+
+        assert state == "success" and tasks["all_accepted"] == ["skipped"], tasks
+        quarantined_csv = Path(stack.ftp.root) / "rejected" / "translations" / "fr_20261123.csv.errors.csv"
+        by_subject = {m["Subject"]: (sorted(rcpt), m) for rcpt, m in inbox.messages}
+        assert len(inbox.messages) == 2, sorted(by_subject)
+        # The French team hears of its file (the German team does not), with the CSV from the quarantine folder.
+        rcpt, notice = by_subject.pop("[regions] fr_20261123.csv was quarantined")
+        assert rcpt == ["fr-team@example.test", "ops@example.test"]
+        [attachment] = list(notice.iter_attachments())
+        assert attachment.get_filename() == quarantined_csv.name
+        assert attachment.get_content() == quarantined_csv.read_bytes()
+        with open(quarantined_csv, newline="", encoding="utf-8") as handle:
+            first_reason = next(csv.DictReader(handle))["reason"]
+        assert html.escape(first_reason) in notice.get_body(("html",)).get_content()
+        [(subject, (rcpt, _))] = by_subject.items()
+        assert subject.startswith("[regions] partial run ") and rcpt == ["ops@example.test"]
+        assert sorted(ftp_files(stack, "/archive/translations")) == ["2026/11/23/de_20261123.csv"]

@@ -45,10 +45,13 @@ from threekit_pipeline.feeds import (
     OUTBOUND_FOLDER_KEYS,
     FeedsError,
     FeedsFile,
+    ImportDag,
     InboundFeed,
     OutboundFeed,
     feeds_path,
+    import_dags,
     load_feeds,
+    load_feeds_cached,
 )
 from threekit_pipeline.pipelines.assets import THREEKIT_CATALOG
 
@@ -306,10 +309,46 @@ def _all_accepted(result: dict) -> str:
         feed = env.feed
         if feed is None or not feed.notify:
             return
-        notify_partial_run(feed.feed_id, feed.notify, dag_id=env.dag_id, run_id=env.run_id, message=message,
+        recipients = feed.notify
+        if "quarantined" in (result or {}):
+            # Partners already got one mail per quarantined file of theirs (with its errors CSV).
+            recipients = tuple(r for r in recipients if tuple(r.get("patterns") or ("*",)) == ("*",))
+        notify_partial_run(feed.feed_id, recipients, dag_id=env.dag_id, run_id=env.run_id, message=message,
                            result=result, smtp_conn_id=feed.smtp_conn_id)
 
     return all_accepted_task(result, on_partial=notify)
+
+
+def _notify_quarantined(env: Any, result: dict) -> None:
+    """One mail per quarantined file of this run to the feed's recipients who want it (errors CSV
+    attached); markers in the run's staging keep a retried task from mailing a file twice."""
+    feed = env.feed
+    quarantined = (result or {}).get("quarantined") or []
+    if feed is None or not feed.notify or not quarantined:
+        return
+    from threekit_pipeline.notifications import notify_quarantined_files
+
+    notify_quarantined_files(feed.feed_id, feed.notify, quarantined, marker_dir=env.run_dir("notified"),
+                             smtp_conn_id=feed.smtp_conn_id)
+
+
+def _notify_quarantined_of_report(env: Any, ftp: Any, run_report: Any, result: dict) -> dict:
+    """:func:`_notify_quarantined` for a flow whose run report lists the quarantined files: their
+    errors CSVs are read back from the quarantine folder. Returns ``result`` with ``quarantined``."""
+    from threekit_pipeline.pipelines.reports import quarantined_files
+
+    feed = env.feed
+    if feed is None or not feed.notify:
+        return result
+    try:
+        quarantined = quarantined_files(run_report, ftp, env.run_dir("notified", "errors"))
+    except Exception as exc:  # noqa: BLE001 - a notification must not fail the run; the partial-run mail tells all
+        log.warning("Could not read the errors CSVs of the quarantined files back (%s: %s); the partial-run "
+                    "mail names them instead", type(exc).__name__, exc)
+        return result
+    result = {**result, "quarantined": quarantined}
+    _notify_quarantined(env, result)
+    return result
 
 
 # --- inbound factories -----------------------------------------------------------------------
@@ -369,7 +408,9 @@ def catalog_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path | str =
                 if env.dry_run:
                     return catalog_import.finalize(env, None)
                 with env.ftp() as ftp:
-                    return catalog_import.finalize(env, ftp)
+                    result = catalog_import.finalize(env, ftp)
+                _notify_quarantined(env, result)
+                return result
             except catalog_import.NothingToProcess as exc:
                 raise _skip(exc) from None
             except catalog_import.ImportIncomplete as exc:
@@ -498,7 +539,8 @@ def translations_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path | 
             if env.dry_run:
                 return publish_report(env, None, run_report)
             with env.ftp() as ftp:
-                return publish_report(env, ftp, run_report)
+                result = publish_report(env, ftp, run_report)
+                return _notify_quarantined_of_report(env, ftp, run_report, result)
 
         @task
         def all_accepted(result: dict) -> str:
@@ -583,6 +625,7 @@ def source_assets_import_dag(feeds: FeedsFile, feed: InboundFeed, source: Path |
             else:
                 with env.ftp() as ftp:
                     result = publish_report(env, ftp, run_report)
+                    result = _notify_quarantined_of_report(env, ftp, run_report, result)
             try:
                 check_complete(run_report)
             except SourceAssetImportError as exc:
@@ -764,12 +807,21 @@ def _render_export_tasks(folder_key: str) -> None:
     @task(map_index_template="{{ task.op_kwargs['plan']['destination'] }}")
     def deliver_renders(plan: dict) -> dict:
         """Upload new or changed images and the manifest to one destination folder (over its connection)."""
+        from airflow.sdk import get_current_context
+
         from threekit_pipeline.pipelines.renders import deliver_renders as deliver
 
         env = _env()
         folder = plan["destination"].rstrip("/") or "/"
-        conn_id = next((conn for conn, dest in env.destinations(folder_key)[1:] if dest == folder),
-                       env.config.ftp_conn_id)
+        destinations = env.destinations(folder_key)
+        # The plans follow the feed's destinations in order: the map index names the connection, also
+        # when two partners use the same folder name. Otherwise (folders from the Variable's
+        # render_destinations) the folder does.
+        index = get_current_context()["ti"].map_index
+        if 0 <= index < len(destinations) and destinations[index][1] == folder:
+            conn_id = destinations[index][0]
+        else:
+            conn_id = next((conn for conn, dest in destinations[1:] if dest == folder), env.config.ftp_conn_id)
         target = env.for_destination(folder_key, conn_id, folder)
         with target.ftp() as ftp:
             return deliver(target, ftp, plan)
@@ -830,3 +882,15 @@ def build_dags(path: Path | str | None = None) -> dict[str, DAG]:
         else:
             dags[feed.effective_dag_id] = export_dag(feeds, feed, source)
     return dags
+
+
+def import_dags_in_force(path: Path | str | None = None) -> list[ImportDag]:
+    """The import DAGs (id, feed, kind, reports folder and sub-folder) of the feeds file in force.
+
+    ``path`` overrides the file (else ``$THREEKIT_FEEDS_FILE``, the ``threekit_feeds_file``
+    Variable, the default file). Reads the file through the size/mtime cache, so a web view
+    may call it on every request. Raises :class:`~threekit_pipeline.feeds.FeedsError` when the
+    file is invalid (the DAG file shows the same error as its import error).
+    """
+    source = Path(path) if path is not None else feeds_file_in_force()
+    return import_dags(load_feeds_cached(source))

@@ -63,12 +63,14 @@ from threekit_pipeline.pipelines.inbound import (
 )
 from threekit_pipeline.pipelines.ledgers import open_ledger
 from threekit_pipeline.pipelines.reports import (
+    MAX_NOTIFIED_REASONS,
     REJECTED_COLUMNS,
     FileOutcome,
     RejectedRow,
     RunReport,
     format_table,
     read_rejections_csv,
+    reason_line,
     upload_report,
     write_csv,
 )
@@ -912,6 +914,9 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
         "summary": summary.to_dict(),
         # Quarantined files (for the feed's partial-run notification).
         "rejected_files": [o.file for o in report.files if o.status == "rejected"],
+        # Per quarantined file: file, quarantine_path, errors_path (remote), errors_csv (local copy),
+        # first reasons, total_errors (for the feed's quarantine notification).
+        "quarantined": [m["quarantined"] for m in moves if m.get("quarantined")],
     }
 
 
@@ -968,7 +973,13 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
                 archive_root=config.folder("archive"),
             )
             outcome.errors_path = move.errors_path or ""
+            # What the feed's quarantine notification says (and attaches: the CSV just uploaded).
+            quarantined = {"file": outcome.file, "quarantine_path": move.destination,
+                           "errors_path": move.errors_path or "", "errors_csv": str(errors_csv),
+                           "reasons": [reason_line(r) for r in rows[:MAX_NOTIFIED_REASONS]],
+                           "total_errors": len(rows)}
         else:
+            quarantined = None
             move = archive_file(
                 ftp,
                 outcome.remote_path,
@@ -980,7 +991,7 @@ def _move_files(env: Any, ftp: Any, plan: Mapping[str, Any], report: RunReport, 
             if outcome.status not in ("partially imported", "held"):
                 outcome.status = "imported"
         outcome.destination = move.destination
-        moves.append(move.to_dict())
+        moves.append({**move.to_dict(), **({"quarantined": quarantined} if quarantined else {})})
         _consume_markers(ftp, outcome.remote_path, move.destination, config.marker_suffixes)
     return moves
 

@@ -202,3 +202,46 @@ def upload_report(client: Any, report: RunReport, local_dir: Path, reports_root:
         remote[kind] = client.upload_atomic(local, target) or target
     log.info("Run report uploaded: %s", ", ".join(remote.values()))
     return remote
+
+
+#: How many reasons of a quarantined file a notification lists in its body.
+MAX_NOTIFIED_REASONS = 10
+
+
+def reason_line(row: RejectedRow) -> str:
+    """One rejected row for a notification body: ``line 4, SKU A-1, price='lots': not a number``."""
+    where = ", ".join(part for part in (
+        f"line {row.line}" if row.line not in (None, "") else "",
+        f"SKU {row.sku}" if row.sku else "",
+        f"{row.column}={row.value!r}" if row.column else "",
+    ) if part)
+    return f"{where}: {row.reason}" if where else row.reason
+
+
+def quarantined_files(report: RunReport, ftp: Any, local_dir: Path) -> list[dict[str, Any]]:
+    """What the feed's quarantine notification needs, per file ``report`` lists as rejected.
+
+    Each entry: ``file``, ``quarantine_path`` and ``errors_path`` (remote), ``errors_csv`` (a
+    local copy, downloaded from the quarantine folder into ``local_dir``: the attachment is the
+    file the partner finds there), ``reasons`` (the first :data:`MAX_NOTIFIED_REASONS`, from the
+    report's rejected rows of that file, else the file's reason) and ``total_errors``. Files
+    quarantined without an errors CSV get ``errors_csv`` ``""``.
+    """
+    entries = []
+    for outcome in report.files:
+        if outcome.status != "rejected" or not outcome.destination:
+            continue
+        rows = [r for r in report.rejected
+                if outcome.file in {part.strip() for part in str(r.file).split(",")}]
+        reasons = [reason_line(r) for r in rows] or [outcome.reason or "file rejected"]
+        local = ""
+        if outcome.errors_path:
+            # One sub-folder per file: the attachment keeps the name it has in the quarantine folder.
+            target = local_dir / f"{len(entries):04d}" / outcome.errors_path.rsplit("/", 1)[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ftp.download(outcome.errors_path, target)
+            local = str(target)
+        entries.append({"file": outcome.file, "quarantine_path": outcome.destination,
+                        "errors_path": outcome.errors_path, "errors_csv": local,
+                        "reasons": reasons[:MAX_NOTIFIED_REASONS], "total_errors": len(reasons)})
+    return entries
