@@ -302,17 +302,31 @@ _WHOLE_SUITE_DEFECT = pytest.mark.xfail(
 )
 
 
+def _print_catalog_runs(ui: UI) -> None:
+    """Every catalog run with its tasks' states and log tails: why no run reached finalize."""
+    for run in ui.runs(CATALOG):
+        print(f"=== {run['dag_run_id']} [{run['state']}] {run['run_type']}")
+        try:
+            print(ui.client.describe_run(CATALOG, run["dag_run_id"], log_lines=15))
+        except Exception as exc:  # diagnostics only
+            print(f"(not described: {exc!r})")
+
+
 @pytest.fixture(scope="module")
 def partial_and_clean(ui, catalog_runs):
     """Run ids of the catalog run that processed the bad batch, then of a clean one."""
-    partial = _wait(
-        lambda: next(
-            (r["dag_run_id"] for r in ui.runs(CATALOG) if _finalize_summary(ui, r["dag_run_id"])), None
-        ),
-        600,
-        "the catalog run that processed the bad batch",
-        poll=5,
-    )
+    try:
+        partial = _wait(
+            lambda: next(
+                (r["dag_run_id"] for r in ui.runs(CATALOG) if _finalize_summary(ui, r["dag_run_id"])), None
+            ),
+            600,
+            "the catalog run that processed the bad batch",
+            poll=5,
+        )
+    except AssertionError:
+        _print_catalog_runs(ui)
+        raise
     _wait(lambda: _finished(ui, CATALOG, partial), 400, f"{partial} to finish")
     _wait(
         lambda: not any(r["state"] in ("queued", "running") for r in ui.runs(CATALOG)),
