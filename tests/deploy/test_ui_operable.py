@@ -433,6 +433,8 @@ def test_sync_view_shows_counts_reasons_downloads_and_finds_a_sku(ui, partial_an
     row_text = row.inner_text()
     assert re.search(r"\b(created|updated|imported)\b", row_text), row_text
     assert partial_and_clean["clean_facts"]["products_file"] in row_text, row_text
+    cells = row.locator("td").all_inner_texts()  # run, what happened, Threekit id, source file, line, reason
+    assert cells[3] == partial_and_clean["clean_facts"]["products_file"] and cells[4] == "2", cells
     threekit_ids = {item["id"] for item in ui.stack.threekit.items()}
     assert any(i in row_text for i in threekit_ids), row_text
     ui.screenshot("sku_search")
