@@ -69,6 +69,11 @@ def airflow_db() -> Path:
     return _home
 
 
+# --- xdist groups -------------------------------------------------------------------
+# Grouped tests (`xdist_group`) share one worker under `make test`'s `--dist loadgroup`
+# (see xdist_groups.py for why this project applies the group tag itself).
+from xdist_groups import pytest_collection_modifyitems  # noqa: E402,F401
+
 # --- Sandbox fixtures -------------------------------------------------------------
 # Real servers in subprocesses on free loopback ports; each test gets its own data
 # directory, so tests are independent and can run in parallel.

@@ -67,7 +67,37 @@ def _write_run(staging: Path) -> Path:
         "chunks": [str(chunk)],
     }
     (run_dir / "plan.json").write_text(json.dumps(plan))
+    (run_dir / "sources.csv").write_text(
+        "sku,file,line\nCHAIR-1,products_20261130.csv,2\nDESK-2,products_20261130.csv,4\n"
+        "SOFA-3,products_20261130.csv,5\n"
+    )
     return run_dir
+
+
+def _write_retirement(staging: Path, run_dir_name: str, run_id: str) -> dict:
+    """A retirement report as retire_missing writes it: one SKU deleted, one refused by Threekit."""
+    retirement = {
+        "source": "erp",
+        "snapshot": "full",
+        "retire": "delete",
+        "run_id": run_id,
+        "status": "retired",
+        "snapshot_files": ["products_20261201.csv"],
+        "retired": [
+            {"sku": "OLD-9", "threekit_id": "item-999", "action": "delete", "status": "retired",
+             "detail": "deleted (restorable)"},
+            {"sku": "OLD-8", "threekit_id": "item-888", "action": "delete", "status": "failed",
+             "detail": "HTTP 500"},
+        ],
+    }
+    folder = staging / DAG / run_dir_name / "retire"
+    folder.mkdir(parents=True)
+    (folder / f"{run_dir_name}.retired.json").write_text(json.dumps(retirement))
+    (folder / f"{run_dir_name}.retired.csv").write_text(
+        "sku,threekit_id,action,status,detail\nOLD-9,item-999,delete,retired,deleted (restorable)\n"
+        "OLD-8,item-888,delete,failed,HTTP 500\n"
+    )
+    return retirement
 
 
 def test_report_store_reads_staging_then_ftp_and_never_raises(tmp_path):
@@ -93,14 +123,53 @@ def test_sku_history_tells_created_rejected_and_unchanged_with_id_file_and_line(
     _write_run(tmp_path)
     store = ReportStore(tmp_path)
     created = sku_history(store, "CHAIR-1")
-    assert [(e.what, e.threekit_id, e.file, e.run_id) for e in created] == [
-        ("created", "item-123", "products_20261130.csv", RUN)
+    assert [(e.what, e.threekit_id, e.file, e.line, e.run_id) for e in created] == [
+        ("created", "item-123", "products_20261130.csv", "2", RUN)
     ]
     rejected = sku_history(store, "LAMP-007")
     assert [(e.what, e.line, e.reason) for e in rejected] == [("rejected", "3", REASON)]
-    assert [e.what for e in sku_history(store, "SOFA-3")] == ["unchanged"]
-    assert [e.what for e in sku_history(store, "DESK-2")] == ["planned"]  # sent, but its chunk did not land
+    # Every outcome names the file and line its product came from, not only rejections.
+    assert [(e.what, e.file, e.line) for e in sku_history(store, "SOFA-3")] == [
+        ("unchanged", "products_20261130.csv", "5")
+    ]
+    # Sent, but its chunk did not land.
+    assert [(e.what, e.line) for e in sku_history(store, "DESK-2")] == [("planned", "4")]
     assert sku_history(store, "NOPE-0") == [] and sku_history(store, " ") == []
+
+
+def test_retirements_are_counted_per_run_shown_and_found_by_sku(tmp_path):
+    _write_run(tmp_path)
+    _write_retirement(tmp_path, RUN_DIR_NAME, RUN)
+    # A confirm_retire run imports nothing: a retirement report and no plan.
+    confirm_run, confirm_dir = "manual__2026-12-02T08:00:00+00:00", "manual__2026-12-02T08-00-00-00-00"
+    _write_retirement(tmp_path, confirm_dir, confirm_run)
+    store = ReportStore(tmp_path)
+
+    summary = store.summary(DAG, RUN)
+    assert summary["retired"] == 1 and summary["created"] == 2  # the failed retirement is not counted
+    assert "1 retired" in summary["line"]
+    assert store.summary(DAG, confirm_run)["retired"] == 1
+    assert store.summary(DAG, "manual__none") is None
+    assert store.remote_path(DAG, RUN, "retired") == f"/reports/catalog_import/{RUN_DIR_NAME}.retired.json"
+    assert store.read(DAG, RUN, "retired_csv").startswith(b"sku,threekit_id")
+
+    events = sku_history(store, "OLD-9")
+    assert {(e.run_id, e.what, e.threekit_id, e.file) for e in events} == {
+        (RUN, "retired", "item-999", "products_20261201.csv"),
+        (confirm_run, "retired", "item-999", "products_20261201.csv"),
+    }
+    assert all("retire: delete" in e.reason and "deleted (restorable)" in e.reason for e in events)
+    assert [e.what for e in sku_history(store, "OLD-8")] == ["retire failed", "retire failed"]
+
+    page = run_html(DAG, RUN, store.report(DAG, RUN), store.errors(DAG, RUN), store.retirement(DAG, RUN))
+    assert "Retired (1)" in page and "item-999" in page and "kind=retired_csv" in page and "1 retired" in page
+    overview = overview_html(
+        {DAG: [{"run_id": RUN, "state": "success", "summary": summary, "duration_seconds": 1.0, "start_date": "x"}]},
+        {},
+    )
+    row = overview.split(RUN, 2)[-1]
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    assert cells[5] == "1", cells  # the "retired" column
 
 
 def test_pages_show_counts_whole_reasons_and_escape_input(tmp_path):
@@ -147,6 +216,29 @@ def test_run_note_and_all_accepted_follow_the_summary():
     with pytest.raises(PartialRun, match=r"2 rejected \(rows 2\)"):
         check_all_accepted({"summary": partial})
     assert check_all_accepted({"summary": clean}).startswith("3 products")
+
+
+def test_run_note_leaves_a_run_held_by_no_session_alone_without_an_error(caplog):
+    """dag.test() hands the listener a detached run: no note, and no ERROR in the test's log."""
+    import logging
+
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy.orm import make_transient_to_detached
+    from sqlalchemy.orm.exc import DetachedInstanceError
+    from threekit_pipeline.airflow.sync_view import listener
+
+    run = DagRun(dag_id=DAG, run_id=RUN, run_type="manual")
+    run.id = 7
+    make_transient_to_detached(run)
+    with pytest.raises(DetachedInstanceError):
+        run.note  # noqa: B018 - what the listener used to trip on
+    with caplog.at_level(logging.DEBUG, logger=listener.__name__):
+        assert listener.set_run_note(run) is None
+        listener.on_dag_run_success(run, "")
+        listener.on_dag_run_failed(run, "")
+    records = [r for r in caplog.records if r.name == listener.__name__]
+    assert records and all(r.levelno == logging.DEBUG for r in records), [r.getMessage() for r in records]
+    assert "not held by a session" in records[0].getMessage()
 
 
 def test_every_route_refuses_requests_without_login():

@@ -303,6 +303,7 @@ def test_zip_slip_member_is_never_written_anywhere(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".csv") == [
         "catalog.jsonl.errors.csv",
         "catalog.jsonl.hashes.csv",
+        "catalog.jsonl.lines.csv",
         "catalog.jsonl.skus.csv",
     ]
 

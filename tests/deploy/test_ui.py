@@ -170,9 +170,15 @@ def test_standalone_environment_ignores_inherited_airflow_settings(monkeypatch, 
     """Settings of the launching shell (a test runner's, say) never leak into standalone."""
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
     monkeypatch.setenv("AIRFLOW_CONN_SOMETHING", "ftp://user:secret@elsewhere")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "left_by_dag_test")
+    monkeypatch.setenv("THREEKIT_PIPELINE_STAGING_DIR", "/another/tests/staging")
     env = clean_standalone_environment(REPO)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert "AIRFLOW_CONN_SOMETHING" not in env
+    assert not {"AIRFLOW_CONN_SOMETHING", "AIRFLOW_CTX_DAG_ID", "THREEKIT_PIPELINE_STAGING_DIR"} & set(env)
+    assert not [k for k in env if k.startswith("PYTEST_")]
+    # Log servers on free ports, never Airflow's defaults another deployment may hold.
+    ports = {env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"], env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]}
+    assert len(ports) == 2 and not ports & {"8793", "8794"}
     airflow = StandaloneAirflow(tmp_path / "home", base_env=env, port=free_port(), all_admins=False)
     assert airflow.env["AIRFLOW_HOME"] == str((tmp_path / "home").resolve())
     assert airflow.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"{airflow.api_url}/execution/"

@@ -52,9 +52,15 @@ def test_components_never_inherit_the_launchers_airflow_settings(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_LEAKED", "ftp://user:secret@example")
     monkeypatch.setenv("AIRFLOW_VAR_THREEKIT_PIPELINE", '{"batch_size": 1}')
     monkeypatch.setenv("AIRFLOW_HOME", "/somewhere/else")
+    # What dag.test() and pytest leave in a test worker's environment, and pipeline settings.
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__2026-11-30T10:00:00+00:00")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/x.py::test_y (call)")
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", "/elsewhere/feeds.yaml")
+    monkeypatch.setenv("THREEKIT_SANDBOX_TOKEN", "tk-leaked")
+    monkeypatch.setenv("LANG", "C.UTF-8")
     env = clean_environment()
-    assert not [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))]
-    assert "AIRFLOW_HOME" not in env
+    assert not [k for k in env if k.startswith(("AIRFLOW", "PYTEST_", "THREEKIT_"))], sorted(env)
+    assert env["LANG"] == "C.UTF-8"  # the machine's settings stay
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from _dag_runs import load_dag, put_ftp_file, run_dag, running_stack
+from threekit_pipeline.airflow.sync_view.data import ReportStore, sku_history
 from threekit_pipeline.samples.catalog import generate_catalog
 
 DAG_ID = "threekit_catalog_import"
@@ -70,6 +71,7 @@ def test_full_snapshot_retires_guarded_by_the_ratio_and_confirm_retire(tmp_path)
         reports = Path(stack.ftp.root) / "reports" / "catalog_import"
         (retired_json,) = reports.glob("*.retired.json")
         assert [r["sku"] for r in json.loads(retired_json.read_text())["retired"]] == [skus[0]]
+        _sync_view_tells_created_unchanged_and_retired(stack, skus)
 
         dropped = set(skus[:11])
         _upload(stack, files, dropped, "20261123")
@@ -83,3 +85,22 @@ def test_full_snapshot_retires_guarded_by_the_ratio_and_confirm_retire(tmp_path)
         assert tasks.get("wait_for_files") in (None, [], ["skipped"])  # no waiting for files
         assert tasks["retire_missing"] == ["success"]
         assert _live_skus(stack) == set(skus) - dropped
+        store = ReportStore(stack.staging_dir)
+        (confirmed,) = [e for e in sku_history(store, skus[5]) if e.what == "retired"]
+        assert store.summary(DAG_ID, confirmed.run_id)["retired"] == len(dropped) - 1
+
+
+def _sync_view_tells_created_unchanged_and_retired(stack, skus: list[str]) -> None:
+    """The sync view's SKU search and run counts, read from the runs' staging folders."""
+    store = ReportStore(stack.staging_dir)
+    first, retired = sku_history(store, skus[0])[::-1]  # newest first
+    assert (first.what, first.file, first.line) == ("created", "products_20261121.csv", "2"), first
+    assert first.threekit_id
+    assert (retired.what, retired.threekit_id) == ("retired", first.threekit_id), retired
+    assert "retire: delete" in retired.reason and retired.file == "products_20261122.csv"
+    # A product of both runs: created, then unchanged, each with the file and line it came from.
+    second, created = sku_history(store, skus[1])
+    assert (created.what, created.file, created.line) == ("created", "products_20261121.csv", "3"), created
+    assert (second.what, second.file, second.line) == ("unchanged", "products_20261122.csv", "2"), second
+    assert store.summary(DAG_ID, retired.run_id)["retired"] == 1
+    assert store.summary(DAG_ID, first.run_id)["retired"] == 0

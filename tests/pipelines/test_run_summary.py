@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from threekit_pipeline.pipelines.run_summary import rejection_lines, summarize, sync_view_url
+from threekit_pipeline.pipelines.run_summary import rejection_lines, retired_count, summarize, sync_view_url
 
 LONG_REASON = (
     "price 'abc' is not a number: expected digits with an optional decimal point, e.g. 12.50; "
@@ -94,3 +94,20 @@ def test_sync_view_url_quotes_the_run_id():
         "http://h:8080/threekit-sync/run?dag_id=threekit_catalog_import"
         "&run_id=manual__2026-11-30T10%3A00%3A00%2B00%3A00"
     )
+
+
+def test_retired_count_comes_from_the_retirement_report():
+    retirement = {
+        "status": "retired",
+        "retired": [
+            {"sku": "A", "status": "retired"},
+            {"sku": "B", "status": "reported"},  # retire: report: recorded as retired, still live
+            {"sku": "C", "status": "failed"},
+            {"sku": "D", "status": "blocked"},
+            {"sku": "E", "status": "would_retire"},
+        ],
+    }
+    assert retired_count(retirement) == 2 and retired_count(None) == 0
+    summary = summarize(_catalog_report(rows_rejected=0, threekit_rejected=0, files_rejected=0), retirement)
+    assert summary.retired == 2 and summary.line().endswith("0 rejected, 2 retired")
+    assert summarize(_catalog_report()).retired == 0

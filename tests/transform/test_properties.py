@@ -106,10 +106,11 @@ def test_every_emitted_entry_validates_and_reruns_are_byte_identical(files):
             skus.append(entry["query"]["metadata"][0]["defaultValue"])
         assert skus == sorted(skus) and len(set(skus)) == len(skus)
         assert first.products_written == len(lines)
-        for name in ("output", "hashes", "errors", "skus_path"):
+        side_files = ("output", "hashes", "errors", "skus_path", "lines_path")
+        for name in side_files:
             assert Path(getattr(first, name)).read_bytes() == Path(getattr(second, name)).read_bytes(), name
-        summary = {k: v for k, v in first.to_dict().items() if k not in ("output", "hashes", "errors", "skus_path", "duration_s")}
-        again = {k: v for k, v in second.to_dict().items() if k not in ("output", "hashes", "errors", "skus_path", "duration_s")}
+        summary = {k: v for k, v in first.to_dict().items() if k not in (*side_files, "duration_s")}
+        again = {k: v for k, v in second.to_dict().items() if k not in (*side_files, "duration_s")}
         assert summary == again
         json.dumps(first.to_dict(include_skus=True))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from threekit_pipeline.transform import TransformResult, load_mapping, read_skus_by_file, transform_files
+from threekit_pipeline.transform.core import read_sku_lines
 
 HEADER = "sku,name,description,keywords,tags,model_asset_id\n"
 
@@ -395,7 +396,7 @@ def test_rerun_converges_to_identical_files(write, run):
     products = write("products_20261123.csv", HEADER + good_products(5) + ",bad,,,,\n")
     first, second = run([products], "canonical"), run([products], "canonical")
     assert first.lines == second.lines
-    for key in ("output", "hashes", "errors", "skus_path"):
+    for key in ("output", "hashes", "errors", "skus_path", "lines_path"):
         a = getattr(first.result, key)
         b = getattr(second.result, key)
         with open(a, "rb") as fa, open(b, "rb") as fb:
@@ -412,6 +413,22 @@ def test_side_files_quote_skus_like_the_csv_module(write, run):
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     assert Path(outcome.result.hashes).read_text(encoding="utf-8") == buffer.getvalue()
     assert read_skus_by_file(Path(outcome.result.skus_path)) == {"products_20261123.csv": ["A", "B,1", 'C"3']}
+    assert read_sku_lines(outcome.result.lines_path) == {
+        "A": ("products_20261123.csv", 2),
+        "B,1": ("products_20261123.csv", 3),
+        'C"3': ("products_20261123.csv", 4),
+    }
+
+
+def test_every_written_product_keeps_the_file_and_line_it_came_from(write, run):
+    """``.lines.csv``: each product's line in its products file (header = 1); a bad row is left out."""
+    products = write("products_20261123.csv", HEADER + good_products(20) + "B,,,,,\n" + good_products(20, "Q"))
+    outcome = run([products])
+    assert outcome.result.rows_rejected == 1
+    lines = read_sku_lines(outcome.result.lines_path)
+    assert len(lines) == outcome.result.products_written == 40 and "B" not in lines
+    assert lines["P000"] == ("products_20261123.csv", 2) and lines["P019"] == ("products_20261123.csv", 21)
+    assert lines["Q000"] == ("products_20261123.csv", 23)  # after the rejected row on line 22
 
 
 def test_progress_is_reported_per_file_and_at_the_end(write, tmp_path):

@@ -223,16 +223,29 @@ def airflow_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "airflow", *args]
 
 
+#: Environment variables a launched Airflow never inherits (by prefix): Airflow's own settings,
+#: connections, Variables and task context (``AIRFLOW_CTX_*``, which ``dag.test()`` leaves in
+#: ``os.environ``), the pipelines' settings (``THREEKIT_FEEDS_FILE``, the staging dir), the
+#: sandboxes' secrets, and a test runner's state (``PYTEST_CURRENT_TEST`` changes how Airflow
+#: treats logging errors).
+INHERITED_ENV_DROPPED_PREFIXES = ("AIRFLOW", "_AIRFLOW", "THREEKIT_", "FTP_SANDBOX_", "PYTEST_", "COV_CORE_")
+
+
 def clean_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default ``os.environ``) without Airflow settings, connections, Variables or staging dir.
+    """``base`` (default ``os.environ``) without Airflow, pipeline, sandbox or test-runner state.
 
     Components must see only the cluster's configuration, never settings leaked from the launching
-    process (a test runner's LocalExecutor, say).
+    process (a test runner's LocalExecutor, a ``dag.test()``'s task context, say): every variable
+    named with one of :data:`INHERITED_ENV_DROPPED_PREFIXES` is left out. What stays is the
+    machine's (``PATH``, ``HOME``, locale, CA bundles, proxies); the caller adds the rest.
     """
     source = os.environ if base is None else base
-    dropped_prefixes = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
-    dropped = {"AIRFLOW_HOME", "AIRFLOW_CONFIG", *STACK_ENV_NAMES}
-    env = {k: v for k, v in source.items() if not k.startswith(dropped_prefixes) and k not in dropped}
+    dropped = set(STACK_ENV_NAMES)
+    env = {
+        k: v
+        for k, v in source.items()
+        if not k.upper().startswith(INHERITED_ENV_DROPPED_PREFIXES) and k not in dropped
+    }
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"

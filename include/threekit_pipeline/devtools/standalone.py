@@ -287,10 +287,17 @@ def run_standalone(
 
 
 def clean_standalone_environment(repo: Path) -> dict[str, str]:
-    """The Makefile's local Airflow settings without anything inherited (used by tests)."""
+    """The Makefile's local Airflow settings without anything inherited (used by tests).
+
+    The log servers get free ports (not Airflow's 8793/8794): several of these deployments may
+    start at once on one machine (parallel test runs), and a port that was free when checked
+    can be taken before standalone binds it.
+    """
     env = clean_environment()
     env.update(
         {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(repo) / "plugins"),

@@ -87,6 +87,8 @@ TABLE_ROWS = 20
 
 COLLECTED_FILE = "collected.json"
 PLAN_FILE = "plan.json"
+#: ``sku,file,line`` of every product of the run (created, updated or unchanged): where it came from.
+SOURCES_FILE = "sources.csv"
 # Written when collect_files finds nothing: finalize then skips instead of failing the run.
 NOTHING_FILE = "nothing_to_process.json"
 # Outcomes meaning "the product is in Threekit": ``imported`` comes from synchronous imports
@@ -316,6 +318,7 @@ class _BatchResult:
     rejected: list[RejectedRow]
     entries: list[tuple[str, str, str]]  # (sku, content_hash, jsonl line)
     skus_by_file: dict[str, list[str]]
+    lines: dict[str, tuple[str, int]]  # sku -> (inbound file, line) its product came from
 
 
 def _read_hashes(path: Path) -> dict[str, str]:
@@ -347,6 +350,7 @@ def _transform_batch(
     """
     from threekit_pipeline.threekit.importer import entry_key
     from threekit_pipeline.transform import transform_files
+    from threekit_pipeline.transform.core import read_sku_lines
 
     output = out_dir / f"{label}.jsonl"
     result = transform_files(
@@ -391,6 +395,10 @@ def _transform_batch(
     for row in rejected:
         row.file = local_to_remote.get(_input_name(row.file), row.file) if row.file else row.file
     skus_by_file = {local_to_remote.get(name, name): list(skus) for name, skus in result.skus_by_file.items()}
+    lines = {
+        sku: (_remote_display_name(name, local_to_remote), line)
+        for sku, (name, line) in read_sku_lines(result.lines_path).items()
+    }
 
     hashes = _read_hashes(Path(result.hashes))
     entries: list[tuple[str, str, str]] = []
@@ -401,7 +409,25 @@ def _transform_batch(
                 if text:
                     sku = entry_key(json.loads(text), number)
                     entries.append((sku, hashes.get(sku, ""), text))
-    return _BatchResult(outcomes, rejected, entries, skus_by_file)
+    return _BatchResult(outcomes, rejected, entries, skus_by_file, lines)
+
+
+def _remote_display_name(name: str, local_to_remote: Mapping[str, str]) -> str:
+    """A transform file name (``local.zip!member.csv``) with the inbound file's name for the local one."""
+    local, bang, member = str(name).partition("!")
+    local = Path(local).name
+    return local_to_remote.get(local, local) + bang + member
+
+
+def _write_sources(path: Path, sku_lines: Mapping[str, tuple[str, int]]) -> str:
+    """Write ``sku,file,line`` (the file and line each product of the run came from); returns the path."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("sku", "file", "line"))
+        writer.writerows((sku, file, line) for sku, (file, line) in sorted(sku_lines.items()))
+    tmp.replace(path)
+    return str(path)
 
 
 def pricebook_ids_by_name(books: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -453,6 +479,7 @@ def transform_and_plan(
     latest: dict[str, tuple[str, str]] = {}  # sku -> (hash, line); later batches win
     sku_stamps: dict[str, str] = {}  # sku -> stamp of the newest batch carrying it (stamped batches only)
     sku_sources: dict[str, list[str]] = {}  # sku -> files of that batch that carry it
+    sku_lines: dict[str, tuple[str, int]] = {}  # sku -> (file, line) of its product in that batch
     skus_by_file: dict[str, list[str]] = {}
     superseded = 0
     for number, batch in enumerate(batches, start=1):
@@ -470,6 +497,8 @@ def transform_and_plan(
                 batch_sources.setdefault(sku, []).append(name)
         for sku, content_hash, line in result.entries:
             sku_sources[sku] = batch_sources.get(sku, [])
+            if sku in result.lines:
+                sku_lines[sku] = result.lines[sku]
             if stamp is not None:
                 sku_stamps[sku] = stamp
             if sku in latest:
@@ -555,6 +584,7 @@ def transform_and_plan(
         "files": [o.to_dict() for o in outcomes],
         "rejected": [r.to_dict() for r in rejected],
         "skus_by_file": skus_by_file,
+        "sources": _write_sources(env.run_dir() / SOURCES_FILE, sku_lines),
         "held": [r.sku for r in held],
         "chunks": chunks,
         "counts": {

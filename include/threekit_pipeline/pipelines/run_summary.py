@@ -24,6 +24,9 @@ NOUNS = {
     "threekit_translations_import": "translation rows",
     "threekit_source_assets_import": "files",
 }
+#: Statuses of a retirement report's rows (``pipelines/retire.py``) that count as retired: the
+#: policy was applied (deleted or tagged: ``retired``; ``retire: report``: ``reported``).
+RETIRED_STATUSES = frozenset({"retired", "reported"})
 REJECTIONS_SHOWN = 200
 VALUE_CHARS = 80  # a cell's value is cut in logs (it is whole in the errors CSV); a reason never is
 
@@ -118,8 +121,19 @@ class RunSummary:
         return data
 
 
-def summarize(report: Mapping[str, Any]) -> RunSummary:
-    """The :class:`RunSummary` of a run report of any import DAG."""
+def retired_count(retirement: Mapping[str, Any] | None) -> int:
+    """SKUs a retirement report (``<run>.retired.json``) retired; blocked, failed, dry-run rows are not."""
+    if not retirement:
+        return 0
+    return sum(1 for row in retirement.get("retired") or [] if str(row.get("status") or "") in RETIRED_STATUSES)
+
+
+def summarize(report: Mapping[str, Any], retirement: Mapping[str, Any] | None = None) -> RunSummary:
+    """The :class:`RunSummary` of a run report of any import DAG.
+
+    ``retirement``: the catalog run's retirement report (``<run>.retired.json``, written after
+    the run report by ``retire_missing``); its retired SKUs are the summary's ``retired``.
+    """
     dag_id = str(report.get("dag_id") or "")
     counts: Mapping[str, Any] = report.get("counts") or {}
     rejected = list(report.get("rejected") or [])
@@ -131,6 +145,8 @@ def summarize(report: Mapping[str, Any]) -> RunSummary:
         dry_run=bool(report.get("dry_run")),
         retired=_n(counts.get("retired")),
     )
+    if retirement is not None:
+        summary.retired = retired_count(retirement)
     if "products_distinct" in counts or "threekit_rejected" in counts:  # catalog import
         summary.created = _n(counts.get("created"))
         summary.updated = _n(counts.get("updated"))

@@ -10,6 +10,9 @@
 * ``<output>.skus.csv``: ``file,sku``, the SKUs each input file contributed to the output
   (also in :attr:`TransformResult.skus_by_file`, left out of ``to_dict()`` by default to
   keep it small enough for XCom);
+* ``<output>.lines.csv``: ``sku,file,line``, where each written product comes from: its row
+  in the batch's products file (else the first row of another file that carries it), ``line``
+  counted as in the errors CSV (header = 1; zip members: ``archive.zip!member.csv``);
 * the errors CSV (``<output>.errors.csv`` unless given): ``file, line, column, key, value,
   reason`` (``key``: the row's SKU).
 
@@ -122,6 +125,8 @@ class TransformResult:
     hashes: str
     errors: str
     skus_path: str
+    # ``sku,file,line`` of every written product (see the module docstring); "" before it exists.
+    lines_path: str = ""
     rows_read: int = 0
     rows_read_by_file: dict[str, int] = field(default_factory=dict)
     products_written: int = 0
@@ -335,6 +340,9 @@ def transform_files(
         result.translations = str(translations_path)
 
     result.skus_by_file = _skus_by_file(accepted, written_skus)
+    lines_path = output.with_name(output.name + ".lines.csv")
+    _write_sku_lines(lines_path, accepted, written_skus)
+    result.lines_path = str(lines_path)
     _write_pairs_csv(
         skus_path,
         ("file", "sku"),
@@ -1160,6 +1168,59 @@ def _skus_by_file(accepted: list[_SourceFile], written: set[str]) -> dict[str, l
         # Arrow sorts strings by UTF-8 bytes, which is code point order: the same as sorted().
         skus = unique.take(pc.array_sort_indices(unique)).to_pylist()
         result[name] = skus if written.issuperset(skus) else [sku for sku in skus if sku in written]
+    return result
+
+
+def _write_sku_lines(path: Path, accepted: list[_SourceFile], written: set[str]) -> None:
+    """``sku,file,line`` of each written SKU: its first good row, products files first."""
+    parts = []
+    for sf in accepted:
+        keep = ~sf.bad if sf.bad is not None and sf.bad.any() else slice(None)
+        frame = sf.frame.loc[keep, ["sku", LINE_COLUMN]]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "rank": 0 if sf.source == "products" else 1,
+                    "order": sf.index,
+                    "sku": frame["sku"].astype("str").to_numpy(),
+                    "file": sf.name,
+                    "line": frame[LINE_COLUMN].to_numpy(),
+                }
+            )
+        )
+    if parts:
+        lines = pd.concat(parts, ignore_index=True).sort_values(["rank", "order", "line"], kind="stable")
+        lines = lines.drop_duplicates(subset="sku", keep="first")
+        lines = lines.loc[_isin(lines["sku"], written)].sort_values("sku", kind="stable")
+    else:
+        lines = pd.DataFrame({"sku": [], "file": [], "line": []})
+    with atomic_write(path, newline="") as handle:
+        handle.write("sku,file,line\n")
+        if len(lines):
+            handle.write(
+                "\n".join(
+                    map(
+                        ",".join,
+                        zip(
+                            _csv_fields(lines["sku"].tolist()),
+                            _csv_fields(lines["file"].tolist()),
+                            lines["line"].astype("int64").astype("str").tolist(),
+                            strict=True,
+                        ),
+                    )
+                )
+            )
+            handle.write("\n")
+
+
+def read_sku_lines(path: str | Path) -> dict[str, tuple[str, int]]:
+    """Read a ``<output>.lines.csv`` side file: ``{sku: (file, line)}`` ({} when missing)."""
+    result: dict[str, tuple[str, int]] = {}
+    if not path or not Path(path).is_file():
+        return result
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            result[row["sku"]] = (row["file"], int(row["line"]))
     return result
 
 

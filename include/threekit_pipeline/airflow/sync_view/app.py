@@ -7,9 +7,10 @@ Pages (plain HTML, readable without JavaScript, shown inside the Airflow UI as a
   configuration (the ``threekit_pipeline`` Variable, secrets never shown).
 * ``/threekit-sync/run?dag_id=&run_id=`` — one run: its summary line, files, every rejected row
   with its SKU and whole reason, the report and errors CSV to view or download.
-* ``/threekit-sync/file?dag_id=&run_id=&kind=json|csv|errors[&download=1]`` — a report file.
-* ``/threekit-sync/sku?sku=`` — every catalog run that touched a SKU: what happened, Threekit id,
-  source file and line.
+* ``/threekit-sync/file?dag_id=&run_id=&kind=json|csv|errors|retired|retired_csv[&download=1]`` —
+  a report file (``retired``: the catalog run's retirement report, JSON; ``retired_csv``: as CSV).
+* ``/threekit-sync/sku?sku=`` — every catalog run that touched a SKU: what happened (created,
+  updated, unchanged, rejected with its reason, retired), Threekit id, source file and line.
 * ``/threekit-sync/api/runs`` — the run list as JSON.
 
 Every route requires Airflow's own authentication (the UI's session cookie or a bearer token) and
@@ -31,7 +32,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS, ReportStore, mask_secrets, sku_history
-from threekit_pipeline.pipelines.run_summary import summarize
+from threekit_pipeline.pipelines.run_summary import retired_count, summarize
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ def runs_overview(store: ReportStore, dag_ids: Iterable[str]) -> dict[str, list[
     for dag_id in dag_ids:
         runs = []
         for run in _recent_runs(dag_id):
-            report = store.report(dag_id, run["run_id"])
-            summary = summarize(report).to_dict() if report else None
+            summary = store.summary(dag_id, run["run_id"])
             start, end = run["start_date"], run["end_date"]
             runs.append(
                 {
@@ -281,14 +281,50 @@ def overview_html(overview: Mapping[str, list[dict[str, Any]]], config: Mapping[
     return "".join(parts)
 
 
-def run_html(dag_id: str, run_id: str, report: Mapping[str, Any] | None, errors: list[dict[str, str]]) -> str:
+def _retirement_html(dag_id: str, run_id: str, retirement: Mapping[str, Any]) -> str:
+    query = {"dag_id": dag_id, "run_id": run_id}
+    rows = retirement.get("retired") or []
+    retired = retired_count(retirement)
+    parts = [
+        f"<h2 id='retired'>Retired ({retired:,})</h2>",
+        f"<p>Retirement of source {e(str(retirement.get('source', '')))}: "
+        f"{e(str(retirement.get('status', '')))} · retire: {e(str(retirement.get('retire', '')))}"
+        + (f" · {e(str(retirement['message']))}" if retirement.get("message") else "")
+        + "</p>",
+        "<p>"
+        f"<a href='file?{e(urlencode({**query, 'kind': 'retired'}))}'>retirement report (JSON)</a> · "
+        f"<a href='file?{e(urlencode({**query, 'kind': 'retired_csv', 'download': 1}))}' download>"
+        "download retirement CSV</a></p>",
+    ]
+    if rows:
+        parts.append(
+            _table(
+                ["SKU", "Threekit id", "action", "status", "detail"],
+                (
+                    [e(str(r.get(k) or "")) for k in ("sku", "threekit_id", "action", "status", "detail")]
+                    for r in rows
+                ),
+            )
+        )
+    return "".join(parts)
+
+
+def run_html(
+    dag_id: str,
+    run_id: str,
+    report: Mapping[str, Any] | None,
+    errors: list[dict[str, str]],
+    retirement: Mapping[str, Any] | None = None,
+) -> str:
     parts = [f"<p><a href='./'>← Threekit sync</a></p><h1>{e(dag_id)} · {e(run_id)}</h1>"]
     if report is None:
         parts.append(
             "<p>No run report is available for this run (it found no file, or it has not finished).</p>"
         )
+        if retirement is not None:
+            parts.append(_retirement_html(dag_id, run_id, retirement))
         return "".join(parts)
-    summary = summarize(report)
+    summary = summarize(report, retirement=retirement)
     parts.append(f"<p class='summary'>{e(summary.line())}</p>")
     parts.append(
         f"<p>Status: {e(str(report.get('status', '')))} · selection: {e(str(report.get('selection', '')))}</p>"
@@ -341,6 +377,8 @@ def run_html(dag_id: str, run_id: str, report: Mapping[str, Any] | None, errors:
         )
     else:
         parts.append("<p>Nothing was rejected.</p>")
+    if retirement is not None:
+        parts.append(_retirement_html(dag_id, run_id, retirement))
     notes = report.get("notes") or []
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
@@ -392,7 +430,13 @@ def create_app() -> FastAPI:
         store = _store()
         return _page(
             f"{dag_id} {run_id}",
-            run_html(dag_id, run_id, store.report(dag_id, run_id), store.errors(dag_id, run_id)),
+            run_html(
+                dag_id,
+                run_id,
+                store.report(dag_id, run_id),
+                store.errors(dag_id, run_id),
+                store.retirement(dag_id, run_id),
+            ),
         )
 
     @app.get("/file")
@@ -400,7 +444,7 @@ def create_app() -> FastAPI:
         user: AirflowUser,
         dag_id: str = Query(...),
         run_id: str = Query(...),
-        kind: str = Query("json", pattern="^(json|csv|errors)$"),
+        kind: str = Query("json", pattern="^(json|csv|errors|retired|retired_csv)$"),
         download: bool = Query(False),
     ):
         _check_dag(user, dag_id)
@@ -409,7 +453,7 @@ def create_app() -> FastAPI:
         if data is None:
             raise HTTPException(status_code=404, detail="this report file is not available")
         name = store.local_path(dag_id, run_id, kind).name
-        media = "application/json" if kind == "json" else "text/csv"
+        media = "application/json" if kind in ("json", "retired") else "text/csv"
         disposition = "attachment" if download else "inline"
         return Response(
             data,

@@ -4,8 +4,10 @@ No web framework and no Airflow imports here: :class:`ReportStore` finds a run's
 (``<staging>/<dag_id>/<run>/report/<run>.json|.errors.csv|.csv``, else the uploaded copies in
 ``<reports>/<source>/`` on FTP, fetched by the server through the configured connection) and
 :func:`sku_history` answers "what happened to this SKU?" across the catalog import runs kept in
-staging (the import plan says which file carried it, the chunk outcomes what Threekit did and
-the item id, the rejected rows why it was left out).
+staging: the import plan says which files carried it (``sources.csv``: the file and line its
+product came from), the chunk outcomes what Threekit did and the item id, the rejected rows why
+it was left out, and the run's retirement report (``retire/<run>.retired.json``, also on FTP as
+``<reports>/catalog_import/<run>.retired.json``) whether it was retired.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from threekit_pipeline.pipelines.reports import sanitize_run_id
+from threekit_pipeline.pipelines.run_summary import RETIRED_STATUSES, summarize
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,19 @@ IMPORT_DAGS = {
     "threekit_translations_import": "translations_import",
     "threekit_source_assets_import": "source_assets_import",
 }
-KINDS = {"json": ".json", "csv": ".csv", "errors": ".errors.csv"}
+KINDS = {
+    "json": ".json",
+    "csv": ".csv",
+    "errors": ".errors.csv",
+    # The catalog import's retirement report (``retire_missing``), next to the run report on FTP.
+    "retired": ".retired.json",
+    "retired_csv": ".retired.csv",
+}
+RETIRE_KINDS = ("retired", "retired_csv")
+#: Files a catalog run keeps in its staging folder (names as in pipelines/catalog_import.py).
+PLAN_FILE = "plan.json"
+SOURCES_FILE = "sources.csv"
+RETIRE_DIR = "retire"
 MAX_RUNS_SEARCHED = 500
 MAX_REPORT_BYTES = 50_000_000
 SECRET_WORDS = ("password", "secret", "token", "key", "credential")
@@ -77,7 +92,8 @@ class ReportStore:
 
     def local_path(self, dag_id: str, run_id: str, kind: str) -> Path:
         name = sanitize_run_id(run_id)
-        return self.run_dir(dag_id, run_id) / "report" / f"{name}{KINDS[kind]}"
+        folder = RETIRE_DIR if kind in RETIRE_KINDS else "report"
+        return self.run_dir(dag_id, run_id) / folder / f"{name}{KINDS[kind]}"
 
     def remote_path(self, dag_id: str, run_id: str, kind: str) -> str:
         return f"{self.reports_root}/{IMPORT_DAGS[dag_id]}/{sanitize_run_id(run_id)}{KINDS[kind]}"
@@ -108,6 +124,26 @@ class ReportStore:
             return json.loads(data)
         return None
 
+    def retirement(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        """The retirement report of a catalog run (``retire_missing``), or None (none written)."""
+        if dag_id != CATALOG_DAG:
+            return None
+        data = self.read(dag_id, run_id, "retired")
+        if data is None:
+            return None
+        with contextlib.suppress(ValueError):
+            value = json.loads(data)
+            return value if isinstance(value, dict) else None
+        return None
+
+    def summary(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        """The run's :class:`RunSummary` as a dict (report counts plus its retirements), or None."""
+        report = self.report(dag_id, run_id)
+        retirement = self.retirement(dag_id, run_id)
+        if report is None and retirement is None:
+            return None
+        return summarize(report or {"dag_id": dag_id, "run_id": run_id}, retirement=retirement).to_dict()
+
     def errors(self, dag_id: str, run_id: str) -> list[dict[str, str]]:
         data = self.read(dag_id, run_id, "errors")
         if not data:
@@ -123,34 +159,78 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def sku_history(store: ReportStore, sku: str, *, limit_runs: int = MAX_RUNS_SEARCHED) -> list[SkuEvent]:
-    """Every catalog import run (kept in staging) that touched ``sku``, newest first."""
+    """Every catalog import run (kept in staging) that touched or retired ``sku``, newest first."""
     sku = sku.strip()
     root = store.staging / CATALOG_DAG
     if not sku or not root.is_dir():
         return []
-    run_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and (d / "plan.json").is_file()),
-        key=lambda d: (d / "plan.json").stat().st_mtime,
-        reverse=True,
-    )[:limit_runs]
+    dated = []
+    for run_dir in root.iterdir():
+        marks = [run_dir / PLAN_FILE, *sorted((run_dir / RETIRE_DIR).glob("*.retired.json"))]
+        times = [p.stat().st_mtime for p in marks if p.is_file()]
+        if times:
+            dated.append((max(times), run_dir))
+    dated.sort(key=lambda pair: pair[0], reverse=True)
     events: list[SkuEvent] = []
-    for run_dir in run_dirs:
+    for _, run_dir in dated[:limit_runs]:
         events.extend(_sku_events_of_run(run_dir, sku))
     return events
 
 
 def _run_id_of(run_dir: Path) -> str:
-    report = run_dir / "report" / f"{run_dir.name}.json"
-    with contextlib.suppress(OSError, ValueError):
-        return str(json.loads(report.read_text(encoding="utf-8")).get("run_id") or run_dir.name)
+    candidates = [run_dir / "report" / f"{run_dir.name}.json", run_dir / RETIRE_DIR / f"{run_dir.name}.retired.json"]
+    for path in candidates:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            run_id = json.loads(path.read_text(encoding="utf-8")).get("run_id")
+            if run_id:
+                return str(run_id)
     return run_dir.name
 
 
+def source_of(run_dir: Path, sku: str) -> tuple[str, str] | None:
+    """``(file, line)`` the run's product ``sku`` came from (``sources.csv`` of the plan), or None."""
+    with contextlib.suppress(OSError), open(run_dir / SOURCES_FILE, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("sku") == sku:
+                return str(row.get("file") or ""), str(row.get("line") or "")
+    return None
+
+
+def _retirement_events(run_dir: Path, sku: str, base: Mapping[str, str]) -> list[SkuEvent]:
+    events = []
+    for path in sorted((run_dir / RETIRE_DIR).glob("*.retired.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for row in report.get("retired") or []:
+            if row.get("sku") != sku:
+                continue
+            status = str(row.get("status") or "")
+            detail = str(row.get("detail") or "")
+            action = str(row.get("action") or report.get("retire") or "")
+            events.append(
+                SkuEvent(
+                    **{**base, "file": ", ".join(report.get("snapshot_files") or [])},
+                    what="retired" if status in RETIRED_STATUSES else f"retire {status}".strip(),
+                    threekit_id=str(row.get("threekit_id") or ""),
+                    reason="; ".join(
+                        part
+                        for part in (
+                            f"missing from the full snapshot (retire: {action})" if action else "",
+                            detail,
+                        )
+                        if part
+                    ),
+                )
+            )
+    return events
+
+
 def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
-    try:
-        plan = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+    plan: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        plan = json.loads((run_dir / PLAN_FILE).read_text(encoding="utf-8"))
     files = [name for name, skus in (plan.get("skus_by_file") or {}).items() if sku in skus]
     rejected = [r for r in plan.get("rejected") or [] if (r.get("sku") or r.get("key")) == sku]
     outcome = None
@@ -158,10 +238,14 @@ def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
         for record in _read_jsonl(path):
             if record.get("key") == sku:
                 outcome = record
-    if not (files or rejected or outcome):
+    base = {"dag_id": CATALOG_DAG, "run_id": "", "run_dir": str(run_dir), "file": ", ".join(files)}
+    retired = _retirement_events(run_dir, sku, base)
+    if not (files or rejected or outcome or retired):
         return []
     run_id = _run_id_of(run_dir)
-    base = {"dag_id": CATALOG_DAG, "run_id": run_id, "run_dir": str(run_dir), "file": ", ".join(files)}
+    base["run_id"] = run_id
+    for event in retired:
+        event.run_id = run_id
     events = [
         SkuEvent(
             **{**base, "file": r.get("file") or base["file"]},
@@ -171,13 +255,15 @@ def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
         )
         for r in rejected
     ]
+    source = source_of(run_dir, sku) if (files or outcome) else None
+    landed = {**base, "file": source[0], "line": source[1]} if source else base
     if outcome is not None:
         status = str(outcome.get("status") or "")
         if status == "skipped":  # confirmed by an earlier attempt of the same run
             status = str(outcome.get("previous_status") or "imported")
         events.append(
             SkuEvent(
-                **base,
+                **landed,
                 what=status,
                 threekit_id=str(outcome.get("id") or ""),
                 reason=str(outcome.get("reason") or ""),
@@ -189,8 +275,8 @@ def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
             hashes = Path(chunk).with_suffix(".hashes.json")
             with contextlib.suppress(OSError, ValueError):
                 to_send |= set(json.loads(hashes.read_text(encoding="utf-8")))
-        events.append(SkuEvent(**base, what="planned" if sku in to_send else "unchanged"))
-    return events
+        events.append(SkuEvent(**landed, what="planned" if sku in to_send else "unchanged"))
+    return events + retired
 
 
 def mask_secrets(value: Any, key: str = "") -> Any:

@@ -53,13 +53,22 @@ def _summary_of(dag_run: Any, session: Any) -> Mapping[str, Any] | None:
 
 
 def set_run_note(dag_run: Any) -> str | None:
-    """Set the note of a finished import run from its summary; returns the note (None: left alone)."""
+    """Set the note of a finished import run from its summary; returns the note (None: left alone).
+
+    The note is written through the session the scheduler holds the run in. A run held by no
+    session (``dag.test()`` hands the listener a detached run: its note cannot be read or written
+    without a session of its own, next to the test's open one) is left alone, logged at debug.
+    """
+    from sqlalchemy import inspect
     from sqlalchemy.orm import object_session
 
-    if dag_run.dag_id not in SUMMARY_TASKS or dag_run.note:
+    if dag_run.dag_id not in SUMMARY_TASKS:
         return None
     session = object_session(dag_run)
-    if session is None:
+    if session is None or not inspect(dag_run).persistent:
+        log.debug("Run %s %s is not held by a session (dag.test?): no note", dag_run.dag_id, dag_run.run_id)
+        return None
+    if dag_run.note:
         return None
     summary = _summary_of(dag_run, session)
     if summary is None:
