@@ -58,8 +58,11 @@ def test_components_never_inherit_the_launchers_airflow_settings(monkeypatch):
     monkeypatch.setenv("THREEKIT_FEEDS_FILE", "/elsewhere/feeds.yaml")
     monkeypatch.setenv("THREEKIT_SANDBOX_TOKEN", "tk-leaked")
     monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("THREEKIT_TEST_CLOCK", "+76d")
     env = clean_environment()
-    assert not [k for k in env if k.startswith(("AIRFLOW", "PYTEST_", "THREEKIT_"))], sorted(env)
+    leaked = [k for k in env if k.startswith(("AIRFLOW", "PYTEST_", "THREEKIT_")) and k != "THREEKIT_TEST_CLOCK"]
+    assert not leaked, sorted(env)
+    assert env["THREEKIT_TEST_CLOCK"] == "+76d"  # the run's moved clock reaches every component
     assert env["LANG"] == "C.UTF-8"  # the machine's settings stay
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
 

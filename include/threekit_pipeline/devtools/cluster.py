@@ -230,6 +230,10 @@ def airflow_argv(*args: str) -> list[str]:
 #: treats logging errors).
 INHERITED_ENV_DROPPED_PREFIXES = ("AIRFLOW", "_AIRFLOW", "THREEKIT_", "FTP_SANDBOX_", "PYTEST_", "COV_CORE_")
 
+#: Kept despite their prefix: the test suite's moved wall clock (``tests/clock``), which is the
+#: machine's for that run and must reach every process of a launched Airflow alike.
+INHERITED_ENV_KEPT = frozenset({"THREEKIT_TEST_CLOCK"})
+
 
 def clean_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (default ``os.environ``) without Airflow, pipeline, sandbox or test-runner state.
@@ -244,7 +248,7 @@ def clean_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in source.items()
-        if not k.upper().startswith(INHERITED_ENV_DROPPED_PREFIXES) and k not in dropped
+        if k in INHERITED_ENV_KEPT or (not k.upper().startswith(INHERITED_ENV_DROPPED_PREFIXES) and k not in dropped)
     }
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
