@@ -105,7 +105,7 @@ def test_report_store_reads_staging_then_ftp_and_never_raises(tmp_path):
     calls = []
 
     @contextmanager
-    def ftp():
+    def ftp(conn_id):
         calls.append(1)
         raise ConnectionRefusedError("ftp://user:secret@host down")
         yield
@@ -272,3 +272,49 @@ def test_mapped_chunks_are_labelled_with_their_product_range(tmp_path):
     chunk.with_suffix(".hashes.json").write_text(json.dumps({"CHAIR-001": "a", "DESK-005": "b", "LAMP-010": "c"}))
     assert chunk_label(str(chunk)) == "3 products: CHAIR-001 … LAMP-010"
     assert chunk_label(str(tmp_path / "missing.jsonl")) == "missing.jsonl"
+
+
+PIM_DAG = "threekit_catalog_import__pim"
+
+
+def test_a_second_catalog_feed_is_read_from_its_own_reports_folder_and_connection(tmp_path):
+    from threekit_pipeline.feeds import ImportDag
+
+    _write_run(tmp_path)
+    (tmp_path / DAG).rename(tmp_path / PIM_DAG)
+    pim = ImportDag(dag_id=PIM_DAG, feed_id="pim", kind="catalog", transfer="pim_sftp",
+                    reports_folder="/pim/reports", reports_subdir="catalog_import")
+    asked = []
+
+    @contextmanager
+    def transfer(conn_id):
+        asked.append(conn_id)
+        raise ConnectionRefusedError("down")
+        yield
+
+    store = ReportStore(tmp_path, "/reports", transfer, dags={PIM_DAG: pim})
+    assert store.report(PIM_DAG, RUN)["counts"]["created"] == 2
+    assert store.remote_path(PIM_DAG, RUN, "errors") == f"/pim/reports/catalog_import/{RUN_DIR_NAME}.errors.csv"
+    assert store.report(PIM_DAG, "manual__other") is None and asked == ["pim_sftp"]
+    assert store.read(DAG, RUN, "json") is None  # not an import DAG of this feeds file
+    events = sku_history(store, "CHAIR-1")
+    assert events and {event.dag_id for event in events} == {PIM_DAG}
+
+
+def test_the_view_lists_every_import_feed_of_the_feeds_file_in_force(tmp_path, monkeypatch):
+    import yaml
+    from threekit_pipeline.airflow.sync_view.data import import_dags_in_force
+
+    default = Path(__file__).resolve().parents[2] / "include" / "feeds" / "default.yaml"
+    feeds = yaml.safe_load(default.read_text())
+    feeds["inbound"].append({"id": "pim", "kind": "catalog", "transfer": "pim_sftp", "folder": "/pim/catalog",
+                             "mapping": "sap_de", "schedule": "30 * * * *", "reports": "/pim/reports"})
+    path = tmp_path / "feeds.yaml"
+    path.write_text(yaml.safe_dump(feeds))
+    monkeypatch.setenv("THREEKIT_FEEDS_FILE", str(path))
+    dags = import_dags_in_force()
+    assert set(dags) >= {DAG, "threekit_translations_import", "threekit_source_assets_import"}
+    [pim] = [dag for dag in dags.values() if dag.feed_id == "pim"]
+    assert (pim.kind, pim.transfer, pim.reports_folder) == ("catalog", "pim_sftp", "/pim/reports")
+    path.write_text("version: 1\ninbound: [{id: broken}]\n")  # invalid: the view keeps the defaults
+    assert set(import_dags_in_force()) == {DAG, "threekit_translations_import", "threekit_source_assets_import"}

@@ -84,9 +84,9 @@ class ThreekitSyncLink(BaseOperatorLink):
     name = "Threekit sync"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS
+        from threekit_pipeline.airflow.sync_view.data import import_dags_in_force
         from threekit_pipeline.pipelines.run_summary import sync_view_url
 
-        if ti_key.dag_id not in IMPORT_DAGS:
+        if ti_key.dag_id not in import_dags_in_force():
             return ""
         return sync_view_url(ti_key.dag_id, ti_key.run_id)

@@ -31,7 +31,12 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from threekit_pipeline.airflow.sync_view.data import IMPORT_DAGS, ReportStore, mask_secrets, sku_history
+from threekit_pipeline.airflow.sync_view.data import (
+    ReportStore,
+    import_dags_in_force,
+    mask_secrets,
+    sku_history,
+)
 from threekit_pipeline.pipelines.run_summary import retired_count, summarize
 
 log = logging.getLogger(__name__)
@@ -68,11 +73,11 @@ def _readable_dags(user: Any) -> list[str]:
     from airflow.api_fastapi.app import get_auth_manager
 
     allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
-    return [dag_id for dag_id in IMPORT_DAGS if dag_id in allowed]
+    return [dag_id for dag_id in import_dags_in_force() if dag_id in allowed]
 
 
 def _check_dag(user: Any, dag_id: str) -> None:
-    if dag_id not in IMPORT_DAGS:
+    if dag_id not in import_dags_in_force():
         raise HTTPException(status_code=404, detail=f"{dag_id} is not a Threekit import DAG")
     if dag_id not in _readable_dags(user):
         raise HTTPException(status_code=403, detail=f"no access to {dag_id}")
@@ -116,14 +121,15 @@ def _store() -> ReportStore:
     config = load_config(raw)
 
     @contextmanager
-    def ftp():
+    def transfer(conn_id: str):
         from threekit_pipeline.airflow.hooks.ftp import FtpTransferHook
 
-        client = FtpTransferHook(config.ftp_conn_id).get_conn()
+        client = FtpTransferHook(conn_id or config.ftp_conn_id).get_conn()
         with client:
             yield client
 
-    return ReportStore(config.staging_dir, config.folder("reports"), ftp)
+    # Each import DAG's reports are read from its feed's reports folder over its feed's connection.
+    return ReportStore(config.staging_dir, config.folder("reports"), transfer, dags=import_dags_in_force())
 
 
 def _recent_runs(dag_id: str, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:

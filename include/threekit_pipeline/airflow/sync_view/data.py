@@ -22,18 +22,51 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from threekit_pipeline.feeds import REPORT_SUBDIRS, FeedsError, ImportDag
 from threekit_pipeline.pipelines.reports import sanitize_run_id
 from threekit_pipeline.pipelines.run_summary import RETIRED_STATUSES, summarize
 
 log = logging.getLogger(__name__)
 
 CATALOG_DAG = "threekit_catalog_import"
-#: Import DAG -> sub-folder of the FTP reports folder holding its run reports.
-IMPORT_DAGS = {
-    CATALOG_DAG: "catalog_import",
-    "threekit_translations_import": "translations_import",
-    "threekit_source_assets_import": "source_assets_import",
+#: The default feeds file's import DAG -> its kind (``include/feeds/default.yaml``).
+DEFAULT_IMPORT_KINDS = {
+    CATALOG_DAG: "catalog",
+    "threekit_translations_import": "translations",
+    "threekit_source_assets_import": "source_assets",
 }
+#: Import DAG -> sub-folder of the FTP reports folder holding its run reports (default feeds).
+IMPORT_DAGS = {dag_id: REPORT_SUBDIRS[kind] for dag_id, kind in DEFAULT_IMPORT_KINDS.items()}
+
+
+def default_import_dags(reports_root: str = "/reports", transfer: str = "") -> dict[str, ImportDag]:
+    """The default feeds file's import DAGs, their reports under ``reports_root``."""
+    return {
+        dag_id: ImportDag(
+            dag_id=dag_id,
+            feed_id=dag_id,
+            kind=kind,
+            transfer=transfer,
+            reports_folder=reports_root,
+            reports_subdir=REPORT_SUBDIRS[kind],
+        )
+        for dag_id, kind in DEFAULT_IMPORT_KINDS.items()
+    }
+
+
+def import_dags_in_force() -> dict[str, ImportDag]:
+    """``{dag_id: ImportDag}`` of the feeds file in force (every import feed, not only the defaults).
+
+    A feeds file that cannot be read gives the defaults (its DAG file shows the error as an import
+    error already); the view keeps answering for them.
+    """
+    from threekit_pipeline.airflow.dag_factories import import_dags_in_force as in_force
+
+    try:
+        return {dag.dag_id: dag for dag in in_force()}
+    except (FeedsError, OSError) as exc:
+        log.warning("Feeds file not readable (%s): the sync view lists the default import DAGs", exc)
+        return default_import_dags()
 KINDS = {
     "json": ".json",
     "csv": ".csv",
@@ -70,10 +103,13 @@ class SkuEvent:
 
 
 class ReportStore:
-    """Run reports of the import DAGs: staging first, then FTP.
+    """Run reports of the import DAGs: staging first, then the feed's transfer server.
 
-    ``ftp_factory`` returns a context manager yielding an FTP client with ``read_bytes(remote)``
-    (the project's client); it is only called when staging lacks a file. Errors never include
+    ``dags`` maps each import DAG id to its feed's :class:`ImportDag` (kind, transfer connection,
+    reports folder); default: the default feeds file's three DAGs with reports under
+    ``reports_root``. ``ftp_factory(conn_id)`` returns a context manager yielding a transfer client
+    with ``read_bytes(remote)`` (the project's FTP or SFTP client) for the DAG's connection id (""
+    for the configured default); it is only called when staging lacks a file. Errors never include
     connection details: a file that cannot be read is simply "not available".
     """
 
@@ -81,11 +117,16 @@ class ReportStore:
         self,
         staging_dir: str | Path,
         reports_root: str = "/reports",
-        ftp_factory: Callable[[], Any] | None = None,
+        ftp_factory: Callable[[str], Any] | None = None,
+        dags: Mapping[str, ImportDag] | None = None,
     ) -> None:
         self.staging = Path(staging_dir)
         self.reports_root = "/" + reports_root.strip("/")
         self.ftp_factory = ftp_factory
+        self.dags = dict(dags) if dags is not None else default_import_dags(self.reports_root)
+
+    def is_catalog(self, dag_id: str) -> bool:
+        return dag_id in self.dags and self.dags[dag_id].kind == "catalog"
 
     def run_dir(self, dag_id: str, run_id: str) -> Path:
         return self.staging / dag_id / sanitize_run_id(run_id)
@@ -96,11 +137,13 @@ class ReportStore:
         return self.run_dir(dag_id, run_id) / folder / f"{name}{KINDS[kind]}"
 
     def remote_path(self, dag_id: str, run_id: str, kind: str) -> str:
-        return f"{self.reports_root}/{IMPORT_DAGS[dag_id]}/{sanitize_run_id(run_id)}{KINDS[kind]}"
+        dag = self.dags[dag_id]
+        folder = "/".join(part for part in (dag.reports_folder.strip("/"), dag.reports_subdir) if part)
+        return f"/{folder}/{sanitize_run_id(run_id)}{KINDS[kind]}"
 
     def read(self, dag_id: str, run_id: str, kind: str) -> bytes | None:
         """The bytes of a report file, or None when neither staging nor FTP has it."""
-        if dag_id not in IMPORT_DAGS or kind not in KINDS:
+        if dag_id not in self.dags or kind not in KINDS:
             return None
         local = self.local_path(dag_id, run_id, kind)
         if local.is_file():
@@ -108,7 +151,7 @@ class ReportStore:
         if self.ftp_factory is None:
             return None
         try:
-            with self.ftp_factory() as ftp:
+            with self.ftp_factory(self.dags[dag_id].transfer) as ftp:
                 return ftp.read_bytes(self.remote_path(dag_id, run_id, kind), max_bytes=MAX_REPORT_BYTES)
         except Exception as exc:  # missing file or FTP down: the view says "not available"
             log.info(
@@ -126,7 +169,7 @@ class ReportStore:
 
     def retirement(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
         """The retirement report of a catalog run (``retire_missing``), or None (none written)."""
-        if dag_id != CATALOG_DAG:
+        if not self.is_catalog(dag_id):
             return None
         data = self.read(dag_id, run_id, "retired")
         if data is None:
@@ -159,21 +202,24 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def sku_history(store: ReportStore, sku: str, *, limit_runs: int = MAX_RUNS_SEARCHED) -> list[SkuEvent]:
-    """Every catalog import run (kept in staging) that touched or retired ``sku``, newest first."""
+    """Every run of every catalog import DAG (kept in staging) that touched or retired ``sku``, newest first."""
     sku = sku.strip()
-    root = store.staging / CATALOG_DAG
-    if not sku or not root.is_dir():
+    if not sku:
         return []
     dated = []
-    for run_dir in root.iterdir():
-        marks = [run_dir / PLAN_FILE, *sorted((run_dir / RETIRE_DIR).glob("*.retired.json"))]
-        times = [p.stat().st_mtime for p in marks if p.is_file()]
-        if times:
-            dated.append((max(times), run_dir))
-    dated.sort(key=lambda pair: pair[0], reverse=True)
+    for dag_id in sorted(d for d in store.dags if store.is_catalog(d)):
+        root = store.staging / dag_id
+        if not root.is_dir():
+            continue
+        for run_dir in root.iterdir():
+            marks = [run_dir / PLAN_FILE, *sorted((run_dir / RETIRE_DIR).glob("*.retired.json"))]
+            times = [p.stat().st_mtime for p in marks if p.is_file()]
+            if times:
+                dated.append((max(times), dag_id, run_dir))
+    dated.sort(key=lambda item: item[0], reverse=True)
     events: list[SkuEvent] = []
-    for _, run_dir in dated[:limit_runs]:
-        events.extend(_sku_events_of_run(run_dir, sku))
+    for _, dag_id, run_dir in dated[:limit_runs]:
+        events.extend(_sku_events_of_run(run_dir, sku, dag_id))
     return events
 
 
@@ -227,7 +273,7 @@ def _retirement_events(run_dir: Path, sku: str, base: Mapping[str, str]) -> list
     return events
 
 
-def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
+def _sku_events_of_run(run_dir: Path, sku: str, dag_id: str = CATALOG_DAG) -> list[SkuEvent]:
     plan: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         plan = json.loads((run_dir / PLAN_FILE).read_text(encoding="utf-8"))
@@ -238,7 +284,7 @@ def _sku_events_of_run(run_dir: Path, sku: str) -> list[SkuEvent]:
         for record in _read_jsonl(path):
             if record.get("key") == sku:
                 outcome = record
-    base = {"dag_id": CATALOG_DAG, "run_id": "", "run_dir": str(run_dir), "file": ", ".join(files)}
+    base = {"dag_id": dag_id, "run_id": "", "run_dir": str(run_dir), "file": ", ".join(files)}
     retired = _retirement_events(run_dir, sku, base)
     if not (files or rejected or outcome or retired):
         return []
