@@ -207,6 +207,7 @@ class Store:
         """Bring a database made before the asset indexes up to date (columns, terms)."""
         columns = {row["name"] for row in conn.execute("PRAGMA table_info(assets)")}
         if "deleted" in columns:
+            self._late_indexes(conn)
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -220,10 +221,18 @@ class Store:
                     (1 if item.get("deletedAt") else 0, item.get("importedFileId"), row["seq"]),
                 )
                 self._index_asset(conn, row["seq"], item, fresh=False)
+            self._late_indexes(conn)
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
+
+    @staticmethod
+    def _late_indexes(conn: sqlite3.Connection) -> None:
+        """Indexes on the columns :meth:`_migrate` may have added."""
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_imported_file ON assets (imported_file)")
+        # Counting an org's live assets of a type reads this index only.
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_live ON assets (org_id, type, deleted)")
 
     def assets(
         self,
@@ -269,10 +278,17 @@ class Store:
         """
         from threekit_pipeline.sandbox.threekit_catalog import canonical_value
 
-        where = ["org_id = ?"]
+        # Query plans: with a term filter (metadata, tags, keywords), an id or an imported file
+        # the match set is small and found through its own index; otherwise a page in insertion
+        # order walks the table in ``seq`` order and stops at the page's end. In both cases
+        # ``+`` keeps SQLite from reading every asset of the type through (org_id, type, name)
+        # and sorting them all for each page.
+        selective = bool(metadata or tags or keywords or asset_id is not None or imported_file is not None)
+        walk = selective or (order == "createdAt" and name is None)
+        where = ["{plain}org_id = ?"]
         params: list[Any] = [self.org_id]
         if types:
-            where.append(f"type IN ({','.join('?' * len(types))})")
+            where.append(f"{{plain}}type IN ({','.join('?' * len(types))})")
             params += list(types)
         if asset_id is not None:
             where.append("id = ?")
@@ -298,20 +314,32 @@ class Store:
         for key, value in (metadata or {}).items():
             where.append("seq IN (SELECT seq FROM asset_terms WHERE kind = 'meta' AND name = ? AND value = ?)")
             params += [str(key), canonical_value(value)]
-        clause = " AND ".join(where)
+        template = " AND ".join(where)
         count = None
         if with_count:
-            count = conn.execute(f"SELECT COUNT(*) FROM assets WHERE {clause}", params).fetchone()[0]  # noqa: S608
+            counted = template.format(plain="+" if selective else "")
+            count = conn.execute(f"SELECT COUNT(*) FROM assets WHERE {counted}", params).fetchone()[0]  # noqa: S608
+        clause = template.format(plain="+" if walk else "")
         direction = "DESC" if descending else "ASC"
         sort = {
             "createdAt": f"seq {direction}",
             "name": f"name {direction}, seq {direction}",
             "updatedAt": f"json_extract(data, '$.updatedAt') {direction}, seq {direction}",
         }[order]
-        sql = f"SELECT seq, data FROM assets WHERE {clause} ORDER BY {sort}"  # noqa: S608 - fixed fragments
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
+        if limit is not None and not selective and order == "createdAt":
+            # A page deep into a listing: skip ``offset`` entries of the (org_id, type, deleted)
+            # index (in seq order within one type), not ``offset`` whole rows of the table.
+            inner = template.format(plain="")
+            sql = (
+                f"SELECT seq, data FROM assets WHERE seq IN (SELECT seq FROM assets WHERE {inner} "  # noqa: S608
+                f"ORDER BY {sort} LIMIT ? OFFSET ?) ORDER BY {sort}"
+            )
             params += [limit, offset]
+        else:
+            sql = f"SELECT seq, data FROM assets WHERE {clause} ORDER BY {sort}"  # noqa: S608 - fixed fragments
+            if limit is not None:
+                sql += " LIMIT ? OFFSET ?"
+                params += [limit, offset]
         return [self._asset_from_row(row) for row in conn.execute(sql, params)], count
 
     def match_item(
