@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -147,7 +148,7 @@ def run(work_dir: Path, sizes: Sequence[int] | None = None, batch_size: int = 10
     for products in sizes:
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
             runs[str(products)] = import_once(Path(tmp), products, batch_size)
-        print(f"   import_scaling {products}: {json.dumps(runs[str(products)])}", flush=True)
+        print(f"   import_scaling {products}: {json.dumps(runs[str(products)])}", file=sys.stderr, flush=True)
     base = runs[str(sizes[0])]
     for figures in runs.values():
         figures["rate_ratio"] = ratio(figures["products_per_s"], base["products_per_s"])
