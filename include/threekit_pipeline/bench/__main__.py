@@ -74,6 +74,9 @@ def _scaling_rows(result: dict) -> list[tuple[str, object, object, object]]:
     for size in sizes:
         figures = runs.get(str(size), {})
         rows.append((f"ledger reads us/product @ {size:,}", figures.get("ledger_read_us_per_product"), "", ""))
+    for size in sizes:
+        figures = runs.get(str(size), {})
+        rows.append((f"ledger lookup us/key @ {size:,}", figures.get("ledger_lookup_us_per_key"), "", ""))
     return rows
 
 
