@@ -354,9 +354,9 @@ class ItemIndex:
 # /api/assets`` filtered by their query metadata). For more, the cheaper of two ways is taken:
 # one scan of the org's items (all pages, ``SCAN_PAGE_SIZE`` items each) or one lookup per
 # entry; a listing page of full asset documents costs about ``SCAN_PAGE_COST`` single lookups
-# made ``LOOKUP_CONCURRENCY`` at a time (measured against the sandbox: 25-40 ms a page,
-# 2.5-4 ms a lookup).
-# Either way the cost per entry is bounded, whatever the size of the org.
+# made ``LOOKUP_CONCURRENCY`` at a time (measured against the sandbox on a loaded 2-core
+# machine: 25-40 ms a page, 2.5-4 ms a lookup). Either way the cost per entry is bounded,
+# whatever the size of the org.
 MAX_SINGLE_LOOKUPS = 25
 SCAN_PAGE_SIZE = 100
 SCAN_PAGE_COST = 10
@@ -385,14 +385,12 @@ class _Existing:
         self.lookup = lookup
         self._index: ItemIndex | None = None
         self._lock = threading.Lock()
-        self.requests = 0  # lookup requests made (listing pages count as pages)
 
     def _scanned(self) -> ItemIndex:
         with self._lock:
             if self._index is None:
                 started = time.monotonic()
                 self._index = ItemIndex(list(self.client.list_assets(type="item")))
-                self.requests += max(1, math.ceil(len(self._index) / SCAN_PAGE_SIZE))
                 log.info(
                     "looked up %d existing item(s) to tell created from updated (%.1f s)",
                     len(self._index),
@@ -405,8 +403,6 @@ class _Existing:
         metadata = {field: value for kind, field, value in criteria if kind == "metadata"}
         if not metadata or len(metadata) != len(criteria):
             return self._scanned().find(criteria) is not None
-        with self._lock:
-            self.requests += 1
         found = self.client.list_assets(type="item", metadata=json.dumps(metadata, sort_keys=True))
         return ItemIndex(list(found)).find(criteria) is not None
 
@@ -414,8 +410,6 @@ class _Existing:
         """``"scan"``, ``"single"`` or ``"none"`` (the org has no items) for ``unknown`` entries."""
         if unknown <= MAX_SINGLE_LOOKUPS:
             return "single"
-        with self._lock:
-            self.requests += 1
         count = self.client.count_assets(type="item")
         if count is None:
             return "scan"
