@@ -8,7 +8,7 @@ The rate of every size is set beside the smallest size's rate, measured in the s
 
 The ledger's share is measured twice: in the run, the time spent in its reads (``plan`` in
 the transform step, ``lookup`` per chunk) divided by the products; after it, the per-chunk
-lookup against the full ledger, best of three, per key. Both in microseconds; constant
+lookup against the full ledger, best of five, per key. Both in microseconds; constant
 across sizes means its lookups do not grow with the ledger.
 
 Sizes: ``sizes=[...]``, else ``BENCH_IMPORT_SIZES`` (comma-separated, e.g. ``2000,10000``),
@@ -95,7 +95,7 @@ def _collected(env: Any, files: dict[str, Path]) -> Path:
     return path
 
 
-def _ledger_lookup_us(env: Any, batch_size: int, samples: int = 20, repeats: int = 3) -> float:
+def _ledger_lookup_us(env: Any, batch_size: int, samples: int = 20, repeats: int = 5) -> float:
     """Microseconds per key of the per-chunk ledger lookup, against the full ledger.
 
     ``samples`` chunks of ``batch_size`` keys spread over the ledger, looked up as

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from threekit_pipeline.sandbox.threekit_catalog import canonical_value
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assets (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -191,8 +193,6 @@ class Store:
 
     @staticmethod
     def _terms(seq: int, item: dict[str, Any]) -> list[tuple[str, str, str, int]]:
-        from threekit_pipeline.sandbox.threekit_catalog import canonical_value
-
         terms = {("meta", str(key), canonical_value(value), seq) for key, value in (item.get("metadata") or {}).items()}
         terms.update(("tag", "", str(tag), seq) for tag in item.get("tags") or [])
         terms.update(("keyword", "", str(word), seq) for word in item.get("keywords") or [])
@@ -276,8 +276,6 @@ class Store:
         ``order``: ``createdAt`` (insertion), ``updatedAt`` or ``name``, ties by insertion.
         Returns ``(assets of the page, total matches or None unless with_count)``.
         """
-        from threekit_pipeline.sandbox.threekit_catalog import canonical_value
-
         # Query plans: with a term filter (metadata, tags, keywords), an id or an imported file
         # the match set is small and found through its own index; otherwise a page in insertion
         # order walks the table in ``seq`` order and stops at the page's end. In both cases
