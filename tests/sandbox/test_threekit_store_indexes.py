@@ -76,6 +76,8 @@ def test_lookups_and_pages_never_read_every_asset(store, monkeypatch):
     assert len(plans) == 10
     for plan in plans:
         assert "SCAN assets" not in plan, plan
+    # By name: the few assets of that name, not every live asset of the types.
+    assert "name=?" in plans[2], plans[2]
 
 
 def test_filters_answer_as_before(store):

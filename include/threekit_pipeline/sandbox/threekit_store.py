@@ -301,7 +301,9 @@ class Store:
             where.append("imported_file = ?")
             params.append(imported_file)
         if not include_deleted:
-            where.append("deleted = 0")
+            # By name: the (org_id, type, name) index finds the few assets of that name; ``+``
+            # keeps SQLite from taking (org_id, type, deleted), which holds every live asset.
+            where.append("+deleted = 0" if name is not None else "deleted = 0")
         for kind, words in (("tag", tags), ("keyword", keywords)):
             if words:
                 where.append(
