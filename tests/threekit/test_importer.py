@@ -295,3 +295,37 @@ def test_public_shape_answers_fresh_import_and_one_invalid_entry(
     assert [(r["line"], r["key"]) for r in summary.rejected_reasons] == [(101, "SKU-1150")]
     skus = {item["metadata"]["SKU"] for item in proc.items()}
     assert len(skus) == 400 and "SKU-1150" not in skus
+
+
+def _lookups(proc) -> int:
+    return proc.stats()["requests"].get("GET /api/assets", 0)
+
+
+@pytest.mark.parametrize(
+    ("page_cost", "way"), [(10_000, "single"), (0, "scan")], ids=["large-org", "small-org"]
+)
+def test_existence_lookup_takes_the_cheaper_way_and_answers_the_same(
+    sandbox, make_client, make_entry, write_jsonl, tmp_path, monkeypatch, page_cost, way
+):
+    """Entries the ledger does not know: one lookup each when the org is large, one scan when small."""
+    from threekit_pipeline.threekit import importer
+
+    monkeypatch.setattr(importer, "SCAN_PAGE_COST", page_cost)
+    client = make_client(sandbox)
+    client.import_products_sync([make_entry(n) for n in range(150)])  # made outside this import
+    source = write_jsonl(tmp_path / "catalog.jsonl", [make_entry(n) for n in range(140, 180)])
+    before = _lookups(sandbox)
+    summary = import_jsonl(client, source, tmp_path / "o.jsonl", batch_size=40, poll_interval=0.02)
+    assert (summary.created, summary.updated, summary.rejected) == (30, 10, 0)
+    records = _outcomes(tmp_path / "o.jsonl")
+    assert [r["status"] for r in records] == ["updated"] * 10 + ["created"] * 30
+    # One count of the org's items, then 40 single lookups or the 2 pages of 150 items.
+    assert _lookups(sandbox) - before == (1 + 40 if way == "single" else 1 + 2)
+
+
+def test_empty_org_needs_no_existence_lookup(sandbox, make_client, make_entry, write_jsonl, tmp_path):
+    client = make_client(sandbox)
+    source = write_jsonl(tmp_path / "catalog.jsonl", [make_entry(n) for n in range(60)])
+    summary = import_jsonl(client, source, tmp_path / "o.jsonl", batch_size=60, poll_interval=0.02)
+    assert (summary.created, summary.updated) == (60, 0)
+    assert _lookups(sandbox) == 1  # the count that found the org empty

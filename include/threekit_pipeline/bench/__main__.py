@@ -2,6 +2,8 @@
 
 Results are printed as a table and written to ``.bench/results-<UTC time>.json``.
 ``--only NAME`` runs some benchmarks; ``--quick`` uses small sizes (a smoke run, not for the record).
+``--sizes 20000,100000`` (or ``BENCH_IMPORT_SIZES``) sets the catalog sizes of ``import_scaling``
+(default 20,000, 100,000 and 400,000 products; ``--quick``: 2,000 and 10,000).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     "transform": ("threekit_pipeline.bench.transform", {}, {"products": 5_000}),
     "import_throughput": ("threekit_pipeline.bench.import_throughput", {}, {"products": 2_000}),
     "delta_rerun": ("threekit_pipeline.bench.delta_rerun", {}, {"products": 5_000}),
+    "import_scaling": ("threekit_pipeline.bench.import_scaling", {}, {"sizes": [2_000, 10_000]}),
     "ftp_transfer": ("threekit_pipeline.bench.ftp_transfer", {}, {"size_mib": 64, "repetitions": 3}),
     "ftp_listing": ("threekit_pipeline.bench.ftp_listing", {}, {"files": 200}),
     "sftp_transfer": ("threekit_pipeline.bench.sftp_transfer", {}, {"size_mib": 32, "repetitions": 3}),
@@ -35,6 +38,7 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
     "transform": [("transform_s", "floor_s", "ratio", "s"), ("transform_peak_rss_mb", "floor_peak_rss_mb", "", "MB")],
     "import_throughput": [("ours_products_per_s", "minimal_products_per_s", "throughput_ratio", "products/s")],
     "delta_rerun": [("rerun_s", "first_run_s", "ratio", "s"), ("rerun_sent", "first_run_sent", "", "products")],
+    "import_scaling": [],  # one row per size, see _scaling_rows
     "ftp_transfer": [
         ("download.ours_mib_s", "download.curl_mib_s", "download.throughput_ratio", "MiB/s"),
         ("download.ours_transfer_s", "download.curl_s", "download.transfer_ratio", "s, transfer only"),
@@ -61,6 +65,27 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
         ("upload.ours_peak_rss_mb", "", "", "MB"),
     ],
 }
+
+
+def _scaling_rows(result: dict) -> list[tuple[str, object, object, object]]:
+    """``import_scaling``: products/s per size beside the smallest size's, and the ledger's share."""
+    runs = result.get("runs") or {}
+    sizes = result.get("sizes") or []
+    base = runs.get(str(sizes[0]), {}) if sizes else {}
+    rows = []
+    for size in sizes:
+        figures = runs.get(str(size), {})
+        rows.append(
+            (f"products/s @ {size:,}", figures.get("products_per_s"), base.get("products_per_s"),
+             figures.get("rate_ratio"))
+        )
+    for size in sizes:
+        figures = runs.get(str(size), {})
+        rows.append((f"ledger reads us/product @ {size:,}", figures.get("ledger_read_us_per_product"), "", ""))
+    for size in sizes:
+        figures = runs.get(str(size), {})
+        rows.append((f"ledger lookup us/key @ {size:,}", figures.get("ledger_lookup_us_per_key"), "", ""))
+    return rows
 
 
 def _get(result: dict, dotted: str):
@@ -104,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--out", type=Path, default=REPO / ".bench")
+    parser.add_argument(
+        "--sizes",
+        help="import_scaling catalog sizes, comma-separated (default: BENCH_IMPORT_SIZES or 20000,100000,400000)",
+    )
     args = parser.parse_args(argv)
+    sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()] if args.sizes else None
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "work"
@@ -115,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ...", flush=True)
         started = time.perf_counter()
         try:
-            results[name] = _run_isolated(module_name, work, quick if args.quick else full)
+            kwargs = dict(quick if args.quick else full)
+            if name == "import_scaling" and sizes:
+                kwargs["sizes"] = sizes
+            results[name] = _run_isolated(module_name, work, kwargs)
         except Exception as exc:  # one failing benchmark must not hide the others' figures
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "met": False}
@@ -128,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in result:
             print(f"{name:<18} ERROR: {result['error']}")
             continue
+        if name == "import_scaling":
+            for label, value, base, ratio in _scaling_rows(result):
+                print(
+                    f"{name:<18} {label:<34} {value!s:>12} {'' if base is None else base!s:>12} "
+                    f"{'' if ratio is None else ratio!s:>8}  {result.get('met')}"
+                )
         for figure, baseline, ratio_key, unit in ROWS.get(name, []):
             value = _get(result, figure)
             base = _get(result, baseline) if baseline else None

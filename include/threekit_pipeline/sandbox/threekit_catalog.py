@@ -1,5 +1,6 @@
 """Catalog rules of the threekit-sandbox: validation of product-import entries, upsert
-matching, merge semantics and the JSON shapes the API returns.
+matching rules (answered by the store's indexes, :meth:`~.threekit_store.Store.match_item`),
+merge semantics and the JSON shapes the API returns.
 
 Documented behaviour (mirrors Threekit's product import API):
 
@@ -22,7 +23,6 @@ import copy
 import json
 import math
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 ATTRIBUTE_TYPES = ("Asset", "Number", "Pricing", "String")
@@ -410,61 +410,6 @@ def validate_entry(
     return {"query": query, "product": product}
 
 
-# --- matching ---------------------------------------------------------------------------
-
-
-class ItemIndex:
-    """In-memory index of an organization's items for query matching during one import."""
-
-    def __init__(self, items: Iterable[dict[str, Any]] = ()) -> None:
-        self._by_seq: dict[int, dict[str, Any]] = {}
-        self._by_id: dict[str, int] = {}
-        self._by_name: dict[str, set[int]] = {}
-        self._by_meta: dict[tuple[str, str], set[int]] = {}
-        for item in items:
-            self.add(item)
-
-    def add(self, item: dict[str, Any]) -> None:
-        """Index ``item`` (must carry ``seq``)."""
-        seq = item["seq"]
-        self._by_seq[seq] = item
-        self._by_id[item["id"]] = seq
-        self._by_name.setdefault(item["name"], set()).add(seq)
-        for key, value in item["metadata"].items():
-            self._by_meta.setdefault((key, canonical_value(value)), set()).add(seq)
-
-    def remove(self, item: dict[str, Any]) -> None:
-        """Forget ``item`` (before re-adding its changed version)."""
-        seq = item["seq"]
-        self._by_seq.pop(seq, None)
-        self._by_id.pop(item["id"], None)
-        self._by_name.get(item["name"], set()).discard(seq)
-        for key, value in item["metadata"].items():
-            self._by_meta.get((key, canonical_value(value)), set()).discard(seq)
-
-    def get(self, item_id: str) -> dict[str, Any] | None:
-        """The indexed item with this id."""
-        seq = self._by_id.get(item_id)
-        return None if seq is None else self._by_seq[seq]
-
-    def find(self, query: dict[str, Any], product_name: str | None) -> dict[str, Any] | None:
-        """The oldest item matching every criterion of ``query`` (or ``product_name``)."""
-        candidates: list[set[int]] = []
-        if query.get("id"):
-            seq = self._by_id.get(query["id"])
-            candidates.append({seq} if seq is not None else set())
-        if query.get("name"):
-            candidates.append(self._by_name.get(query["name"], set()))
-        for key, value in (query.get("metadata") or {}).items():
-            candidates.append(self._by_meta.get((key, canonical_value(value)), set()))
-        if not candidates:
-            if not product_name:
-                return None
-            candidates.append(self._by_name.get(product_name, set()))
-        matches = set.intersection(*candidates)
-        return self._by_seq[min(matches)] if matches else None
-
-
 # --- merging ----------------------------------------------------------------------------
 
 
@@ -627,11 +572,3 @@ def translatable_strings(item: dict[str, Any]) -> set[str]:
     strings.update(item["tags"])
     strings.discard("")
     return strings
-
-
-def metadata_matches(stored: dict[str, Any], criteria: dict[str, Any]) -> bool:
-    """Whether every ``criteria`` key has the same (canonical) value in ``stored``."""
-    return all(
-        key in stored and canonical_value(stored[key]) == canonical_value(value)
-        for key, value in criteria.items()
-    )

@@ -40,7 +40,6 @@ from threekit_pipeline.sandbox.threekit_catalog import (
     asset_document,
     canonical_value,
     export_entry,
-    metadata_matches,
     product_summary,
     result_item,
 )
@@ -762,47 +761,50 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return self._content(record)
 
     # -- assets and catalog ---------------------------------------------------------------
-    def _filtered_assets(self, default_types: list[str] | None) -> list[dict[str, Any]]:
-        types = _multi(self.query, "type") or default_types
-        name = _first(self.query, "name")
-        name_like = (_first(self.query, "nameLike") or "").lower()
-        tags = set(_multi(self.query, "tags"))
-        keywords = set(_multi(self.query, "keywords"))
-        metadata = _metadata_filter(self.query)
-        imported_file = _first(self.query, "importedFileId")
+    def _asset_filters(self, default_types: list[str] | None) -> dict[str, Any]:
+        """The listing filters of the query string, as :meth:`Store.find_assets` arguments."""
+        return {
+            "types": _multi(self.query, "type") or default_types,
+            "name": _first(self.query, "name") or None,
+            "name_like": _first(self.query, "nameLike") or None,
+            "tags": set(_multi(self.query, "tags")) or None,
+            "keywords": set(_multi(self.query, "keywords")) or None,
+            "metadata": _metadata_filter(self.query) or None,
+            "imported_file": _first(self.query, "importedFileId") or None,
+        }
+
+    def _listed_assets(
+        self, default_types: list[str] | None, paging: tuple[int, int] | None, order: str = "createdAt",
+        descending: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page (or, without ``paging``, all) of the filtered assets and the total count.
+
+        Filtering, ordering and paging happen in the store's indexes, so a page costs the
+        same whatever the size of the org.
+        """
+        filters = self._asset_filters(default_types)
+        limit = offset = None
+        if paging is not None:
+            page, per_page = paging
+            limit, offset = per_page, (page - 1) * per_page
         with self.server.store.connection() as conn:
-            assets = self.server.store.assets(conn, types)
-        if imported_file:
-            assets = [a for a in assets if a.get("importedFileId") == imported_file]
-        if name:
-            assets = [a for a in assets if a["name"] == name]
-        if name_like:
-            assets = [a for a in assets if name_like in a["name"].lower()]
-        if tags:
-            assets = [a for a in assets if tags.intersection(a["tags"])]
-        if keywords:
-            assets = [a for a in assets if keywords.intersection(a["keywords"])]
-        if metadata:
-            assets = [a for a in assets if metadata_matches(a["metadata"], metadata)]
-        return assets
+            found, count = self.server.store.find_assets(
+                conn, **filters, order=order, descending=descending, limit=limit, offset=offset or 0,
+                with_count=paging is not None,
+            )
+        return found, len(found) if count is None else count
 
     def h_assets(self) -> Response:
         page, per_page = _paging(self.query)
-        assets = self._filtered_assets(None)
         sort = _first(self.query, "sort") or _first(self.query, "order") or "+createdAt"
         key = sort.lstrip("+-")
-        if key == "name":
-            assets.sort(key=lambda a: (a["name"], a["seq"]))
-        elif key == "updatedAt":
-            assets.sort(key=lambda a: (a["updatedAt"], a["seq"]))
-        elif key != "createdAt":
+        if key not in ("createdAt", "updatedAt", "name"):
             raise ApiError(422, "validation_error", f"cannot sort by {key!r} (createdAt, updatedAt or name)")
-        if sort.startswith("-"):
-            assets.reverse()
+        assets, count = self._listed_assets(None, (page, per_page), key, sort.startswith("-"))
         return json_response(
             {
-                "assets": [asset_document(a) for a in _page(assets, page, per_page)],
-                "count": len(assets),
+                "assets": [asset_document(a) for a in assets],
+                "count": count,
                 "page": page,
                 "perPage": per_page,
                 "sort": sort,
@@ -823,18 +825,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return json_response(asset_document(self._asset_or_404(asset_id)))
 
     def h_catalog_products(self) -> Response:
-        products = [product_summary(a) for a in self._filtered_assets(["item"])]
         if _first(self.query, "perPage") or _first(self.query, "page"):
             page, per_page = _paging(self.query)
+            items, count = self._listed_assets(["item"], (page, per_page))
             return json_response(
                 {
-                    "products": _page(products, page, per_page),
-                    "count": len(products),
+                    "products": [product_summary(a) for a in items],
+                    "count": count,
                     "page": page,
                     "perPage": per_page,
                 }
             )
-        return json_response({"products": products, "count": len(products)})
+        items, count = self._listed_assets(["item"], None)
+        return json_response({"products": [product_summary(a) for a in items], "count": count})
 
     def h_pricebooks(self, org_id: str) -> Response:
         if org_id != self.server.org_id:

@@ -27,7 +27,6 @@ from typing import Any
 from threekit_pipeline.sandbox.threekit_catalog import (
     PRODUCT_TYPES,
     EntryError,
-    ItemIndex,
     content_of,
     layer_configuration,
     merge_product,
@@ -103,6 +102,29 @@ def _sync_flag(value: Any, default: bool = True) -> bool:
 def parse_sync_flag(value: Any, default: bool = True) -> bool:
     """Public alias of the ``sync`` flag parser (used by the HTTP layer)."""
     return _sync_flag(value, default)
+
+
+class _StoredItems:
+    """Query matching for one import, answered by the store's indexes (one query per entry).
+
+    Writes go through the same connection (and transaction) as the lookups, so an item created
+    or changed by an earlier entry of the import is seen by the later ones; ``add``/``remove``
+    have nothing to do.
+    """
+
+    def __init__(self, store: Store, conn) -> None:
+        self.store = store
+        self.conn = conn
+
+    def find(self, query: dict[str, Any], product_name: str | None) -> dict[str, Any] | None:
+        """The oldest live product-type asset matching every criterion of ``query``."""
+        return self.store.match_item(self.conn, PRODUCT_TYPES, query, product_name)
+
+    def add(self, item: dict[str, Any]) -> None:
+        """Nothing to do: the store indexed ``item`` when it was written."""
+
+    def remove(self, item: dict[str, Any]) -> None:
+        """Nothing to do: the store re-indexes an asset when it is written."""
 
 
 def _product_name(raw: Any) -> str | None:
@@ -260,7 +282,7 @@ class Sandbox:
 
     # -- product import -------------------------------------------------------------------
     def _apply(
-        self, conn, index: ItemIndex, entry: dict[str, Any], position: int, job_id: str | None, now: str
+        self, conn, index: _StoredItems, entry: dict[str, Any], position: int, job_id: str | None, now: str
     ) -> tuple[str, dict[str, Any]]:
         """Upsert one validated entry; returns ("created"|"updated", item)."""
         query, product = entry["query"], entry["product"]
@@ -314,7 +336,7 @@ class Sandbox:
         created = updated = 0
         results = []
         with self.store.write() as conn:
-            index = ItemIndex(self.store.assets(conn, list(PRODUCT_TYPES)))
+            index = _StoredItems(self.store, conn)
             for position, entry in enumerate(entries):
                 try:
                     status, item = self._apply(conn, index, entry, position, None, now)
@@ -437,7 +459,7 @@ class Sandbox:
         """
         entries = payload.get("entries") or []
         now = utc_now()
-        index = ItemIndex(self.store.assets(conn, list(PRODUCT_TYPES)))
+        index = _StoredItems(self.store, conn)
         books = self._pricebook_ids(conn)
         results: list[dict[str, Any]] = []
         problems: list[str] = []
@@ -506,7 +528,7 @@ class Sandbox:
                 return failed(f"asset {target_id} not found")
         else:
             # Like Threekit's importer, an asset is matched by its name (the file name).
-            candidates = [a for a in self.store.assets(conn, [kind]) if a["name"] == file["filename"]]
+            candidates = self.store.assets(conn, [kind], name=file["filename"])
             asset = candidates[0] if candidates else None
         if asset is None:
             asset = new_item(None, self.org_id, now)

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from threekit_pipeline.sandbox.threekit_catalog import canonical_value
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assets (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,9 +33,19 @@ CREATE TABLE IF NOT EXISTS assets (
     org_id TEXT NOT NULL,
     type TEXT NOT NULL,
     name TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    imported_file TEXT
 );
 CREATE INDEX IF NOT EXISTS assets_type_name ON assets (org_id, type, name);
+CREATE TABLE IF NOT EXISTS asset_terms (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (kind, name, value, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS asset_terms_seq ON asset_terms (seq);
 CREATE TABLE IF NOT EXISTS files (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -84,7 +96,7 @@ CREATE TABLE IF NOT EXISTS locales (
 );
 """
 
-TABLES = ("assets", "files", "jobs", "layers", "translations", "locales", "pricebooks")
+TABLES = ("assets", "asset_terms", "files", "jobs", "layers", "translations", "locales", "pricebooks")
 
 
 def utc_now() -> str:
@@ -110,6 +122,7 @@ class Store:
         with self.connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            self._migrate(conn)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -117,6 +130,8 @@ class Store:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Python's lower() (full Unicode) for the case-insensitive name filter; SQLite's is ASCII-only.
+        conn.create_function("py_lower", 1, str.lower, deterministic=True)
         with self._all_lock:
             self._all.append(conn)
         return conn
@@ -166,11 +181,58 @@ class Store:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
 
     # -- assets ---------------------------------------------------------------------------
+    # Every lookup the API offers is answered from an index, so a listing page, a query match
+    # or a by-id read costs the same with a million assets as with ten: ``assets.id`` (unique),
+    # ``(org_id, type, name)``, and ``asset_terms`` rows ``(kind, name, value, seq)`` for each
+    # metadata entry (``meta``: key, canonical value), tag (``tag``) and keyword (``keyword``).
     @staticmethod
     def _asset_from_row(row: sqlite3.Row) -> dict[str, Any]:
         item = json.loads(row["data"])
         item["seq"] = row["seq"]
         return item
+
+    @staticmethod
+    def _terms(seq: int, item: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+        terms = {("meta", str(key), canonical_value(value), seq) for key, value in (item.get("metadata") or {}).items()}
+        terms.update(("tag", "", str(tag), seq) for tag in item.get("tags") or [])
+        terms.update(("keyword", "", str(word), seq) for word in item.get("keywords") or [])
+        return sorted(terms)
+
+    def _index_asset(self, conn: sqlite3.Connection, seq: int, item: dict[str, Any], *, fresh: bool) -> None:
+        if not fresh:
+            conn.execute("DELETE FROM asset_terms WHERE seq = ?", (seq,))
+        conn.executemany("INSERT OR IGNORE INTO asset_terms VALUES (?, ?, ?, ?)", self._terms(seq, item))
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring a database made before the asset indexes up to date (columns, terms)."""
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(assets)")}
+        if "deleted" in columns:
+            self._late_indexes(conn)
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE assets ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+            conn.execute("ALTER TABLE assets ADD COLUMN imported_file TEXT")
+            rows = conn.execute("SELECT seq, data FROM assets").fetchall()
+            for row in rows:
+                item = json.loads(row["data"])
+                conn.execute(
+                    "UPDATE assets SET deleted = ?, imported_file = ? WHERE seq = ?",
+                    (1 if item.get("deletedAt") else 0, item.get("importedFileId"), row["seq"]),
+                )
+                self._index_asset(conn, row["seq"], item, fresh=False)
+            self._late_indexes(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    @staticmethod
+    def _late_indexes(conn: sqlite3.Connection) -> None:
+        """Indexes on the columns :meth:`_migrate` may have added."""
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_imported_file ON assets (imported_file)")
+        # Counting an org's live assets of a type reads this index only.
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_live ON assets (org_id, type, deleted)")
 
     def assets(
         self,
@@ -178,22 +240,131 @@ class Store:
         types: list[str] | None = None,
         asset_id: str | None = None,
         include_deleted: bool = False,
+        name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The organization's assets (optionally of ``types`` or one id), oldest first.
+        """The organization's assets (optionally of ``types``, one id or one name), oldest first.
 
         Deleted assets (``deletedAt`` set) are left out unless ``include_deleted``.
         """
-        sql = "SELECT seq, data FROM assets WHERE org_id = ?"
+        return self.find_assets(
+            conn, types=types, asset_id=asset_id, name=name, include_deleted=include_deleted
+        )[0]
+
+    def find_assets(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        types: list[str] | tuple[str, ...] | None = None,
+        asset_id: str | None = None,
+        name: str | None = None,
+        name_like: str | None = None,
+        tags: set[str] | None = None,
+        keywords: set[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        imported_file: str | None = None,
+        include_deleted: bool = False,
+        order: str = "createdAt",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        with_count: bool = False,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Assets matching every given filter, as the API's listings filter them.
+
+        ``tags``/``keywords``: any one of them; ``metadata``: every ``key: value`` (values
+        compared canonically, 5 = 5.0 = "5"); ``name_like``: case-insensitive substring.
+        ``order``: ``createdAt`` (insertion), ``updatedAt`` or ``name``, ties by insertion.
+        Returns ``(assets of the page, total matches or None unless with_count)``.
+        """
+        # Query plans: with a term filter (metadata, tags, keywords), an id or an imported file
+        # the match set is small and found through its own index; otherwise a page in insertion
+        # order walks the table in ``seq`` order and stops at the page's end. In both cases
+        # ``+`` keeps SQLite from reading every asset of the type through (org_id, type, name)
+        # and sorting them all for each page.
+        selective = bool(metadata or tags or keywords or asset_id is not None or imported_file is not None)
+        walk = selective or (order == "createdAt" and name is None)
+        where = ["{plain}org_id = ?"]
         params: list[Any] = [self.org_id]
         if types:
-            sql += f" AND type IN ({','.join('?' * len(types))})"
-            params += types
+            where.append(f"{{plain}}type IN ({','.join('?' * len(types))})")
+            params += list(types)
         if asset_id is not None:
-            sql += " AND id = ?"
+            where.append("id = ?")
             params.append(asset_id)
-        sql += " ORDER BY seq"
-        found = [self._asset_from_row(row) for row in conn.execute(sql, params)]
-        return found if include_deleted else [a for a in found if not a.get("deletedAt")]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if name_like:
+            where.append("instr(py_lower(name), ?) > 0")
+            params.append(name_like.lower())
+        if imported_file is not None:
+            where.append("imported_file = ?")
+            params.append(imported_file)
+        if not include_deleted:
+            # By name: the (org_id, type, name) index finds the few assets of that name; ``+``
+            # keeps SQLite from taking (org_id, type, deleted), which holds every live asset.
+            where.append("+deleted = 0" if name is not None else "deleted = 0")
+        for kind, words in (("tag", tags), ("keyword", keywords)):
+            if words:
+                where.append(
+                    f"seq IN (SELECT seq FROM asset_terms WHERE kind = ? AND name = '' "
+                    f"AND value IN ({','.join('?' * len(words))}))"
+                )
+                params += [kind, *sorted(words)]
+        for key, value in (metadata or {}).items():
+            where.append("seq IN (SELECT seq FROM asset_terms WHERE kind = 'meta' AND name = ? AND value = ?)")
+            params += [str(key), canonical_value(value)]
+        template = " AND ".join(where)
+        count = None
+        if with_count:
+            counted = template.format(plain="+" if selective else "")
+            count = conn.execute(f"SELECT COUNT(*) FROM assets WHERE {counted}", params).fetchone()[0]  # noqa: S608
+        clause = template.format(plain="+" if walk else "")
+        direction = "DESC" if descending else "ASC"
+        sort = {
+            "createdAt": f"seq {direction}",
+            "name": f"name {direction}, seq {direction}",
+            "updatedAt": f"json_extract(data, '$.updatedAt') {direction}, seq {direction}",
+        }[order]
+        if limit is not None and not selective and order == "createdAt":
+            # A page deep into a listing: skip ``offset`` entries of the (org_id, type, deleted)
+            # index (in seq order within one type), not ``offset`` whole rows of the table.
+            inner = template.format(plain="")
+            sql = (
+                f"SELECT seq, data FROM assets WHERE seq IN (SELECT seq FROM assets WHERE {inner} "  # noqa: S608
+                f"ORDER BY {sort} LIMIT ? OFFSET ?) ORDER BY {sort}"
+            )
+            params += [limit, offset]
+        else:
+            sql = f"SELECT seq, data FROM assets WHERE {clause} ORDER BY {sort}"  # noqa: S608 - fixed fragments
+            if limit is not None:
+                sql += " LIMIT ? OFFSET ?"
+                params += [limit, offset]
+        return [self._asset_from_row(row) for row in conn.execute(sql, params)], count
+
+    def match_item(
+        self,
+        conn: sqlite3.Connection,
+        types: tuple[str, ...],
+        query: dict[str, Any],
+        product_name: str | None,
+    ) -> dict[str, Any] | None:
+        """The oldest live asset of ``types`` matching every criterion of an import ``query``.
+
+        ``query``: validated ``{id?, name?, metadata?: {key: value}}``; with no criterion the
+        asset is matched by ``product_name`` (none without it). One indexed query.
+        """
+        criteria = {
+            "asset_id": query.get("id") or None,
+            "name": query.get("name") or None,
+            "metadata": query.get("metadata") or None,
+        }
+        if not any(criteria.values()):
+            if not product_name:
+                return None
+            criteria["name"] = product_name
+        found, _count = self.find_assets(conn, types=types, limit=1, **criteria)
+        return found[0] if found else None
 
     def get_asset(
         self, conn: sqlite3.Connection, asset_id: str, include_deleted: bool = False
@@ -210,18 +381,40 @@ class Store:
         """Store a new asset; returns it with its ``seq``."""
         data = {k: v for k, v in item.items() if k != "seq"}
         cursor = conn.execute(
-            "INSERT INTO assets (id, org_id, type, name, data) VALUES (?, ?, ?, ?, ?)",
-            (item["id"], self.org_id, item["type"], item["name"], json.dumps(data, ensure_ascii=False)),
+            "INSERT INTO assets (id, org_id, type, name, data, deleted, imported_file) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                item["id"],
+                self.org_id,
+                item["type"],
+                item["name"],
+                json.dumps(data, ensure_ascii=False),
+                1 if data.get("deletedAt") else 0,
+                data.get("importedFileId"),
+            ),
         )
+        self._index_asset(conn, cursor.lastrowid, data, fresh=True)
         return {**data, "seq": cursor.lastrowid}
 
     def update_asset(self, conn: sqlite3.Connection, item: dict[str, Any]) -> None:
         """Replace a stored asset's content."""
         data = {k: v for k, v in item.items() if k != "seq"}
         conn.execute(
-            "UPDATE assets SET type = ?, name = ?, data = ? WHERE id = ?",
-            (item["type"], item["name"], json.dumps(data, ensure_ascii=False), item["id"]),
+            "UPDATE assets SET type = ?, name = ?, data = ?, deleted = ?, imported_file = ? WHERE id = ?",
+            (
+                item["type"],
+                item["name"],
+                json.dumps(data, ensure_ascii=False),
+                1 if data.get("deletedAt") else 0,
+                data.get("importedFileId"),
+                item["id"],
+            ),
         )
+        seq = item.get("seq")
+        if seq is None:
+            row = conn.execute("SELECT seq FROM assets WHERE id = ?", (item["id"],)).fetchone()
+            seq = row["seq"] if row else None
+        if seq is not None:
+            self._index_asset(conn, seq, data, fresh=False)
 
     def count(self, conn: sqlite3.Connection, table: str, where: str = "", params: tuple = ()) -> int:
         """Row count of one of the sandbox tables."""

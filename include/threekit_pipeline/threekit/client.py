@@ -627,6 +627,16 @@ class ThreekitClient:
         """Every asset matching ``filters`` (``type``, ``tags``, ``name``...), all pages."""
         return self.iter_pages("/api/assets", "assets", params=_clean_params(filters))
 
+    def count_assets(self, **filters: Any) -> int | None:
+        """How many assets match ``filters``: the ``count`` of a one-item page of
+        ``GET /api/assets`` (REF §5 listings answer ``{assets, count, page, perPage}``).
+
+        None when the answer carries no integer ``count``.
+        """
+        body = self._json("GET", "/api/assets", params={**_clean_params(filters), "page": 1, "perPage": 1})
+        count = body.get("count") if isinstance(body, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+
     def list_layers(self, asset_id: str | None = None, job_id: str | None = None) -> Iterator[dict]:
         """Every layer (rendered image) of an asset and/or job, all pages."""
         return self.iter_pages(
