@@ -35,7 +35,8 @@ def test_leaks_fail_their_test_and_clean_tests_pass(pytester):
     source = CONFTEST.read_text()
     assert 'SANDBOX_TOKEN = "tk-test-' in source
     pytester.makeconftest(source.replace('SANDBOX_TOKEN = "tk-test-', 'SANDBOX_TOKEN = "tk-meta-0a1b2c3d4e5f"  # "'))
-    pytester.makepyfile(test_leaky=LEAKY_TESTS)
+    # The conftest imports its sibling helper module: the inner suite gets a copy.
+    pytester.makepyfile(test_leaky=LEAKY_TESTS, xdist_groups=CONFTEST.with_name("xdist_groups.py").read_text())
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
     # A leak fails the test at teardown (reported as an error of that test).
     result.assert_outcomes(passed=4, errors=3)
