@@ -143,6 +143,39 @@ def compare(size_mib: int, repetitions: int, run_ours: Callable[[int], Sample],
     }
 
 
+def compare_download_upload(kind: str, size_mib: int, repetitions: int, settings: dict, *,
+                            remote_big: str, upload_source: Path, local_dir: Path, server_root: Path,
+                            baseline_name: str, baseline_download: Callable[[Path], Sample],
+                            baseline_upload: Callable[[str], Sample], min_ratio: float) -> dict:
+    """Both directions with :func:`compare`: ``{"download": {...}, "upload": {...}}``.
+
+    The project's ``kind`` client downloads ``remote_big`` to ``<local_dir>/ours.bin`` and uploads
+    ``upload_source`` as ``ours-up.bin`` (relative to the login folder); the baseline downloads
+    to the path it is given and uploads as the remote name it is given. Every file written (in
+    ``local_dir`` and on the server's disk under ``server_root``) is removed after each pair.
+    """
+    remote_dir = "/" if remote_big.startswith("/") else ""
+    written = [local_dir / f"{baseline_name}.bin", local_dir / "ours.bin",
+               server_root / f"{baseline_name}-up.bin", server_root / "ours-up.bin"]
+
+    def cleanup() -> None:
+        for path in written:
+            path.unlink(missing_ok=True)
+
+    return {
+        "download": compare(
+            size_mib, repetitions,
+            lambda _: ours(kind, "download", remote_big, local_dir / "ours.bin", settings),
+            lambda _: baseline_download(local_dir / f"{baseline_name}.bin"),
+            cleanup, baseline_name, min_ratio),
+        "upload": compare(
+            size_mib, repetitions,
+            lambda _: ours(kind, "upload", f"{remote_dir}ours-up.bin", upload_source, settings),
+            lambda _: baseline_upload(f"{baseline_name}-up.bin"),
+            cleanup, baseline_name, min_ratio),
+    }
+
+
 @contextlib.contextmanager
 def scratch_dir(work_dir: Path, needed_bytes: int) -> Iterator[Path]:
     """A temporary directory on ``/dev/shm`` when it has ``needed_bytes`` free (plus a margin),

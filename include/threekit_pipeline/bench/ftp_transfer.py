@@ -14,7 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from threekit_pipeline.bench._transfer import baseline, compare, ours, scratch_dir, write_random_file
+from threekit_pipeline.bench._transfer import (
+    baseline,
+    compare_download_upload,
+    scratch_dir,
+    write_random_file,
+)
 
 MIN_RATIO = 0.8
 
@@ -36,25 +41,12 @@ def run(work_dir: Path, size_mib: int = 1024, repetitions: int = 5) -> dict:
             settings = {"host": server.host, "port": server.port, "user": "bench", "password": password}
             url = f"ftp://{server.host}:{server.port}"
             curl = ["curl", "--silent", "--show-error", "--fail", "--netrc-file", str(netrc)]
-            written = [tmp_path / "curl.bin", tmp_path / "ours.bin", server.root / "curl-up.bin",
-                       server.root / "ours-up.bin"]
-
-            def cleanup() -> None:
-                for path in written:
-                    path.unlink(missing_ok=True)
-
-            results = {
-                "download": compare(
-                    size_mib, repetitions,
-                    lambda _: ours("ftp", "download", "/big.bin", tmp_path / "ours.bin", settings),
-                    lambda _: baseline([*curl, "-o", str(tmp_path / "curl.bin"), f"{url}/big.bin"]),
-                    cleanup, "curl", MIN_RATIO),
-                "upload": compare(
-                    size_mib, repetitions,
-                    lambda _: ours("ftp", "upload", "/ours-up.bin", upload_source, settings),
-                    lambda _: baseline([*curl, "-T", str(upload_source), f"{url}/curl-up.bin"]),
-                    cleanup, "curl", MIN_RATIO),
-            }
+            results = compare_download_upload(
+                "ftp", size_mib, repetitions, settings, remote_big="/big.bin", upload_source=upload_source,
+                local_dir=tmp_path, server_root=server.root, baseline_name="curl",
+                baseline_download=lambda target: baseline([*curl, "-o", str(target), f"{url}/big.bin"]),
+                baseline_upload=lambda name: baseline([*curl, "-T", str(upload_source), f"{url}/{name}"]),
+                min_ratio=MIN_RATIO)
         finally:
             server.stop()
     return {

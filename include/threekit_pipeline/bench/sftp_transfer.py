@@ -15,7 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from threekit_pipeline.bench._transfer import baseline, compare, ours, scratch_dir, write_random_file
+from threekit_pipeline.bench._transfer import (
+    baseline,
+    compare_download_upload,
+    scratch_dir,
+    write_random_file,
+)
 
 MIN_RATIO = 0.5
 
@@ -36,25 +41,12 @@ def run(work_dir: Path, size_mib: int = 256, repetitions: int = 5) -> dict:
         sftp = ["sftp", "-q", "-b", "-", "-i", str(server.user_key), "-P", str(server.port),
                 "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
                 "-o", "BatchMode=yes", f"{server.user}@{server.host}"]
-        written = [tmp_path / "openssh.bin", tmp_path / "ours.bin", server.root / "openssh-up.bin",
-                   server.root / "ours-up.bin"]
-
-        def cleanup() -> None:
-            for path in written:
-                path.unlink(missing_ok=True)
-
-        results = {
-            "download": compare(
-                size_mib, repetitions,
-                lambda _: ours("sftp", "download", "big.bin", tmp_path / "ours.bin", settings),
-                lambda _: baseline(sftp, f"get big.bin {tmp_path / 'openssh.bin'}\n"),
-                cleanup, "openssh", MIN_RATIO),
-            "upload": compare(
-                size_mib, repetitions,
-                lambda _: ours("sftp", "upload", "ours-up.bin", upload_source, settings),
-                lambda _: baseline(sftp, f"put {upload_source} openssh-up.bin\n"),
-                cleanup, "openssh", MIN_RATIO),
-        }
+        results = compare_download_upload(
+            "sftp", size_mib, repetitions, settings, remote_big="big.bin", upload_source=upload_source,
+            local_dir=tmp_path, server_root=server.root, baseline_name="openssh",
+            baseline_download=lambda target: baseline(sftp, f"get big.bin {target}\n"),
+            baseline_upload=lambda name: baseline(sftp, f"put {upload_source} {name}\n"),
+            min_ratio=MIN_RATIO)
     return {"size_mib": size_mib, "scratch": str(tmp_path.parent), **results,
             "target": f"throughput >= {MIN_RATIO}x OpenSSH sftp (median of {repetitions}, whole processes), "
                       "peak RSS < 300 MB",
