@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from threekit_pipeline.bench._measure import ratio
+from threekit_pipeline.bench._measure import ratio, write_collected
 
 ORG = "7c2e9a41-3b5d-4f6e-8a1c-9d0b2e4f6a85"
 
@@ -27,20 +27,7 @@ def _one_run(run_id: str, staging: Path, files: dict[str, Path], client) -> tupl
     config = load_config({"staging_dir": str(staging), "batch_size": 1000})
     env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id=run_id, config=config, logical_date=datetime.now(UTC))
     start = time.perf_counter()
-    collected = env.run_dir() / catalog_import.COLLECTED_FILE
-    collected.write_text(
-        json.dumps(
-            {
-                "processing_day": env.day.isoformat(),
-                "window": {"replay": False},
-                "files": [
-                    {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size,
-                     "modified": None, "stamp": None, "origin": "inbound", "local": str(p)}
-                    for p in files.values()
-                ],
-            }
-        )
-    )
+    collected = write_collected(env, files)
     # As the DAG does: the org's pricebooks, read once per run, turn price rows' pricebook
     # names into ids (without them every entry naming a pricebook is refused).
     planned = catalog_import.transform_and_plan(

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from threekit_pipeline.bench._measure import ratio
+from threekit_pipeline.bench._measure import ratio, write_collected
 
 ORG = "3d8f1b62-7a4e-4c9d-b5e0-6f2a8c1d9e47"
 DEFAULT_SIZES = (20_000, 100_000, 400_000)
@@ -74,26 +74,6 @@ class _Timed:
     def __exit__(self, *exc_info: Any) -> None:
         for name, original in self._saved.items():
             setattr(self.cls, name, original)
-
-
-def _collected(env: Any, files: dict[str, Path]) -> Path:
-    from threekit_pipeline.pipelines import catalog_import
-
-    path = env.run_dir() / catalog_import.COLLECTED_FILE
-    path.write_text(
-        json.dumps(
-            {
-                "processing_day": env.day.isoformat(),
-                "window": {"replay": False},
-                "files": [
-                    {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size,
-                     "modified": None, "stamp": None, "origin": "inbound", "local": str(p)}
-                    for p in files.values()
-                ],
-            }
-        )
-    )
-    return path
 
 
 def _ledger_lookup_us(env: Any, batch_size: int, samples: int = 20, repeats: int = 5) -> float:
@@ -147,7 +127,7 @@ def import_once(work: Path, products: int, batch_size: int = 1000) -> dict[str, 
         client = ThreekitClient(server.base_url, server.token, ORG)
         config = load_config({"staging_dir": str(work / "staging"), "batch_size": batch_size})
         env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id="bench_scaling", config=config, logical_date=datetime.now(UTC))
-        collected = _collected(env, files)
+        collected = write_collected(env, files)
         # Module imports (pandas and the transform) happen once per process: not in any size's time.
         import threekit_pipeline.transform  # noqa: F401
 
