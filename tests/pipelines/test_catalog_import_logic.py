@@ -41,18 +41,6 @@ def _env(tmp_path: Path, run_id: str = "manual__2026-11-23T10:00:00+00:00", **pa
     )
 
 
-def _collected(env: TaskEnv, files: list[Path]) -> dict:
-    """What collect_files hands on, for files already in staging."""
-    path = env.run_dir() / catalog_import.COLLECTED_FILE
-    records = [
-        {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size, "modified": None,
-         "stamp": None, "origin": "inbound", "local": str(p)}
-        for p in files
-    ]
-    path.write_text(json.dumps({"processing_day": "2026-11-23", "window": {"replay": False}, "files": records}))
-    return {"collected": str(path)}
-
-
 def _catalog(tmp_path: Path, stamp: str, seed: int, products: int = 12) -> dict[str, Path]:
     return generate_catalog(
         tmp_path / f"in_{stamp}", products=products, stamp=stamp, seed=seed, options_per_product=1,
@@ -76,7 +64,7 @@ def test_batches_merge_oldest_to_newest_and_the_delta_skips_what_the_ledger_vouc
     day23 = _catalog(tmp_path, "20261123", seed=2)
     env = _env(tmp_path)
 
-    planned = catalog_import.transform_and_plan(env, _collected(env, [*day23.values(), *day22.values()]))
+    planned = catalog_import.transform_and_plan(env, catalog_import.collected_from_local(env, [*day23.values(), *day22.values()]))
 
     assert planned["products_distinct"] == 12
     assert planned["to_send"] == 12 and planned["unchanged_skipped"] == 0
@@ -95,16 +83,16 @@ def test_batches_merge_oldest_to_newest_and_the_delta_skips_what_the_ledger_vouc
     landed = dict(sorted(hashes.items())[:5])
     with Ledger(ledger_path(env.config.staging_dir, catalog_import.LEDGER_NAME)) as ledger:
         ledger.record(landed.items(), run_id=env.run_id)
-    again = catalog_import.transform_and_plan(env, _collected(env, [*day22.values(), *day23.values()]))
+    again = catalog_import.transform_and_plan(env, catalog_import.collected_from_local(env, [*day22.values(), *day23.values()]))
     assert (again["unchanged_skipped"], again["to_send"]) == (5, 7)
     assert set(_chunk_entries(again["chunks"])) == set(hashes) - set(landed)
 
     forced_env = _env(tmp_path, force_full_resend=True)
-    forced = catalog_import.transform_and_plan(forced_env, _collected(forced_env, list(day23.values())))
+    forced = catalog_import.transform_and_plan(forced_env, catalog_import.collected_from_local(forced_env, list(day23.values())))
     assert forced["to_send"] == 12 and forced["unchanged_skipped"] == 0
 
     dry_env = _env(tmp_path, dry_run=True)
-    dry = catalog_import.transform_and_plan(dry_env, _collected(dry_env, [*day22.values(), *day23.values()]))
+    dry = catalog_import.transform_and_plan(dry_env, catalog_import.collected_from_local(dry_env, [*day22.values(), *day23.values()]))
     assert dry["chunks"] == [] and dry["to_send"] == 7
 
 
@@ -319,7 +307,7 @@ def test_pricebook_names_become_ids_and_an_unknown_one_is_a_row_error(tmp_path, 
     client = ThreekitClient(threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id)
     with client:
         books = client.list_pricebooks()
-        planned = catalog_import.transform_and_plan(env, _collected(env, [products, prices]), pricebooks=books)
+        planned = catalog_import.transform_and_plan(env, catalog_import.collected_from_local(env, [products, prices]), pricebooks=books)
     retail_id = next(b["id"] for b in books if b["name"] == "EU Retail")
 
     plan = json.loads(Path(planned["plan"]).read_text())

@@ -7,7 +7,6 @@ restore_returning -> import_chunk (each chunk) -> retire_missing.
 from __future__ import annotations
 
 import csv
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,17 +35,6 @@ def _env(tmp_path: Path, run: int, lifecycle=None, **params) -> TaskEnv:
     )
 
 
-def _collected(env: TaskEnv, files: list[Path]) -> dict:
-    path = env.run_dir() / catalog_import.COLLECTED_FILE
-    records = [
-        {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size, "modified": None,
-         "stamp": None, "origin": "inbound", "local": str(p)}
-        for p in files
-    ]
-    path.write_text(json.dumps({"processing_day": "2026-11-23", "window": {"replay": False}, "files": records}))
-    return {"collected": str(path)}
-
-
 def _without(files: dict[str, Path], dropped: set[str], out: Path) -> list[Path]:
     """The batch's CSVs with every row of the ``dropped`` SKUs removed."""
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +57,7 @@ def _without(files: dict[str, Path], dropped: set[str], out: Path) -> list[Path]
 
 def _run(env: TaskEnv, files: list[Path], client, ftp=None) -> dict:
     """One catalog run through the task functions; returns retire_missing's summary."""
-    planned = catalog_import.transform_and_plan(env, _collected(env, files))
+    planned = catalog_import.transform_and_plan(env, catalog_import.collected_from_local(env, files))
     restored = retire.restore_returning(env, client)
     for chunk in planned["chunks"]:
         catalog_import.import_chunk(env, chunk, client)

@@ -1,16 +1,12 @@
-"""Measuring helpers shared by the benchmarks: wall time and peak RSS of a child process, ratios,
-and the collected-files list a catalog plan starts from."""
+"""Measuring helpers shared by the benchmarks: wall time and peak RSS of a child process."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,24 +40,3 @@ def python_child(code: str, *args: str, env: dict[str, str] | None = None) -> Ch
 
 def ratio(value: float, baseline: float) -> float:
     return round(value / baseline, 3) if baseline else float("inf")
-
-
-def write_collected(env: Any, files: dict[str, Path]) -> Path:
-    """The run's collected-files list for ``files`` (as ``collect_files`` writes it), for plans without FTP."""
-    from threekit_pipeline.pipelines import catalog_import
-
-    path = env.run_dir() / catalog_import.COLLECTED_FILE
-    path.write_text(
-        json.dumps(
-            {
-                "processing_day": env.day.isoformat(),
-                "window": {"replay": False},
-                "files": [
-                    {"path": f"/inbound/catalog/{p.name}", "name": p.name, "size": p.stat().st_size,
-                     "modified": None, "stamp": None, "origin": "inbound", "local": str(p)}
-                    for p in files.values()
-                ],
-            }
-        )
-    )
-    return path

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from threekit_pipeline.bench._measure import ratio, write_collected
+from threekit_pipeline.bench._measure import ratio
 
 ORG = "7c2e9a41-3b5d-4f6e-8a1c-9d0b2e4f6a85"
 
@@ -27,11 +27,11 @@ def _one_run(run_id: str, staging: Path, files: dict[str, Path], client) -> tupl
     config = load_config({"staging_dir": str(staging), "batch_size": 1000})
     env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id=run_id, config=config, logical_date=datetime.now(UTC))
     start = time.perf_counter()
-    collected = write_collected(env, files)
+    collected = catalog_import.collected_from_local(env, files.values())
     # As the DAG does: the org's pricebooks, read once per run, turn price rows' pricebook
     # names into ids (without them every entry naming a pricebook is refused).
     planned = catalog_import.transform_and_plan(
-        env, {"collected": str(collected)}, pricebooks=client.list_pricebooks()
+        env, collected, pricebooks=client.list_pricebooks()
     )
     sent = rejected = 0
     for chunk in planned["chunks"]:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from threekit_pipeline.bench._measure import ratio, write_collected
+from threekit_pipeline.bench._measure import ratio
 
 ORG = "3d8f1b62-7a4e-4c9d-b5e0-6f2a8c1d9e47"
 DEFAULT_SIZES = (20_000, 100_000, 400_000)
@@ -127,7 +127,7 @@ def import_once(work: Path, products: int, batch_size: int = 1000) -> dict[str, 
         client = ThreekitClient(server.base_url, server.token, ORG)
         config = load_config({"staging_dir": str(work / "staging"), "batch_size": batch_size})
         env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id="bench_scaling", config=config, logical_date=datetime.now(UTC))
-        collected = write_collected(env, files)
+        collected = catalog_import.collected_from_local(env, files.values())
         # Module imports (pandas and the transform) happen once per process: not in any size's time.
         import threekit_pipeline.transform  # noqa: F401
 
@@ -135,7 +135,7 @@ def import_once(work: Path, products: int, batch_size: int = 1000) -> dict[str, 
         with _Timed(Ledger, ("plan", "lookup")) as ledger_reads:
             start = time.perf_counter()
             planned = catalog_import.transform_and_plan(
-                env, {"collected": str(collected)}, pricebooks=client.list_pricebooks()
+                env, collected, pricebooks=client.list_pricebooks()
             )
             planned_at = time.perf_counter()
             for chunk in planned["chunks"]:

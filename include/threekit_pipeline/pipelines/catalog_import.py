@@ -309,6 +309,23 @@ def _collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
     return {"collected": str(path), "files": len(collected), "bytes": sum(f["size"] for f in collected)}
 
 
+def collected_from_local(env: Any, paths: Iterable[Path], folder: str = "/inbound/catalog") -> dict[str, str]:
+    """What :func:`collect_files` hands on, for files already on local disk (no FTP, no selection).
+
+    ``paths`` are taken as inbound files of ``folder``, unstamped, in the order given; returns
+    ``{"collected": <path of the run's collected-files list>}`` for :func:`transform_and_plan`.
+    Benchmarks and tests plan from local files this way.
+    """
+    files = [
+        {"path": f"{folder.rstrip('/')}/{p.name}", "name": p.name, "size": p.stat().st_size, "modified": None,
+         "stamp": None, "origin": "inbound", "local": str(p)}
+        for p in paths
+    ]
+    path = env.run_dir() / COLLECTED_FILE
+    _write_json(path, {"processing_day": env.day.isoformat(), "window": {"replay": False}, "files": files})
+    return {"collected": str(path)}
+
+
 # --- 3. transform + delta ----------------------------------------------------------------------
 
 
