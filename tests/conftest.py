@@ -110,6 +110,18 @@ def ftp_sandbox(tmp_path):
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def sshd():
+    """A real OpenSSH sshd on a loopback port, throwaway host and user keys (one per module).
+
+    Needs root (see threekit_pipeline.sandbox.real_servers); modules using it skip without.
+    """
+    from threekit_pipeline.sandbox import real_servers
+
+    with real_servers.SshdServer() as server:
+        yield server
+
+
 # --- Secret-leak watch ------------------------------------------------------------
 # Every test is checked, at teardown, for the tokens and passwords of the servers it
 # used: in its log records, its captured stdout/stderr, its failure text, every file

@@ -31,13 +31,6 @@ def vsftpd_tls():
         yield server
 
 
-@pytest.fixture(scope="module")
-def sshd():
-    server = real_servers.SshdServer()
-    with server:
-        yield server
-
-
 def test_hooks_are_the_providers_hooks():
     assert issubclass(ThreekitFTPHook, FTPHook) and issubclass(ThreekitFTPSHook, FTPSHook)
     assert issubclass(ThreekitSFTPHook, SFTPHook)

@@ -18,16 +18,6 @@ from threekit_pipeline.sandbox import real_servers
 pytestmark = pytest.mark.skipif(not real_servers.available(), reason="sshd needs root and apt-get")
 
 
-@pytest.fixture(scope="module")
-def sshd():
-    server = real_servers.SshdServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def known_hosts(sshd, tmp_path):
     path = tmp_path / "known_hosts"

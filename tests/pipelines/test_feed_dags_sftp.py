@@ -41,16 +41,6 @@ SAP_SAMPLES = REPO / "include" / "mappings" / "samples" / "sap_de"
 VARIABLE = {"batch_size": 10, "sensor_timeout_seconds": 20}
 
 
-@pytest.fixture(scope="module")
-def sshd():
-    server = real_servers.SshdServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def ftps(tmp_path):
     from threekit_pipeline.sandbox.ftp_process import FtpSandboxProcess
