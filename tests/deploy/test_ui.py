@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from _chromium import CHROMIUM, ensure_chromium
 from threekit_pipeline.devtools.cluster import link_dags_folders
 from threekit_pipeline.devtools.stack import LocalStack, free_port
 from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_standalone_environment
@@ -27,7 +28,6 @@ from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_stand
 REPO = Path(__file__).resolve().parents[2]
 PROBE_DAGS = REPO / "tests" / "distributed" / "dags"
 PROBE_DAG_ID = "distributed_staging_handoff"
-CHROMIUM = Path("/usr/bin/chromium")
 IMPORT_ERROR_NOTICE = "Dag Import Error"  # the home page's stat card ("1 Dag Import Error", "2 ... Errors")
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster")]
@@ -54,16 +54,6 @@ class _VisibleText(HTMLParser):
     def handle_data(self, data):
         if not self._hidden_depth and data.strip():
             self.chunks.append(data.strip())
-
-
-def _ensure_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "install-chromium.sh")], capture_output=True, text=True, timeout=900
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium unavailable and scripts/install-chromium.sh failed: {result.stderr[-500:]}")
 
 
 def page_text(url: str, profile_dir: Path) -> str:
@@ -106,7 +96,7 @@ def _expected_dag_ids() -> set[str]:
 
 @pytest.mark.timeout(900)  # includes installing Chromium on a fresh machine
 def test_ui_lists_every_dag_and_shows_the_finished_run(tmp_path):
-    _ensure_chromium()
+    ensure_chromium(pytest.skip)
     expected = _expected_dag_ids() | {PROBE_DAG_ID}
     dags_folder = link_dags_folders(tmp_path / "dags", {"project": REPO / "dags", "probe": PROBE_DAGS})
     base_env = clean_standalone_environment(REPO)

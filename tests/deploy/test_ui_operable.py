@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +28,13 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from _chromium import CHROMIUM, ensure_chromium
 from threekit_pipeline.devtools.cluster import ADMIN_USER, AirflowRestClient
 from threekit_pipeline.devtools.stack import LocalStack, free_port
 from threekit_pipeline.devtools.standalone import StandaloneAirflow, clean_standalone_environment
-from threekit_pipeline.samples.catalog import generate_catalog
+from threekit_pipeline.samples.catalog import generate_catalog, rewrite_rows
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 CATALOG = "threekit_catalog_import"
 BACKFILLED = "threekit_translations_import"
 VARIABLE = {"stable_seconds": 1, "poke_interval_seconds": 2, "sensor_timeout_seconds": 20, "batch_size": 10}
@@ -45,17 +44,6 @@ SCREENSHOT_DIR = os.environ.get("THREEKIT_UI_SCREENSHOTS")
 
 # Generous bounds: every wait below is on a condition, so a loaded machine only makes it slower.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster"), pytest.mark.timeout(1800)]
-
-
-def _ensure_chromium() -> None:
-    """Debian's Chromium (Playwright drives it; no browser download)."""
-    if CHROMIUM.exists():
-        return
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "install-chromium.sh")], capture_output=True, text=True, timeout=900
-    )
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium missing and scripts/install-chromium.sh failed: {result.stderr[-800:]}")
 
 
 def _dag_ids() -> list[str]:
@@ -76,17 +64,6 @@ def _wait(condition: Callable[[], Any], timeout: float, what: str, poll: float =
         time.sleep(poll)
 
 
-def _rewrite_csv(path: Path, change) -> None:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-        rows = [change(number, row) for number, row in enumerate(reader, start=2)]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def seed_catalog(
     inbound: Path, work: Path, stamp: str, *, bad: bool, products: int = 30, seed: int = 0
 ) -> dict:
@@ -104,8 +81,8 @@ def seed_catalog(
         skus = [row["sku"] for row in csv.DictReader(handle)]
     facts = {"skus": skus, "products_file": files["products"].name}
     if bad:
-        _rewrite_csv(files["products"], lambda n, row: {**row, "name": ""} if n == BAD_LINE else row)
-        _rewrite_csv(files["prices"], lambda n, row: {**row, "price": "lots"})
+        rewrite_rows(files["products"], lambda n, row: {**row, "name": ""} if n == BAD_LINE else row)
+        rewrite_rows(files["prices"], lambda n, row: {**row, "price": "lots"})
         facts.update(bad_sku=skus[BAD_LINE - 2], prices_file=files["prices"].name)
     inbound.mkdir(parents=True, exist_ok=True)
     for path in files.values():
@@ -159,7 +136,7 @@ class UI:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    _ensure_chromium()
+    ensure_chromium(pytest.fail)
     from playwright.sync_api import sync_playwright
 
     tmp = tmp_path_factory.mktemp("ui_operable")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from _dag_runs import ftp_files, load_dag, put_ftp_file, request_count, run_dag, running_stack
-from threekit_pipeline.samples.catalog import generate_catalog
+from threekit_pipeline.samples.catalog import generate_catalog, rewrite_rows
 
 DAG_ID = "threekit_catalog_import"
 IMPORT_ROUTE = "POST /api/products/import"
@@ -196,9 +196,9 @@ def test_bad_file_is_quarantined_and_the_others_imported(tmp_path, dag):
     with running_stack(tmp_path / "stack", VARIABLE) as stack:
         files = _catalog(tmp_path, "20261123")
         # Line 6 of the products file (header = line 1): a product without a name.
-        _rewrite_csv(files["products"], lambda number, row: {**row, "name": ""} if number == 6 else row)
+        rewrite_rows(files["products"], lambda number, row: {**row, "name": ""} if number == 6 else row)
         # Every price is text: the prices file is rejected as a whole.
-        _rewrite_csv(files["prices"], lambda number, row: {**row, "price": "lots"})
+        rewrite_rows(files["prices"], lambda number, row: {**row, "price": "lots"})
         names = _upload(stack, files)
 
         state, tasks = run_dag(dag, logical_date=_at(10))
@@ -229,17 +229,6 @@ def test_bad_file_is_quarantined_and_the_others_imported(tmp_path, dag):
         listed = list(csv.DictReader(errors_csv.open()))
         assert any(r["file"] == files["products"].name and r["line"] == "6" for r in listed)
         assert any(r["file"] == prices_name for r in listed)
-
-
-def _rewrite_csv(path: Path, change) -> None:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-        rows = [change(number, row) for number, row in enumerate(reader, start=2)]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _stop_threekit_after_first_chunk(stack, stop: threading.Event) -> threading.Thread:

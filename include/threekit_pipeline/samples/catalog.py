@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import random
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 _COLLECTIONS = ("Oslo", "Bergen", "Turku", "Lund", "Aarhus", "Malmo", "Tampere", "Odense", "Uppsala", "Espoo")
@@ -221,3 +222,19 @@ def generate_catalog(
             writer.writerow(["Canonical Name", *locales])
             writer.writerows([name, *(_translate(name, locale) for locale in locales)] for name in canonical_names)
     return paths
+
+
+def rewrite_rows(path: Path, change: Callable[[int, dict[str, str]], dict[str, str]]) -> None:
+    """Rewrite the CSV at ``path`` in place, each data row replaced by ``change(line, row)``.
+
+    ``line`` is the row's 1-based line in the file (the first data row is line 2); the header
+    and its column order stay. Tests use it to damage a generated file at known lines.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames
+        rows = [change(number, row) for number, row in enumerate(reader, start=2)]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
