@@ -8,12 +8,12 @@ chunked import -> ledger update) against a threekit-sandbox. The second run must
 from __future__ import annotations
 
 import json
-import secrets
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from threekit_pipeline.bench._catalog import catalog_and_sandbox
 from threekit_pipeline.bench._measure import ratio
 
 ORG = "7c2e9a41-3b5d-4f6e-8a1c-9d0b2e4f6a85"
@@ -43,24 +43,12 @@ def _one_run(run_id: str, staging: Path, files: dict[str, Path], client) -> tupl
 
 
 def run(work_dir: Path, products: int = 100_000) -> dict:
-    from threekit_pipeline.samples.catalog import generate_catalog
-    from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
-    from threekit_pipeline.threekit.client import ThreekitClient
-
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         tmp_path = Path(tmp)
-        generated = generate_catalog(tmp_path / "files", products=products, options_per_product=3, prices_per_product=2)
-        files = {name: path for name, path in generated.items() if name != "translations"}
-        server = ThreekitSandboxProcess(
-            data_dir=tmp_path / "threekit", token=secrets.token_hex(16), org_id=ORG, job_delay_ms=20
-        ).start()
-        try:
-            client = ThreekitClient(server.base_url, server.token, ORG)
+        with catalog_and_sandbox(tmp_path, products, ORG) as (files, server, client):
             first_s, first = _one_run("bench_first", tmp_path / "staging", files, client)
             second_s, second = _one_run("bench_second", tmp_path / "staging", files, client)
             items = server.stats()["items"]
-        finally:
-            server.stop()
     if first["rejected"] or items != products:
         # Timing an import that Threekit refused would measure the refusal path, not the import.
         raise RuntimeError(f"delta bench: {first['rejected']} entries rejected, {items} of {products} items landed")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from threekit_pipeline.bench._catalog import catalog_and_sandbox
 from threekit_pipeline.bench._measure import ratio
 
 ORG = "3d8f1b62-7a4e-4c9d-b5e0-6f2a8c1d9e47"
@@ -114,17 +114,8 @@ def import_once(work: Path, products: int, batch_size: int = 1000) -> dict[str, 
     from threekit_pipeline.pipelines.config import load_config
     from threekit_pipeline.pipelines.ledger import Ledger
     from threekit_pipeline.pipelines.runtime import TaskEnv
-    from threekit_pipeline.samples.catalog import generate_catalog
-    from threekit_pipeline.sandbox.threekit_process import ThreekitSandboxProcess
-    from threekit_pipeline.threekit.client import ThreekitClient
 
-    generated = generate_catalog(work / "files", products=products, options_per_product=3, prices_per_product=2)
-    files = {name: path for name, path in generated.items() if name != "translations"}
-    server = ThreekitSandboxProcess(
-        data_dir=work / "threekit", token=secrets.token_hex(16), org_id=ORG, job_delay_ms=20
-    ).start()
-    try:
-        client = ThreekitClient(server.base_url, server.token, ORG)
+    with catalog_and_sandbox(work, products, ORG) as (files, server, client):
         config = load_config({"staging_dir": str(work / "staging"), "batch_size": batch_size})
         env = TaskEnv(dag_id=catalog_import.DAG_ID, run_id="bench_scaling", config=config, logical_date=datetime.now(UTC))
         collected = catalog_import.collected_from_local(env, files.values())
@@ -144,8 +135,6 @@ def import_once(work: Path, products: int, batch_size: int = 1000) -> dict[str, 
                     counts[key] += result[key]
             seconds = time.perf_counter() - start
         items = server.stats()["items"]
-    finally:
-        server.stop()
     lookup_us = _ledger_lookup_us(env, batch_size)
     if counts["created"] != products or items != products:
         raise RuntimeError(f"import scaling: {products} products, {counts} reported, {items} items in the sandbox")
