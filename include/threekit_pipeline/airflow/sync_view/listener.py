@@ -77,17 +77,19 @@ def set_run_note(dag_run: Any) -> str | None:
     return dag_run.note
 
 
-@hookimpl
-def on_dag_run_success(dag_run, msg):
+def _note_finished_run(dag_run) -> None:
+    """A listener never fails the run it observes: a note that cannot be set is logged."""
     try:
         set_run_note(dag_run)
     except Exception:
         log.exception("Could not set the run note of %s %s", dag_run.dag_id, dag_run.run_id)
+
+
+@hookimpl
+def on_dag_run_success(dag_run, msg):
+    _note_finished_run(dag_run)
 
 
 @hookimpl
 def on_dag_run_failed(dag_run, msg):
-    try:
-        set_run_note(dag_run)
-    except Exception:
-        log.exception("Could not set the run note of %s %s", dag_run.dag_id, dag_run.run_id)
+    _note_finished_run(dag_run)
