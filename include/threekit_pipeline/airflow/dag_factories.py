@@ -19,6 +19,7 @@ file, the feed and the key; raised while the DAG file is parsed, it is that file
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -681,50 +682,39 @@ def export_dag(feeds: FeedsFile, feed: OutboundFeed, source: Path | str = "<feed
     return built
 
 
-def _catalog_export_tasks(folder_key: str) -> None:
-    @task
-    def export_catalog() -> dict:
-        """Stream the catalog export from Threekit and flatten it to CSV in staging."""
+def _staged_export_tasks(folder_key: str, *, name: str, stage: str, label: str, export_doc: str,
+                         deliver_doc: str) -> None:
+    """``export_<name>`` (``pipelines.exports.<stage>`` into staging) then ``deliver_<name>``
+    (the changed files to each destination folder): the catalog and translations exports."""
+
+    @task(task_id=f"export_{name}", doc_md=export_doc)
+    def export_staged() -> dict:
         from threekit_pipeline.airflow.run_state import log_effective_config
-        from threekit_pipeline.pipelines.exports import stage_catalog_export
+        from threekit_pipeline.pipelines import exports
 
         env = _env()
         log_effective_config(env)
         with env.threekit() as client:
-            return stage_catalog_export(env, client)
+            return getattr(exports, stage)(env, client)
 
-    @task
-    def deliver_catalog(staged: dict) -> dict:
-        """Upload the JSON and CSV files that changed to each destination folder."""
+    @task(task_id=f"deliver_{name}", doc_md=deliver_doc)
+    def deliver(staged: dict) -> dict:
         from threekit_pipeline.pipelines.exports import deliver_staged
 
         return _deliver_everywhere(_env(), folder_key, lambda env, ftp: deliver_staged(
-            env, ftp, {**staged, "folder": env.config.folder(folder_key)}, "catalog export"))
+            env, ftp, {**staged, "folder": env.config.folder(folder_key)}, label))
 
-    deliver_catalog(export_catalog())
+    deliver(export_staged())
 
 
-def _translations_export_tasks(folder_key: str) -> None:
-    @task
-    def export_translations() -> dict:
-        """Stream the translations CSV from Threekit (split per locale when configured)."""
-        from threekit_pipeline.airflow.run_state import log_effective_config
-        from threekit_pipeline.pipelines.exports import stage_translations_export
-
-        env = _env()
-        log_effective_config(env)
-        with env.threekit() as client:
-            return stage_translations_export(env, client)
-
-    @task
-    def deliver_translations(staged: dict) -> dict:
-        """Upload the translation files that changed to each destination folder."""
-        from threekit_pipeline.pipelines.exports import deliver_staged
-
-        return _deliver_everywhere(_env(), folder_key, lambda env, ftp: deliver_staged(
-            env, ftp, {**staged, "folder": env.config.folder(folder_key)}, "translations export"))
-
-    deliver_translations(export_translations())
+_catalog_export_tasks = functools.partial(
+    _staged_export_tasks, name="catalog", stage="stage_catalog_export", label="catalog export",
+    export_doc="Stream the catalog export from Threekit and flatten it to CSV in staging.",
+    deliver_doc="Upload the JSON and CSV files that changed to each destination folder.")
+_translations_export_tasks = functools.partial(
+    _staged_export_tasks, name="translations", stage="stage_translations_export", label="translations export",
+    export_doc="Stream the translations CSV from Threekit (split per locale when configured).",
+    deliver_doc="Upload the translation files that changed to each destination folder.")
 
 
 def _asset_export_tasks(folder_key: str) -> None:
