@@ -33,8 +33,8 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
     TriggerRule,
-    task,
 )
+from airflow.sdk import task as airflow_task
 
 from threekit_pipeline.airflow import dag_docs
 from threekit_pipeline.airflow.operators.threekit import CatalogChunkImportOperator
@@ -284,6 +284,16 @@ def _inbound_schedule(feed: InboundFeed) -> Any:
 
 
 # --- task helpers ----------------------------------------------------------------------------
+
+
+def task(python_callable: Any = None, **kwargs: Any) -> Any:
+    """Airflow's ``@task`` (same arguments) whose body ends by writing its staged files back
+    (:func:`~threekit_pipeline.pipelines.runtime.staged_task`; a no-op with local staging)."""
+    from threekit_pipeline.pipelines.runtime import staged_task
+
+    if python_callable is not None:
+        return airflow_task(staged_task(python_callable), **kwargs)
+    return lambda function: airflow_task(staged_task(function), **kwargs)
 
 
 def _env():

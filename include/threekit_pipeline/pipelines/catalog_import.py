@@ -42,7 +42,6 @@ import csv
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -120,13 +119,6 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def _fresh_dir(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
 
 
 def mapping_patterns(mapping: Any) -> list[str]:
@@ -293,7 +285,7 @@ def _collect_files(env: Any, sensor_output: Any, ftp: Any) -> dict[str, Any]:
             limit=200,
         ),
     )
-    downloads = _fresh_dir(env.run_dir() / "downloads")
+    downloads = env.run_dir("downloads", fresh=True)
     collected = []
     for index, item in enumerate(selected, start=1):
         local = safe_local_path(downloads / f"{index:03d}", item.name)
@@ -474,15 +466,17 @@ def transform_and_plan(
     from threekit_pipeline.transform import load_mapping
 
     config: PipelineConfig = env.config
-    state = _read_json(Path(collected["collected"]))
+    state = _read_json(env.staged(collected["collected"]))
+    # The downloads, where this task finds them (another worker may have made them).
+    state["files"] = [{**f, "local": str(env.staged(f["local"]))} for f in state["files"]]
     (env.run_dir() / PLAN_FILE).unlink(missing_ok=True)
     mapping = load_mapping(config.mapping)
     if config.max_error_ratio is not None:
         # The Variable's max_error_ratio, when set, wins over the mapping's (README).
         mapping = mapping.with_max_error_ratio(config.max_error_ratio)
     replay = bool(state["window"].get("replay")) or bool(env.only_file and env.params.get("apply_older_batches"))
-    batches_dir = _fresh_dir(env.run_dir() / "batches")
-    chunks_dir = _fresh_dir(env.run_dir() / "chunks")
+    batches_dir = env.run_dir("batches", fresh=True)
+    chunks_dir = env.run_dir("chunks", fresh=True)
 
     with open_ledger(config, LEDGER_NAME) as ledger:
         metadata_types = ledger.metadata_types()
@@ -736,7 +730,7 @@ def import_chunk(env: Any, chunk_path: str, client: Any) -> dict[str, Any]:
     from threekit_pipeline.threekit.importer import import_jsonl
 
     config: PipelineConfig = env.config
-    chunk = Path(chunk_path)
+    chunk = env.staged(chunk_path)
     result_path = chunk_result_path(chunk)
     result_path.unlink(missing_ok=True)
 
@@ -881,7 +875,7 @@ def finalize(env: Any, ftp: Any | None) -> dict[str, Any]:
     missing: list[str] = []
     totals = {"created": 0, "updated": 0, "imported": 0, "resumed": 0, "threekit_rejected": 0}
     for chunk_name in plan["chunks"]:
-        chunk = Path(chunk_name)
+        chunk = env.staged(chunk_name)
         result_path = chunk_result_path(chunk)
         if not result_path.exists():
             missing.append(chunk.name)

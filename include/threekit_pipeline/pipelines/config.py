@@ -58,6 +58,11 @@ class PipelineConfig:
     staging_dir: str = field(default_factory=default_staging_dir)
     # Id of a ``postgres`` connection holding the ledgers; unset: SQLite under <staging>/ledger.
     ledger_conn_id: str | None = None
+    # Object-storage staging (pipelines/staging.py): the base URL of the files tasks hand to each
+    # other (``sftp://...``, ``s3://bucket/prefix``...) and the connection it is reached through.
+    # Unset: staging is the local folder ``staging_dir``, which every worker must share.
+    staging_url: str | None = None
+    staging_conn_id: str | None = None
     poke_interval_seconds: float = 60.0
     # A file is complete when its size and mtime are unchanged for this long.
     stable_seconds: float = 30.0
@@ -160,7 +165,7 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a list of strings")
             kwargs[key] = tuple(value)
-        elif key in ("max_error_ratio", "ledger_conn_id") and value is None:
+        elif key in ("max_error_ratio", "ledger_conn_id", "staging_url", "staging_conn_id") and value is None:
             kwargs[key] = None  # unset: the mapping's max_error_ratio applies / SQLite ledgers
         elif key in _NUMBER_FIELDS:
             low, high = _NUMBER_FIELDS[key]
@@ -185,7 +190,47 @@ def load_config(raw: str | dict | None) -> PipelineConfig:
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"Variable {VARIABLE_NAME!r}: {key!r} must be a non-empty string")
             kwargs[key] = value
-    return PipelineConfig(**kwargs)
+    url = str(kwargs.get("staging_url") or "")
+    if url.startswith("file://"):
+        # A file:// staging URL is the local staging folder, written as a URL.
+        from urllib.parse import unquote, urlparse
+
+        kwargs["staging_dir"] = unquote(urlparse(url).path) or kwargs.get("staging_dir") or default_staging_dir()
+    config = PipelineConfig(**kwargs)
+    check_staging(config)
+    return config
+
+
+def object_staging_url(config: PipelineConfig) -> str | None:
+    """The object-storage staging base in force, or None for the local ``staging_dir``.
+
+    ``staging_url`` unset or ``file://...`` means local staging (a ``file://`` URL names the
+    staging folder itself).
+    """
+    url = (config.staging_url or "").strip()
+    if not url or url.startswith("file://"):
+        return None
+    return url
+
+
+def check_staging(config: PipelineConfig) -> None:
+    """Raise :class:`ConfigError` when the staging settings cannot work together.
+
+    Object-storage staging means no disk is shared by the workers, so the ledgers cannot be the
+    SQLite files under ``staging_dir``: ``ledger_conn_id`` is then required.
+    """
+    url = (config.staging_url or "").strip()
+    if url and "://" not in url:
+        raise ConfigError(
+            f"Variable {VARIABLE_NAME!r}: 'staging_url' must be a URL such as sftp://host/path, "
+            f"s3://bucket/prefix or file:///path, got {url!r}"
+        )
+    if object_staging_url(config) and not config.ledger_conn_id:
+        raise ConfigError(
+            f"Variable {VARIABLE_NAME!r}: 'staging_url' {url!r} puts staging on object storage, where "
+            "no disk is shared by the workers; the ledgers must then live in a database: set "
+            "'ledger_conn_id' (a postgres connection)"
+        )
 
 
 def apply_feed(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:

@@ -115,7 +115,7 @@ def stage_catalog_export(env: TaskEnv, client: Any) -> dict[str, Any]:
 def deliver_staged(env: TaskEnv, ftp: Any, staged: dict[str, Any], label: str) -> dict[str, Any]:
     """Deliver staged files (``staged["files"]``) into ``staged["folder"]`` under their own names."""
     folder = staged["folder"]
-    pairs = [(path, _remote(folder, Path(path).name)) for path in staged["files"]]
+    pairs = [(str(env.staged(path)), _remote(folder, Path(path).name)) for path in staged["files"]]
     result = _deliver(env, ftp, pairs, label)
     result["folder"] = folder
     return result

@@ -118,16 +118,16 @@ def deliver_renders(env: TaskEnv, ftp: Any, plan: dict[str, Any]) -> dict[str, A
     """
     destination = plan["destination"].rstrip("/") or "/"
     cache = Path(plan["cache"])
-    rows = json.loads(Path(plan["rows"]).read_text())
+    rows = json.loads(env.staged(plan["rows"]).read_text())
     pairs: list[tuple[str, str]] = []
     for row in rows:
-        local = cache / row["file"]
+        local = env.staged(cache / row["file"])
         if sha256_of(local) != row["sha256"]:
             raise RenderChangedError(
                 f"{local} changed since the manifest was written (sku {row['sku']}); re-run the whole DAG run"
             )
         pairs.append((str(local), posixpath.join(destination, row["file"])))
-    manifest = Path(plan["manifest"])
+    manifest = env.staged(plan["manifest"])
     pairs.append((str(manifest), posixpath.join(destination, manifest.name)))
     with open_delivery_ledger(env.config) as ledger:
         summary = deliver_files(

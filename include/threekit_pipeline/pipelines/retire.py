@@ -515,7 +515,7 @@ def retire_missing(env: Any, client: Any | None, ftp: Any | None) -> dict[str, A
         if plan and not env.dry_run:
             ids: dict[str, str | None] = {}
             for chunk in plan.get("chunks", []):
-                for record in _read_outcomes(chunk_outcome_path(Path(chunk))):
+                for record in _read_outcomes(chunk_outcome_path(env.staged(chunk))):
                     if record.get("id") and record.get("key"):
                         ids[str(record["key"])] = str(record["id"])
             carried = run_snapshot(plan, ["*"]) or Snapshot()

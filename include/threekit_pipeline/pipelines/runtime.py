@@ -9,6 +9,12 @@ the Airflow hooks, so connection handling (secret masking included) stays in one
 The dataclass itself has no Airflow imports; only :meth:`TaskEnv.from_context` and the client
 factories import Airflow, lazily, so the pipeline logic can be tested with a hand-built
 ``TaskEnv``.
+
+With ``staging_url`` set, staging lives on object storage (:mod:`threekit_pipeline.pipelines.staging`):
+:meth:`TaskEnv.run_dir` and :meth:`TaskEnv.shared_dir` then return folders of the task's own
+scratch copy, filled from the store, and :func:`finish_staging` (called when the task ends, see
+:func:`staged_task`) writes the task's changes back and deletes the scratch copy. A path a task
+receives from another one (XCom, a staged JSON file) is opened through :meth:`TaskEnv.staged`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from threekit_pipeline.pipelines.config import (
     PipelineConfig,
     apply_feed,
     load_config,
+    object_staging_url,
 )
 from threekit_pipeline.pipelines.reports import sanitize_run_id
 
@@ -183,12 +190,31 @@ class TaskEnv:
         """File-name-safe run id (used for the staging folder and report names)."""
         return sanitize_run_id(self.run_id)
 
+    @property
+    def object_staging(self) -> Any:
+        """This task's :class:`~threekit_pipeline.pipelines.staging.ObjectStaging`, or None for
+        local staging (``staging_url`` unset)."""
+        url = object_staging_url(self.config)
+        return None if url is None else object_staging_of(self.config, url)
+
     def run_dir(self, *parts: str, fresh: bool = False) -> Path:
         """``<staging>/<dag_id>/<run>/<parts...>``, created; ``fresh`` empties it first.
 
         A task that rebuilds its own sub-folder with ``fresh=True`` is safe to re-run: a
-        retried attempt never sees half the files of the failed one.
+        retried attempt never sees half the files of the failed one. On object storage the
+        folder is in the task's scratch copy: the store's files of ``parts`` (all of them, sub-
+        folders included; without ``parts`` only the run folder's own files) are copied in first.
         """
+        staging = self.object_staging
+        if staging is not None:
+            relative = "/".join((self.dag_id, self.run_name, *parts))
+            if fresh:
+                staging.discard(relative)
+            else:
+                staging.pull_tree(relative, top_level_only=not parts)
+            folder = staging.local(relative)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
         folder = Path(self.config.staging_dir) / self.dag_id / self.run_name
         for part in parts:
             folder = folder / part
@@ -199,11 +225,35 @@ class TaskEnv:
 
     def shared_dir(self, *parts: str) -> Path:
         """``<staging>/<dag_id>/shared/<parts...>``: kept across runs (caches), created."""
+        staging = self.object_staging
+        if staging is not None:
+            relative = "/".join((self.dag_id, "shared", *parts))
+            staging.pull_tree(relative)
+            folder = staging.local(relative)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
         folder = Path(self.config.staging_dir) / self.dag_id / "shared"
         for part in parts:
             folder = folder / part
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def staged(self, path: str | Path) -> Path:
+        """Where the staged file ``path`` (as another task of this run wrote it into XCom or a
+        staged JSON file) is for this task.
+
+        Local staging: ``path`` itself. Object storage: the file and its companions (same name up
+        to the first dot) are copied from the store into this task's scratch copy, whose path is
+        returned. A path outside staging (a mapping file, say) is returned as it is.
+        """
+        staging = self.object_staging
+        if staging is None:
+            return Path(path)
+        relative = staging.relative_of(path, (f"{self.dag_id}/{self.run_name}", f"{self.dag_id}/shared"))
+        if relative is None:
+            return Path(path)
+        staging.pull_group(relative)
+        return staging.local(relative)
 
     # --- clients -----------------------------------------------------------------------------
 
@@ -234,6 +284,108 @@ class TaskEnv:
             + (f", {', '.join(flags)}" if flags else "")
             + ")"
         )
+
+
+# --- object-storage staging sessions --------------------------------------------------------------
+
+#: The object-storage staging of the task running in this process, per staging URL.
+_STAGING_SESSIONS: dict[str, Any] = {}
+
+
+def object_staging_of(config: PipelineConfig, url: str) -> Any:
+    """The open :class:`~threekit_pipeline.pipelines.staging.ObjectStaging` of this process for
+    ``url`` (opened on first use through Airflow's ``ObjectStoragePath`` and ``staging_conn_id``)."""
+    session = _STAGING_SESSIONS.get(url)
+    if session is None or session.closed:
+        from threekit_pipeline.pipelines.staging import SCRATCH_FOLDER, ObjectStaging
+
+        fs, root = object_storage(url, config.staging_conn_id)
+        session = ObjectStaging(fs, root, url, Path(config.staging_dir) / SCRATCH_FOLDER)
+        _STAGING_SESSIONS[url] = session
+    return session
+
+
+def object_storage(url: str, conn_id: str | None) -> tuple[Any, str]:
+    """``(fsspec filesystem, base path in its terms)`` of ``url``, through Airflow's
+    ``ObjectStoragePath`` and connection ``conn_id``.
+
+    Gap covered: the sftp provider's filesystem (sshfs) ignores the connection's host-key
+    extras, and ``ObjectStoragePath`` builds its filesystem without storage options. So for
+    ``sftp://`` the filesystem is attached first, with the SFTP connection's ``known_hosts`` file
+    or ``host_key`` line (as the SFTP transfer client reads them, :mod:`threekit_pipeline.ftp.sftp`):
+    the store's host key is verified like the FTP side's. ``no_host_key_check`` keeps the
+    provider's meaning. Airflow keeps one filesystem per scheme and connection in a process.
+    """
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach, get_fs
+
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one INFO line per SSH packet step otherwise
+    scheme = url.split("://", 1)[0].lower()
+    if conn_id and scheme in ("sftp", "ssh"):
+        options = _ssh_host_key_options(conn_id)
+        if options:
+            attach(scheme, conn_id, fs=get_fs(scheme, conn_id, storage_options=options))
+    base = ObjectStoragePath(url, conn_id=conn_id or None)
+    return base.fs, base.path
+
+
+def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
+    import tempfile
+
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    extra = conn.extra_dejson
+    if str(extra.get("no_host_key_check", "")).lower() == "true":
+        return {}
+    if extra.get("known_hosts"):
+        return {"known_hosts": str(extra["known_hosts"])}
+    host_key = str(extra.get("host_key") or "").strip()
+    if host_key:
+        port = int(conn.port or 22)
+        name = conn.host if port == 22 else f"[{conn.host}]:{port}"
+        key_type, key_data = host_key.split()[-2:]  # '<type> <base64>', as the SFTP client reads it
+        handle = tempfile.NamedTemporaryFile("w", prefix="known_hosts-", suffix=".txt", delete=False)
+        with handle:
+            handle.write(f"{name} {key_type} {key_data}\n")
+        return {"known_hosts": handle.name}
+    return {}
+
+
+def finish_staging(*, push: bool = True) -> None:
+    """End this process's object-storage staging: write each task's changes back to the store
+    (unless ``push`` is false) and delete its scratch copy. No-op with local staging."""
+    errors = []
+    for url, session in list(_STAGING_SESSIONS.items()):
+        try:
+            session.close(push=push)
+        except Exception as exc:  # noqa: BLE001 - every session is closed; the first error is raised
+            errors.append(exc)
+        finally:
+            _STAGING_SESSIONS.pop(url, None)
+    if errors:
+        raise errors[0]
+
+
+def staged_task(function: Any) -> Any:
+    """``function`` ending with :func:`finish_staging`, also when it raises (a retry then resumes
+    from what this attempt wrote). The DAG factories wrap every task body with it."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = function(*args, **kwargs)
+        except BaseException:
+            try:
+                finish_staging()
+            except Exception as exc:  # noqa: BLE001 - the task's own error is the one to raise
+                log.error("Could not write this attempt's staged files back: %s", exc)
+            raise
+        finish_staging()
+        return result
+
+    return wrapper
 
 
 def feed_of_dag(dag_id: str, variable_value: str | None = None) -> Any:

@@ -281,14 +281,19 @@ class CatalogChunkImportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict:
         from threekit_pipeline.pipelines import catalog_import
-        from threekit_pipeline.pipelines.runtime import TaskEnv
+        from threekit_pipeline.pipelines.runtime import TaskEnv, staged_task
 
-        # Shown instead of "[3]" in the grid when the DAG sets map_index_template="{{ chunk_products }}".
-        context["chunk_products"] = chunk_label(str(self.chunk_path))  # type: ignore[typeddict-unknown-key]
-        env = TaskEnv.from_context(context)
-        with env.threekit() as client:
-            recorder = _JobRecordingClient(client)
-            try:
-                return catalog_import.import_chunk(env, str(self.chunk_path), recorder)
-            finally:
-                ThreekitImportOperator._push_job_ids(context, recorder.job_ids)
+        @staged_task
+        def run() -> dict:
+            env = TaskEnv.from_context(context)
+            chunk = env.staged(str(self.chunk_path))
+            # Shown instead of "[3]" in the grid when the DAG sets map_index_template="{{ chunk_products }}".
+            context["chunk_products"] = chunk_label(str(chunk))  # type: ignore[typeddict-unknown-key]
+            with env.threekit() as client:
+                recorder = _JobRecordingClient(client)
+                try:
+                    return catalog_import.import_chunk(env, str(chunk), recorder)
+                finally:
+                    ThreekitImportOperator._push_job_ids(context, recorder.job_ids)
+
+        return run()

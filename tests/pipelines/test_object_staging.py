@@ -1,0 +1,238 @@
+"""Staging on object storage (``staging_url``): a real OpenSSH server reached through Airflow's
+``ObjectStoragePath`` (``sftp://``), tasks on separate scratch roots sharing no disk.
+
+Each "worker" below is a :class:`TaskEnv` with its own ``staging_dir`` (its scratch root); a task
+ends with :func:`finish_staging`, as every task of the DAGs does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from _postgres import throwaway_database
+from threekit_pipeline.pipelines.config import ConfigError, load_config
+from threekit_pipeline.pipelines.reports import sanitize_run_id
+from threekit_pipeline.pipelines.runtime import TaskEnv, finish_staging, staged_task
+from threekit_pipeline.pipelines.staging import SCRATCH_FOLDER, StagingError
+
+RUN_ID = "manual__2026-11-23T10:00:00+00:00"
+CONN_ID = "threekit_staging_test"
+
+
+def _connection(sshd, **extra) -> str:
+    extra = {"key_file": str(sshd.user_key), **extra}
+    return json.dumps(
+        {"conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user, "extra": extra}
+    )
+
+
+@pytest.fixture
+def store(sshd, monkeypatch, tmp_path):
+    """The staging folder on the SFTP server: ``(url, folder on the server's disk)``."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line + "\n")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", _connection(sshd, known_hosts=str(known_hosts)))
+    folder = sshd.mkdir(f"staging-{tmp_path.name}")
+    yield f"sftp://{folder}", folder
+    finish_staging(push=False)
+
+
+def _worker(tmp_path: Path, name: str, url: str, dag_id: str = "threekit_catalog_import", **config) -> TaskEnv:
+    values = {
+        "staging_dir": str(tmp_path / name),
+        "staging_url": url,
+        "staging_conn_id": config.pop("staging_conn_id", CONN_ID),
+        "ledger_conn_id": config.pop("ledger_conn_id", "unused_here"),
+        **config,
+    }
+    return TaskEnv(dag_id=dag_id, run_id=RUN_ID, config=load_config(values),
+                   logical_date=datetime(2026, 11, 23, 10, tzinfo=UTC))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _scratch_left(tmp_path: Path, name: str) -> list[str]:
+    root = tmp_path / name / SCRATCH_FOLDER
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
+def test_files_cross_from_one_scratch_root_to_another_only_through_the_store(tmp_path, store):
+    url, server = store
+    run = f"threekit_catalog_import/{sanitize_run_id(RUN_ID)}"
+
+    # Task 1 on worker A writes a run folder file and a chunk with its companions.
+    a = _worker(tmp_path, "worker-a", url)
+    chunks = a.run_dir("chunks", fresh=True)
+    (chunks / "chunk_0001.jsonl").write_text('{"query": {"metadata": {"SKU": "A"}}}\n')
+    (chunks / "chunk_0001.hashes.json").write_text('{"A": "h1"}')
+    (chunks / "chunk_0002.jsonl").write_text('{"query": {"metadata": {"SKU": "B"}}}\n')
+    (a.run_dir() / "plan.json").write_text('{"chunks": 2}')
+    xcom_path = str(chunks / "chunk_0001.jsonl")
+    assert Path(xcom_path).exists()
+    finish_staging()
+
+    # Task 1's scratch is gone; the store holds exactly what it wrote, no temporary upload left.
+    assert _scratch_left(tmp_path, "worker-a") == []
+    assert not Path(xcom_path).exists()
+    assert _files(server) == {
+        f"{run}/chunks/chunk_0001.jsonl": b'{"query": {"metadata": {"SKU": "A"}}}\n',
+        f"{run}/chunks/chunk_0001.hashes.json": b'{"A": "h1"}',
+        f"{run}/chunks/chunk_0002.jsonl": b'{"query": {"metadata": {"SKU": "B"}}}\n',
+        f"{run}/plan.json": b'{"chunks": 2}',
+    }
+
+    # Task 2 on worker B gets the XCom path of task 1: it finds the chunk and its companions only.
+    b = _worker(tmp_path, "worker-b", url)
+    chunk = b.staged(xcom_path)
+    assert chunk != Path(xcom_path) and chunk.is_relative_to(tmp_path / "worker-b")
+    assert chunk.read_text() == '{"query": {"metadata": {"SKU": "A"}}}\n'
+    assert sorted(p.name for p in chunk.parent.iterdir()) == ["chunk_0001.hashes.json", "chunk_0001.jsonl"]
+    chunk.with_suffix(".outcome.jsonl").write_text('{"key": "A", "status": "created"}\n')
+    # The run folder itself brings its own files, not its sub-folders.
+    assert sorted(p.name for p in b.run_dir().iterdir()) == ["chunks", "plan.json"]
+    (b.run_dir() / "plan.json").unlink()
+    finish_staging()
+
+    stored = _files(server)
+    assert stored[f"{run}/chunks/chunk_0001.outcome.jsonl"] == b'{"key": "A", "status": "created"}\n'
+    assert f"{run}/plan.json" not in stored, "a file the task deleted must be deleted in the store"
+    assert _scratch_left(tmp_path, "worker-b") == []
+
+    # A task rebuilding a folder (fresh) empties it in the store too: a retry never sees old files.
+    c = _worker(tmp_path, "worker-a", url)
+    assert list(c.run_dir("chunks", fresh=True).iterdir()) == []
+    finish_staging()
+    assert not [name for name in _files(server) if "/chunks/" in name]
+
+
+def test_a_failing_task_still_writes_back_what_it_did(tmp_path, store):
+    """A retry resumes from the attempt's outcome files, so they must reach the store."""
+    url, server = store
+
+    @staged_task
+    def failing_task() -> None:
+        env = _worker(tmp_path, "worker-a", url)
+        (env.run_dir("chunks") / "chunk_0001.outcome.jsonl").write_text('{"key": "A"}\n')
+        raise RuntimeError("Threekit went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        failing_task()
+    assert [name for name in _files(server) if name.endswith("chunk_0001.outcome.jsonl")]
+    assert _scratch_left(tmp_path, "worker-a") == []
+
+
+def test_a_store_with_an_unknown_host_key_is_refused(tmp_path, sshd, monkeypatch):
+    import subprocess
+
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    wrong = Path(f"{other}.pub").read_text().split()
+    # Airflow keeps one filesystem per connection id in a process: this test has its own id.
+    monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_WRONG_KEY", _connection(sshd, host_key=f"{wrong[0]} {wrong[1]}"))
+    folder = sshd.mkdir("staging-refused")
+    env = _worker(tmp_path, "worker-a", f"sftp://{folder}", staging_conn_id="threekit_staging_wrong_key")
+    try:
+        with pytest.raises(Exception) as caught:
+            (env.run_dir("chunks") / "x.json").write_text("{}")
+            finish_staging()
+        assert not isinstance(caught.value, AssertionError)
+        assert "host key" in str(caught.value).lower() or "HostKey" in type(caught.value).__name__, caught.value
+    finally:
+        finish_staging(push=False)
+    assert not list(folder.rglob("x.json"))
+
+
+def test_staging_settings_are_checked_together(tmp_path):
+    with pytest.raises(ConfigError, match="ledger_conn_id"):
+        load_config({"staging_url": "sftp://host/staging"})
+    with pytest.raises(ConfigError, match="must be a URL"):
+        load_config({"staging_url": "/srv/staging", "ledger_conn_id": "ledger"})
+    # file:// is local staging: the folder of the URL, no database needed.
+    local = load_config({"staging_url": f"file://{tmp_path}/shared"})
+    assert local.staging_dir == f"{tmp_path}/shared"
+    env = TaskEnv(dag_id="d", run_id="r", config=local)
+    assert env.object_staging is None and env.run_dir("x") == tmp_path / "shared" / "d" / "r" / "x"
+
+
+def test_staging_errors_name_the_store_and_the_file(tmp_path, store):
+    url, server = store
+    env = _worker(tmp_path, "worker-a", url)
+    staging = env.object_staging
+    staging.local("d/r/f.json").parent.mkdir(parents=True)
+    staging.local("d/r/f.json").write_text("{}")
+    server.chmod(0o555)  # the server's account may no longer write there
+    try:
+        with pytest.raises(StagingError, match=r"cannot write sftp://.*/d/r/f\.json"):
+            finish_staging()
+    finally:
+        server.chmod(0o755)
+
+
+# --- a catalog import whose tasks run on two workers sharing no disk ---------------------------------
+
+
+def test_catalog_import_across_two_workers_then_a_resend_sends_nothing(
+    tmp_path, store, monkeypatch, threekit_sandbox, ftp_sandbox
+):
+    from threekit_pipeline.ftp.client import FtpClient
+    from threekit_pipeline.pipelines import catalog_import
+    from threekit_pipeline.samples.catalog import generate_catalog
+    from threekit_pipeline.threekit.client import ThreekitClient
+
+    url, server = store
+    files = generate_catalog(
+        tmp_path / "in", products=25, stamp="20261123", seed=9, options_per_product=1, prices_per_product=1, locales=()
+    )
+    with throwaway_database("staging_pipeline") as dsn:
+        monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_LEDGER_STAGING", dsn.replace("postgresql://", "postgres://"))
+
+        def on(worker: str, run_id: str = RUN_ID) -> TaskEnv:
+            env = _worker(tmp_path, worker, url, batch_size=10, ledger_conn_id="threekit_ledger_staging")
+            env.run_id = run_id
+            return env
+
+        def import_run(run_id: str) -> tuple[dict, list[dict], dict]:
+            with FtpClient(ftp_sandbox.settings()) as ftp, ThreekitClient(
+                threekit_sandbox.base_url, threekit_sandbox.token, threekit_sandbox.org_id
+            ) as client:
+                ftp.makedirs("/inbound/catalog")
+                for path in files.values():
+                    ftp.upload_atomic(path, f"/inbound/catalog/{path.name}")
+                sensor = [[{"path": f"/inbound/catalog/{p.name}", "size": p.stat().st_size} for p in files.values()]]
+                # Each task on the other worker than the one before it; each ends like a DAG task.
+                collected = catalog_import.collect_files(on("worker-a", run_id), sensor, ftp)
+                finish_staging()
+                planned = catalog_import.transform_and_plan(
+                    on("worker-b", run_id), collected, pricebooks=client.list_pricebooks()
+                )
+                finish_staging()
+                results = []
+                for chunk in planned["chunks"]:
+                    results.append(catalog_import.import_chunk(on("worker-a", run_id), chunk, client))
+                    finish_staging()
+                outcome = catalog_import.finalize(on("worker-b", run_id), ftp)
+                finish_staging()
+            return planned, results, outcome
+
+        first, results, outcome = import_run(RUN_ID)
+        assert outcome["status"] == "success", outcome
+        assert first["to_send"] == first["products_distinct"] == 25
+        assert len(first["chunks"]) == 3 and sum(r["confirmed"] for r in results) == 25
+        skus = {(item.get("metadata") or {}).get("SKU") for item in threekit_sandbox.items()}
+        assert len(skus - {None}) == 25
+        # Nothing stayed on either worker's disk; the run's files are in the store.
+        assert _scratch_left(tmp_path, "worker-a") == [] and _scratch_left(tmp_path, "worker-b") == []
+        stored = _files(server)
+        assert sum(name.endswith(".result.json") for name in stored) == 3
+        assert any(name.endswith("/report/" + Path(outcome["report"]).name) for name in stored) or outcome["report"]
+
+        # The same files again in a new run: the PostgreSQL ledger knows them, nothing is sent.
+        again, again_results, again_outcome = import_run("manual__2026-11-23T11:00:00+00:00")
+        assert again_outcome["status"] == "success", again_outcome
+        assert again["to_send"] == 0 and again["chunks"] == [] and again_results == []
+        assert len({(i.get("metadata") or {}).get("SKU") for i in threekit_sandbox.items()} - {None}) == 25
