@@ -147,6 +147,15 @@ def test_a_store_with_an_unknown_host_key_is_refused(tmp_path, sshd, monkeypatch
     assert not list(folder.rglob("x.json"))
 
 
+def test_a_store_without_any_host_key_to_check_is_refused(tmp_path, sshd, monkeypatch):
+    """The sftp filesystem alone would trust any key; without a key to check, staging refuses."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts either
+    monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_NO_KEY", _connection(sshd))
+    env = _worker(tmp_path, "worker-a", f"sftp://{sshd.mkdir('staging-no-key')}", staging_conn_id="threekit_staging_no_key")
+    with pytest.raises(StagingError, match="no host key to verify"):
+        env.run_dir("chunks")
+
+
 def test_staging_settings_are_checked_together(tmp_path):
     with pytest.raises(ConfigError, match="ledger_conn_id"):
         load_config({"staging_url": "sftp://host/staging"})

@@ -322,9 +322,7 @@ def object_storage(url: str, conn_id: str | None) -> tuple[Any, str]:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one INFO line per SSH packet step otherwise
     scheme = url.split("://", 1)[0].lower()
     if conn_id and scheme in ("sftp", "ssh"):
-        options = _ssh_host_key_options(conn_id)
-        if options:
-            attach(scheme, conn_id, fs=get_fs(scheme, conn_id, storage_options=options))
+        attach(scheme, conn_id, fs=get_fs(scheme, conn_id, storage_options=_ssh_host_key_options(conn_id)))
     base = ObjectStoragePath(url, conn_id=conn_id or None)
     return base.fs, base.path
 
@@ -334,10 +332,16 @@ def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
 
     from airflow.sdk import BaseHook
 
+    from threekit_pipeline.pipelines.staging import StagingError
+
     conn = BaseHook.get_connection(conn_id)
     extra = conn.extra_dejson
     if str(extra.get("no_host_key_check", "")).lower() == "true":
-        return {}
+        return {"known_hosts": None}
+    if str(extra.get("accept_unknown_host_key", "")).lower() == "true":
+        log.warning("Staging connection %s: accept_unknown_host_key is set, the store's host key is not verified",
+                    conn_id)
+        return {"known_hosts": None}
     if extra.get("known_hosts"):
         return {"known_hosts": str(extra["known_hosts"])}
     host_key = str(extra.get("host_key") or "").strip()
@@ -349,7 +353,14 @@ def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
         with handle:
             handle.write(f"{name} {key_type} {key_data}\n")
         return {"known_hosts": handle.name}
-    return {}
+    user_file = Path("~/.ssh/known_hosts").expanduser()
+    if user_file.is_file():
+        return {"known_hosts": str(user_file)}
+    # sshfs alone would not verify the key at all (its default is known_hosts=None).
+    raise StagingError(
+        f"Staging connection {conn_id}: no host key to verify {conn.host} against: set the connection's "
+        "known_hosts (a file) or host_key ('<type> <base64>') extra, or no_host_key_check=true to skip the check"
+    )
 
 
 def finish_staging(*, push: bool = True) -> None:
