@@ -34,11 +34,24 @@ PROBE_DAGS = Path(__file__).resolve().parent / "dags"
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster")]
 
+#: A queue only worker-1 serves, which no DAG names: the cluster's task policy sends tasks to it.
+ROUTED_QUEUE = "routed_to_worker_1"
+
+#: Tasks of unmodified DAGs pinned to :data:`ROUTED_QUEUE` by the cluster's task policy: a plain
+#: ``@task`` and a mapped operator of the catalog import.
+TASK_QUEUES = {"plan_run": ROUTED_QUEUE, "wait_for_files": ROUTED_QUEUE}
+
+#: A directory each worker has as its own tmpfs (the pipelines do not use it): the workers run in
+#: their mount namespaces, and must start, work and stop there like any other.
+WORKER_SCRATCH = "/tmp/threekit-pipeline-worker-scratch"
+
 #: Two worker nodes sharing the ``default`` queue; each also serves one queue of the hand-off probe,
 #: so the probe's file provably crosses from one worker to the other.
 WORKERS = (
-    CeleryWorkerSpec("worker-1", queues=("default", "handoff_writer")),
-    CeleryWorkerSpec("worker-2", queues=("default", "handoff_reader")),
+    CeleryWorkerSpec(
+        "worker-1", queues=("default", "handoff_writer", ROUTED_QUEUE), private_dirs=(WORKER_SCRATCH,)
+    ),
+    CeleryWorkerSpec("worker-2", queues=("default", "handoff_reader"), private_dirs=(WORKER_SCRATCH,)),
 )
 
 # Generous: on a loaded 2-core machine the components alone can take two minutes to come up.
@@ -230,6 +243,7 @@ def cluster_runs(tmp_path_factory):
             # Its own metadata database: another suite running on this machine has its own too.
             database=f"threekit_pipeline_ci_{os.getpid()}",
             redis_url=redis_url,
+            task_queues=TASK_QUEUES,
         )
         cluster.start(timeout=CLUSTER_START_TIMEOUT)
         processes: list[psutil.Process] = []
@@ -306,3 +320,14 @@ def test_no_secret_in_component_or_task_logs(cluster_runs):
         text = path.read_text(errors="replace")
         for secret in cluster_runs.secrets:
             assert secret not in text, f"a secret appears in {path}"
+
+
+@pytest.mark.timeout(600)
+def test_task_policy_routes_tasks_of_an_unmodified_dag(cluster_runs):
+    """The dag-processor applied the cluster's task policy: the scheduler queued the listed tasks there."""
+    result = cluster_runs.results["threekit_catalog_import"]
+    tis = result.cluster.client.task_instances(result.dag_id, result.run_id)
+    routed = {ti["task_id"]: ti["queue"] for ti in tis if ti["task_id"] in TASK_QUEUES}
+    assert routed == TASK_QUEUES, tis
+    others = {ti["queue"] for ti in tis if ti["task_id"] not in TASK_QUEUES}
+    assert ROUTED_QUEUE not in others

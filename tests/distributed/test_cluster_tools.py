@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +17,13 @@ from threekit_pipeline.devtools.cluster import (
     CeleryWorkerSpec,
     ClusterError,
     ManagedProcess,
+    check_private_dirs_supported,
     clean_environment,
     flush_redis_database,
     link_dags_folders,
+    private_dirs_argv,
     reset_postgres_database,
+    task_queue_policy_source,
 )
 from threekit_pipeline.devtools.stack import free_port
 
@@ -83,6 +88,180 @@ def test_cluster_environment_is_complete_and_private(tmp_path):
     assert cluster._admin_password not in repr(cluster.client) + repr(cluster)
     with pytest.raises(ValueError, match="each name once"):
         CeleryCluster(tmp_path, dags_folder=tmp_path, celery_workers=(workers[0], workers[0]))
+
+
+def test_worker_env_and_private_dirs_reach_only_that_worker(tmp_path):
+    shared = tmp_path / "staging"
+    workers = (
+        CeleryWorkerSpec("a", env={"ONLY_A": "1", "EXTRA": "a"}, private_dirs=(shared,)),
+        CeleryWorkerSpec("b"),
+    )
+    cluster = CeleryCluster(tmp_path, dags_folder=tmp_path, extra_env={"EXTRA": "1"}, celery_workers=workers)
+    assert cluster._component_env("celery-a")["EXTRA"] == "a" and cluster._component_env("celery-a")["ONLY_A"] == "1"
+    assert "ONLY_A" not in cluster._component_env("celery-b") and cluster._component_env("celery-b")["EXTRA"] == "1"
+    assert "ONLY_A" not in cluster._component_env("scheduler")
+    wrapped = cluster._component_argv("celery-a")
+    assert wrapped[:5] == ["unshare", "--mount", "--propagation", "private", "--"]
+    assert wrapped[-2:] == ["--queues", "default"]  # the worker's own argv, passed on untouched
+    assert cluster._component_argv("celery-b")[0] != "unshare"
+    assert cluster._component_argv("scheduler")[0] != "unshare"
+    with pytest.raises(ValueError, match="absolute"):
+        CeleryWorkerSpec("c", private_dirs=("relative/dir",))
+
+
+# Writes its name into the private directory, then reports what it sees there.
+_PRIVATE_DIR_PROBE = (
+    "import json, os, sys, time\n"
+    "directory, name = sys.argv[1], sys.argv[2]\n"
+    "open(os.path.join(directory, name), 'w').write(name)\n"
+    "time.sleep(float(sys.argv[3]))\n"
+    "print(json.dumps(sorted(os.listdir(directory))), flush=True)\n"
+)
+
+
+def test_private_dirs_are_unshared_between_workers_and_the_launcher(tmp_path):
+    check_private_dirs_supported()
+    # An awkward path (space, quote) checks the quoting; the directory also exists with content
+    # beforehand, which the namespaces must hide.
+    private = tmp_path / "staging dir's"
+    private.mkdir()
+    (private / "host-file").write_text("host")
+    processes = []
+    for name in ("worker-a", "worker-b"):
+        # Both run at the same time (each sleeps until the other has written), so neither hides
+        # the other by coming after it.
+        argv = private_dirs_argv([sys.executable, "-c", _PRIVATE_DIR_PROBE, str(private), name, "2"], [private])
+        processes.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    seen = {}
+    for name, process in zip(("worker-a", "worker-b"), processes, strict=True):
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        seen[name] = json.loads(out)
+    assert seen == {"worker-a": ["worker-a"], "worker-b": ["worker-b"]}
+    assert sorted(os.listdir(private)) == ["host-file"]  # the launcher sees neither worker's file
+
+
+def test_a_process_with_private_dirs_stops_with_its_whole_tree(tmp_path):
+    check_private_dirs_supported()
+    private = tmp_path / "private"
+    script = (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(private / 'marker')!r}, 'w').write('x')\n"
+        "print('started', flush=True); time.sleep(300)\n"
+    )
+    argv = private_dirs_argv([sys.executable, "-c", script], [private])
+    process = ManagedProcess("private", argv, os.environ, tmp_path / "private.log", tmp_path)
+    process.start()
+    deadline = time.monotonic() + 20
+    while "started" not in process.log_text():
+        assert process.is_running() and time.monotonic() < deadline, process.log_tail()
+        time.sleep(0.2)
+    root = psutil.Process(process.pid)
+    # unshare and sh exec'd: the launched pid is the Python process itself, still a group leader.
+    assert root.name().startswith("python") and os.getpgid(process.pid) == process.pid
+    tree = [root, *root.children(recursive=True)]
+    assert len(tree) == 2
+    assert not (private / "marker").exists()  # written on the private tmpfs only
+    process.stop(timeout=3)
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not process.is_running()
+
+
+def test_unavailable_private_dirs_fail_the_start_clearly(tmp_path, monkeypatch):
+    from threekit_pipeline.devtools import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "_private_dirs_problem", ["unshare not found on PATH"])
+    cluster = CeleryCluster(
+        tmp_path, dags_folder=tmp_path, celery_workers=(CeleryWorkerSpec("a", private_dirs=(tmp_path / "s",)),)
+    )
+    with pytest.raises(ClusterError, match="private directories are unavailable: unshare not found"):
+        cluster.start()
+    assert not cluster.processes
+
+
+def _load_policy(path):
+    spec = importlib.util.spec_from_file_location(f"policy_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_task_queue_policy_routes_only_the_listed_tasks(tmp_path):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, task
+
+    cluster = CeleryCluster(
+        tmp_path, dags_folder=tmp_path, task_queues={"import_chunk": "worker_b_only", "plan": "worker_a_only"}
+    )
+    cluster._write_policy_file()
+    assert cluster.policy_file == cluster.airflow_home / "config" / "airflow_local_settings.py"
+    policy = _load_policy(cluster.policy_file)
+
+    with DAG("policy_probe", schedule=None) as dag:
+
+        @task
+        def plan() -> list:
+            return [1, 2]
+
+        @task
+        def import_chunk(chunk: int) -> int:
+            return chunk
+
+        @task(queue="own_queue")
+        def report() -> None:
+            return None
+
+        untouched = EmptyOperator(task_id="untouched")
+        import_chunk.expand(chunk=plan()) >> report() >> untouched
+
+    for operator in dag.tasks:
+        policy.task_policy(operator)
+    queues = {operator.task_id: operator.queue for operator in dag.tasks}
+    assert queues == {
+        "plan": "worker_a_only",
+        "import_chunk": "worker_b_only",  # the mapped task, by its plain task id
+        "report": "own_queue",
+        "untouched": "default",
+    }
+    # Without task_queues no policy is written, and a previous run's is removed.
+    CeleryCluster(tmp_path, dags_folder=tmp_path)._write_policy_file()
+    assert not cluster.policy_file.exists()
+    with pytest.raises(ValueError, match="non-empty queue"):
+        task_queue_policy_source({"plan": ""})
+
+
+def test_airflow_parsing_applies_the_policy_from_airflow_home(tmp_path):
+    """What the dag-processor does to a DAG file (``DagBag.bag_dag`` -> ``settings.task_policy``) in a
+    fresh interpreter given only the cluster's ``AIRFLOW_HOME``: the listed task gets its queue."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "probe.py").write_text(
+        "from airflow.sdk import DAG, task\n"
+        "with DAG('policy_probe', schedule=None):\n"
+        "    @task\n"
+        "    def plan():\n"
+        "        return [1]\n"
+        "    @task\n"
+        "    def import_chunk(chunk):\n"
+        "        return chunk\n"
+        "    import_chunk.expand(chunk=plan())\n"
+    )
+    cluster = CeleryCluster(tmp_path / "cluster", dags_folder=dags, task_queues={"import_chunk": "worker_b_only"})
+    cluster.airflow_home.mkdir(parents=True)
+    cluster._write_policy_file()
+    code = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(dags)!r})\n"
+        "print(json.dumps({t.task_id: t.queue for t in bag.dags['policy_probe'].tasks}))\n"
+    )
+    env = clean_environment()
+    env["AIRFLOW_HOME"] = str(cluster.airflow_home)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"plan": "default", "import_chunk": "worker_b_only"}
 
 
 def test_link_dags_folders_exposes_every_source(tmp_path):

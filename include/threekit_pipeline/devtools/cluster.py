@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -100,10 +101,25 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class CeleryWorkerSpec:
-    """One ``airflow celery worker`` process: its node name and the queues it consumes."""
+    """One ``airflow celery worker`` process: its node name and the queues it consumes.
+
+    ``env`` is laid over the cluster's environment for this worker only. Each of ``private_dirs``
+    (absolute paths) is, for this worker and every task process it starts, its own initially empty
+    tmpfs: two workers given the same path see different contents, and nothing else sees what they
+    write there (as on hosts sharing no disk). See :func:`private_dirs_argv`.
+    """
 
     name: str = "worker-1"
     queues: tuple[str, ...] = ("default",)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    private_dirs: tuple[str | Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "private_dirs", tuple(self.private_dirs))
+        relative = [str(d) for d in self.private_dirs if not Path(d).is_absolute()]
+        if relative:
+            raise ValueError(f"private_dirs of worker {self.name!r} must be absolute paths: {relative}")
 
     @property
     def component(self) -> str:
@@ -213,6 +229,95 @@ class ManagedProcess:
             return psutil.Process(self.popen.pid).children(recursive=True)
         except psutil.Error:
             return []
+
+
+#: Size and mode of each private directory's tmpfs (see :func:`private_dirs_argv`).
+PRIVATE_DIR_MOUNT_OPTIONS = "size=512m,mode=0755"
+
+_private_dirs_problem: list[str] = []  # filled once by check_private_dirs_supported()
+
+
+def private_dirs_argv(argv: Sequence[str], private_dirs: Iterable[str | Path]) -> list[str]:
+    """``argv`` run in its own mount namespace where each of ``private_dirs`` is a fresh, empty tmpfs.
+
+    ``unshare --mount --propagation private`` gives the command a private copy of the mount table (no
+    mount made inside reaches the host, none of the host's later reaches it); a shell then creates
+    each directory, mounts a tmpfs on it and execs ``argv``, so the command keeps the pid (and
+    process group) the launcher gave it and every process it starts shares its view. The tmpfs goes
+    away with the last process of the namespace. A process whose working directory is (under) one of
+    ``private_dirs`` keeps it on the disk beneath: use absolute paths there. Needs root (or
+    ``CAP_SYS_ADMIN``): :func:`check_private_dirs_supported` tells beforehand.
+    """
+    dirs = [str(d) for d in private_dirs]
+    if not dirs:
+        return list(argv)
+    steps = ["set -e"]
+    for directory in dirs:
+        quoted = shlex.quote(directory)
+        steps.append(f"mkdir -p -- {quoted}")
+        steps.append(f"mount -t tmpfs -o {PRIVATE_DIR_MOUNT_OPTIONS} tmpfs {quoted}")
+    steps.append('exec "$@"')
+    # argv travels as the shell's positional parameters: no quoting of it is needed at all.
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(steps), "sh", *argv]
+
+
+def check_private_dirs_supported() -> None:
+    """Raise :class:`ClusterError` saying why if :func:`private_dirs_argv` cannot work on this machine.
+
+    Probes once (the answer is remembered): a namespace mounting a tmpfs on a scratch directory. A
+    worker must never silently share the disk it was meant to have private.
+    """
+    if not _private_dirs_problem:
+        _private_dirs_problem.append(_probe_private_dirs())
+    if _private_dirs_problem[0]:
+        raise ClusterError(f"per-worker private directories are unavailable: {_private_dirs_problem[0]}")
+
+
+def _probe_private_dirs() -> str:
+    """Empty when a private tmpfs can be mounted, otherwise the reason it cannot."""
+    import tempfile
+
+    missing = [tool for tool in ("unshare", "mount", "sh") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not found on PATH"
+    with tempfile.TemporaryDirectory(prefix="threekit-private-probe-") as scratch:
+        argv = private_dirs_argv(["sh", "-c", f": > {shlex.quote(scratch)}/probe"], [scratch])
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"{shlex.join(argv[:5])} could not run: {exc}"
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip()
+            return (
+                f"unshare --mount / mount -t tmpfs failed (exit {result.returncode}; needs root or "
+                f"CAP_SYS_ADMIN and unprivileged namespaces allowed): {output[:300]}"
+            )
+        if os.listdir(scratch):
+            return "a file written on the namespace's tmpfs appeared outside it (mount propagation not private)"
+    return ""
+
+
+def task_queue_policy_source(task_queues: Mapping[str, str]) -> str:
+    """An ``airflow_local_settings`` module whose ``task_policy`` routes the listed task ids to queues.
+
+    Keys are task ids (a mapped task's plain id, e.g. ``import_chunk``; a task in a group its full
+    ``group.task`` id); every other task keeps its queue. Airflow applies ``task_policy`` where DAGs
+    are parsed (the dag-processor), so the serialized DAG, and the scheduler with it, carry the queue.
+    """
+    mapping = {str(task_id): str(queue) for task_id, queue in task_queues.items()}
+    if not all(mapping.values()):
+        raise ValueError(f"task_queues needs a non-empty queue for every task id: {mapping}")
+    return (
+        '"""Cluster policy of a local CeleryCluster: listed tasks go to given Celery queues."""\n'
+        "\n"
+        f"TASK_QUEUES = {mapping!r}\n"
+        "\n"
+        "\n"
+        "def task_policy(task):\n"
+        "    queue = TASK_QUEUES.get(task.task_id)\n"
+        "    if queue is not None:\n"
+        "        task.queue = queue\n"
+    )
 
 
 def airflow_argv(*args: str) -> list[str]:
@@ -543,7 +648,10 @@ class CeleryCluster:
     Use as a context manager: ``start()`` recreates the metadata database, flushes the broker DB,
     migrates, starts every component and waits until all report healthy; ``stop()`` (also on errors)
     terminates every process group. ``extra_env`` (e.g. :meth:`LocalStack.airflow_env`) reaches every
-    component. :attr:`client` is a logged-in :class:`AirflowRestClient`.
+    component; a worker's :attr:`CeleryWorkerSpec.env` only that worker. ``task_queues`` (task id ->
+    queue) sends the listed tasks of any DAG to the given queues through a cluster policy
+    (:attr:`policy_file`), so a test can pin tasks of an unmodified DAG to chosen workers.
+    :attr:`client` is a logged-in :class:`AirflowRestClient`.
     """
 
     def __init__(
@@ -559,6 +667,7 @@ class CeleryCluster:
         with_triggerer: bool = True,
         celery_workers: Sequence[CeleryWorkerSpec] = (CeleryWorkerSpec(),),
         keep_database: bool = False,
+        task_queues: Mapping[str, str] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir).resolve()
         self.airflow_home = self.work_dir / "airflow_home"
@@ -574,6 +683,9 @@ class CeleryCluster:
             raise ValueError("celery_workers must name at least one worker, each name once")
         self.celery_workers = tuple(celery_workers)
         self.keep_database = keep_database
+        self.task_queues = dict(task_queues or {})
+        if self.task_queues:
+            task_queue_policy_source(self.task_queues)  # fails now, not at start, on a bad mapping
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._admin_password = secrets.token_urlsafe(18)
@@ -640,11 +752,14 @@ class CeleryCluster:
         """
         if self.processes:
             raise ClusterError("cluster already started")
+        if any(worker.private_dirs for worker in self.celery_workers):
+            check_private_dirs_supported()
         started = time.monotonic()
         self._acquire_lock(timeout=lock_timeout)
         try:
             self.airflow_home.mkdir(parents=True, exist_ok=True)
             self._write_password_file()
+            self._write_policy_file()
             reset_postgres_database(self.postgres_admin_dsn, self.database)
             flush_redis_database(self.redis_url)
             self._migrate()
@@ -652,7 +767,8 @@ class CeleryCluster:
             components_started = time.monotonic()
             for name in self._component_names():
                 self.processes[name] = ManagedProcess(
-                    name, self._component_argv(name), self.env, self.logs_dir / f"{name}.log", self.work_dir
+                    name, self._component_argv(name), self._component_env(name), self.logs_dir / f"{name}.log",
+                    self.work_dir,
                 )
                 self.processes[name].start()
             # The budget counts from here: migrating is bounded separately (and slow on a busy machine).
@@ -713,20 +829,43 @@ class CeleryCluster:
         servers = [n for n in SERVER_COMPONENTS if self.with_triggerer or n != "triggerer"]
         return servers + [worker.component for worker in self.celery_workers]
 
+    def _worker(self, component: str) -> CeleryWorkerSpec | None:
+        return next((worker for worker in self.celery_workers if worker.component == component), None)
+
     def _component_argv(self, name: str) -> list[str]:
-        for worker in self.celery_workers:
-            if worker.component == name:
-                return airflow_argv(
-                    "celery",
-                    "worker",
-                    "--concurrency",
-                    CLUSTER_AIRFLOW_CONFIG["AIRFLOW__CELERY__WORKER_CONCURRENCY"],
-                    "--celery-hostname",
-                    f"{worker.name}@%h",
-                    "--queues",
-                    ",".join(worker.queues),
-                )
-        return airflow_argv(name)
+        worker = self._worker(name)
+        if worker is None:
+            return airflow_argv(name)
+        argv = airflow_argv(
+            "celery",
+            "worker",
+            "--concurrency",
+            CLUSTER_AIRFLOW_CONFIG["AIRFLOW__CELERY__WORKER_CONCURRENCY"],
+            "--celery-hostname",
+            f"{worker.name}@%h",
+            "--queues",
+            ",".join(worker.queues),
+        )
+        return private_dirs_argv(argv, worker.private_dirs)
+
+    def _component_env(self, name: str) -> dict[str, str]:
+        worker = self._worker(name)
+        return {**self.env, **(worker.env if worker else {})}
+
+    @property
+    def policy_file(self) -> Path:
+        """``$AIRFLOW_HOME/config/airflow_local_settings.py``: Airflow puts ``$AIRFLOW_HOME/config`` on
+        ``sys.path`` and imports it in every component (``airflow.settings.initialize``)."""
+        return self.airflow_home / "config" / "airflow_local_settings.py"
+
+    def _write_policy_file(self) -> None:
+        """Write the ``task_queues`` policy (or remove one a previous run left in this home)."""
+        path = self.policy_file
+        if not self.task_queues:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(task_queue_policy_source(self.task_queues))
 
     def _write_password_file(self) -> None:
         """Give the admin a generated password before the API server starts (so none is printed)."""
