@@ -13,14 +13,14 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from _redis import private_redis_database
 from threekit_pipeline.devtools.cluster import (
     CeleryCluster,
     CeleryWorkerSpec,
@@ -203,28 +203,6 @@ def _processes_of(cluster: CeleryCluster) -> list[psutil.Process]:
     return processes
 
 
-@contextmanager
-def _private_redis_database() -> Iterator[str]:
-    """A Redis database (9..15) no other suite on this machine holds: claimed in DB 0, freed after.
-
-    The cluster flushes its broker database on start; two suites running at once must not share one.
-    """
-    import redis
-
-    admin = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=10)
-    owner = f"{os.getpid()}-{time.time_ns()}"
-    for number in range(9, 16):
-        key = f"threekit-pipeline-tests:redis-db:{number}"
-        if admin.set(key, owner, nx=True, ex=3 * 3600):
-            try:
-                yield f"redis://127.0.0.1:6379/{number}"
-            finally:
-                if admin.get(key) == owner.encode():
-                    admin.delete(key)
-            return
-    raise RuntimeError("Redis databases 9..15 are all claimed by other test runs")
-
-
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("celery-cluster")
@@ -234,7 +212,7 @@ def cluster_runs(tmp_path_factory):
         variable.update(scenario.variable)
     folders = sorted({scenario.dags_folder for scenario in scenarios.values()})
     dags_folder = link_dags_folders(work / "dags", {f"dags_{i}": folder for i, folder in enumerate(folders)})
-    with _private_redis_database() as redis_url, LocalStack(work / "stack") as stack:
+    with private_redis_database() as redis_url, LocalStack(work / "stack") as stack:
         cluster = CeleryCluster(
             work / "cluster",
             dags_folder=dags_folder,

@@ -18,15 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _postgres import throwaway_database
+from _redis import private_redis_database
 from threekit_pipeline.devtools.cluster import CeleryCluster, CeleryWorkerSpec, link_dags_folders
 from threekit_pipeline.devtools.stack import LocalStack
 from threekit_pipeline.pipelines.reports import sanitize_run_id
 
-from tests.distributed.test_celery_cluster import CLUSTER_START_TIMEOUT, RUN_TIMEOUT, _private_redis_database
-
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "threekit_catalog_import"
-pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster")]
+# Its own group: xdist may run it beside the other cluster module (own database, Redis DB and ports).
+pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.xdist_group("airflow_cluster_no_shared_disk")]
+
+# Generous: on a loaded 2-core machine the components alone can take two minutes to come up.
+CLUSTER_START_TIMEOUT = 240.0
+RUN_TIMEOUT = 300.0
 
 #: Consecutive tasks alternate between the two workers (each queue is served by one worker only).
 TASK_QUEUES = {
@@ -40,6 +45,14 @@ TASK_QUEUES = {
     "retire_missing": "node_a",
     "all_accepted": "node_a",
 }
+FEEDS = """\
+version: 1
+defaults: {retries: 1, retry_delay_seconds: 5, transfer: ftp_default, threekit: threekit_default}
+inbound:
+  - {id: catalog, kind: catalog, dag_id: threekit_catalog_import, folder: /inbound/catalog,
+     mapping: canonical, schedule: null}
+outbound: []
+"""
 PRODUCTS = 12
 STAMP = "20240229"
 
@@ -58,14 +71,15 @@ def _catalog(stack: LocalStack, run: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def no_shared_disk(tmp_path_factory, sshd):
-    from _postgres import throwaway_database
-
     work = tmp_path_factory.mktemp("no-shared-disk")
     known_hosts = work / "known_hosts"
     known_hosts.write_text(sshd.known_hosts_line + "\n")
     store = sshd.mkdir("threekit-staging")
     dags_folder = link_dags_folders(work / "dags", {"dags_0": REPO / "dags"})
-    with throwaway_database("no_shared_disk_ledger") as ledger_dsn, _private_redis_database() as redis_url, \
+    # The catalog feed alone, unscheduled: the two runs below are the only runs.
+    feeds_file = work / "feeds.yaml"
+    feeds_file.write_text(FEEDS)
+    with throwaway_database("no_shared_disk_ledger") as ledger_dsn, private_redis_database() as redis_url, \
             LocalStack(work / "stack") as stack:
         variable = {
             "stable_seconds": 1, "poke_interval_seconds": 1, "sensor_timeout_seconds": 10,
@@ -78,6 +92,7 @@ def no_shared_disk(tmp_path_factory, sshd):
             "conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user,
             "extra": {"key_file": str(sshd.user_key), "known_hosts": str(known_hosts)},
         })
+        env["THREEKIT_FEEDS_FILE"] = str(feeds_file)
         env["AIRFLOW_CONN_THREEKIT_LEDGER"] = ledger_dsn.replace("postgresql://", "postgres://")
         # The staging directory (scratch root) is a private tmpfs in each worker's mount namespace.
         workers = (

@@ -151,7 +151,16 @@ def test_a_store_without_any_host_key_to_check_is_refused(tmp_path, sshd, monkey
     """The sftp filesystem alone would trust any key; without a key to check, staging refuses."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts either
     monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_NO_KEY", _connection(sshd))
-    env = _worker(tmp_path, "worker-a", f"sftp://{sshd.mkdir('staging-no-key')}", staging_conn_id="threekit_staging_no_key")
+    from threekit_pipeline.pipelines.runtime import _ssh_host_key_options
+
+    try:
+        options = _ssh_host_key_options("threekit_staging_no_key")
+    except StagingError as exc:
+        assert "no host key to verify" in str(exc)
+    else:
+        pytest.fail(f"accepted with {options} (HOME={Path.home()})")
+    env = _worker(tmp_path, "worker-a", f"sftp://{sshd.mkdir('staging-no-key')}",
+                  staging_conn_id="threekit_staging_no_key")
     with pytest.raises(StagingError, match="no host key to verify"):
         env.run_dir("chunks")
 
