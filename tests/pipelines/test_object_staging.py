@@ -249,6 +249,15 @@ def test_catalog_import_across_two_workers_then_a_resend_sends_nothing(
         assert sum(name.endswith(".result.json") for name in stored) == 3
         assert any(name.endswith("/report/" + Path(outcome["report"]).name) for name in stored) or outcome["report"]
 
+        # The sync view's SKU search reads the runs from the store: what happened, from which file and line.
+        from threekit_pipeline.airflow.sync_view.data import ReportStore, sku_history
+        from threekit_pipeline.pipelines.runtime import staging_root
+
+        sku = sorted(skus - {None})[0]
+        (event,) = sku_history(ReportStore(staging_root(on("worker-a").config)), sku)
+        assert (event.run_id, event.what) == (RUN_ID, "created")
+        assert event.file.startswith("products_") and int(event.line) >= 2
+
         # The same files again in a new run: the PostgreSQL ledger knows them, nothing is sent.
         again, again_results, again_outcome = import_run("manual__2026-11-23T11:00:00+00:00")
         assert again_outcome["status"] == "success", again_outcome

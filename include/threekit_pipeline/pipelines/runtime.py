@@ -306,8 +306,20 @@ def object_staging_of(config: PipelineConfig, url: str) -> Any:
 
 
 def object_storage(url: str, conn_id: str | None) -> tuple[Any, str]:
-    """``(fsspec filesystem, base path in its terms)`` of ``url``, through Airflow's
-    ``ObjectStoragePath`` and connection ``conn_id``.
+    """``(fsspec filesystem, base path in its terms)`` of ``url`` (see :func:`object_storage_path`)."""
+    base = object_storage_path(url, conn_id)
+    return base.fs, base.path
+
+
+def staging_root(config: PipelineConfig) -> Any:
+    """The staging base as a path object: ``Path(staging_dir)`` for local staging, else the
+    ``ObjectStoragePath`` of ``staging_url`` (pathlib-like: ``/``, ``iterdir``, ``open``...)."""
+    url = object_staging_url(config)
+    return Path(config.staging_dir) if url is None else object_storage_path(url, config.staging_conn_id)
+
+
+def object_storage_path(url: str, conn_id: str | None) -> Any:
+    """Airflow's ``ObjectStoragePath`` of ``url`` through connection ``conn_id``.
 
     Gap covered: the sftp provider's filesystem (sshfs) ignores the connection's host-key
     extras, and ``ObjectStoragePath`` builds its filesystem without storage options. So for
@@ -323,8 +335,7 @@ def object_storage(url: str, conn_id: str | None) -> tuple[Any, str]:
     scheme = url.split("://", 1)[0].lower()
     if conn_id and scheme in ("sftp", "ssh"):
         attach(scheme, conn_id, fs=get_fs(scheme, conn_id, storage_options=_ssh_host_key_options(conn_id)))
-    base = ObjectStoragePath(url, conn_id=conn_id or None)
-    return base.fs, base.path
+    return ObjectStoragePath(url, conn_id=conn_id or None)
 
 
 def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:

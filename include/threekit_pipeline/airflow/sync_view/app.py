@@ -129,7 +129,9 @@ def _store() -> ReportStore:
             yield client
 
     # Each import DAG's reports are read from its feed's reports folder over its feed's connection.
-    return ReportStore(config.staging_dir, config.folder("reports"), transfer, dags=import_dags_in_force())
+    from threekit_pipeline.pipelines.runtime import staging_root
+
+    return ReportStore(staging_root(config), config.folder("reports"), transfer, dags=import_dags_in_force())
 
 
 def _recent_runs(dag_id: str, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:

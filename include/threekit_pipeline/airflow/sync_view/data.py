@@ -120,7 +120,8 @@ class ReportStore:
         ftp_factory: Callable[[str], Any] | None = None,
         dags: Mapping[str, ImportDag] | None = None,
     ) -> None:
-        self.staging = Path(staging_dir)
+        # A local folder, or (object-storage staging) an ObjectStoragePath: only pathlib methods are used.
+        self.staging = staging_dir if hasattr(staging_dir, "joinpath") else Path(staging_dir)
         self.reports_root = "/" + reports_root.strip("/")
         self.ftp_factory = ftp_factory
         self.dags = dict(dags) if dags is not None else default_import_dags(self.reports_root)
@@ -195,7 +196,7 @@ class ReportStore:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with contextlib.suppress(OSError), open(path, encoding="utf-8") as handle:
+    with contextlib.suppress(OSError), path.open(encoding="utf-8") as handle:
         for line in handle:
             with contextlib.suppress(ValueError):
                 yield json.loads(line)
@@ -235,7 +236,7 @@ def _run_id_of(run_dir: Path) -> str:
 
 def source_of(run_dir: Path, sku: str) -> tuple[str, str] | None:
     """``(file, line)`` the run's product ``sku`` came from (``sources.csv`` of the plan), or None."""
-    with contextlib.suppress(OSError), open(run_dir / SOURCES_FILE, encoding="utf-8", newline="") as handle:
+    with contextlib.suppress(OSError), (run_dir / SOURCES_FILE).open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             if row.get("sku") == sku:
                 return str(row.get("file") or ""), str(row.get("line") or "")
