@@ -168,6 +168,9 @@ def test_a_store_without_any_host_key_to_check_is_refused(tmp_path, sshd, monkey
 def test_staging_settings_are_checked_together(tmp_path):
     with pytest.raises(ConfigError, match="ledger_conn_id"):
         load_config({"staging_url": "sftp://host/staging"})
+    with pytest.raises(ConfigError, match="must not hold a password") as caught:
+        load_config({"staging_url": "sftp://erp:s3cret-pw@host/staging", "ledger_conn_id": "ledger"})
+    assert "s3cret-pw" not in str(caught.value)
     with pytest.raises(ConfigError, match="must be a URL"):
         load_config({"staging_url": "/srv/staging", "ledger_conn_id": "ledger"})
     # file:// is local staging: the folder of the URL, no database needed.

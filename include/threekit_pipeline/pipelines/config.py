@@ -219,11 +219,18 @@ def check_staging(config: PipelineConfig) -> None:
     Object-storage staging means no disk is shared by the workers, so the ledgers cannot be the
     SQLite files under ``staging_dir``: ``ledger_conn_id`` is then required.
     """
+    from urllib.parse import urlparse
+
     url = (config.staging_url or "").strip()
     if url and "://" not in url:
         raise ConfigError(
             f"Variable {VARIABLE_NAME!r}: 'staging_url' must be a URL such as sftp://host/path, "
             f"s3://bucket/prefix or file:///path, got {url!r}"
+        )
+    if url and urlparse(url).password:
+        raise ConfigError(
+            f"Variable {VARIABLE_NAME!r}: 'staging_url' must not hold a password; credentials belong in "
+            "the connection named by 'staging_conn_id'"
         )
     if object_staging_url(config) and not config.ledger_conn_id:
         raise ConfigError(
