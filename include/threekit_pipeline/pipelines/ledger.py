@@ -218,8 +218,7 @@ class LedgerStore:
             self.dialect = "postgresql"
         self._conn: Any = None
         try:
-            self._connect(busy_timeout_s)
-            self._migrate(target)
+            self._open(busy_timeout_s, target)
         except LedgerError:
             self.close()
             raise
@@ -234,6 +233,29 @@ class LedgerStore:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def _open(self, busy_timeout_s: float, target: int) -> None:
+        """Connect and migrate. SQLite answers "database is locked" at once, without waiting on the
+        busy timeout, to a connection switching the file to WAL while another process does the
+        same; such an open is retried (closed first) until the busy timeout has passed."""
+        import tenacity
+
+        def locked(exc: BaseException) -> bool:
+            return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+        def reset(_state: Any) -> None:
+            self.close()
+
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(locked),
+            stop=tenacity.stop_after_delay(busy_timeout_s),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+            before_sleep=reset,
+            reraise=True,
+        ):
+            with attempt:
+                self._connect(busy_timeout_s)
+                self._migrate(target)
 
     def _connect(self, busy_timeout_s: float) -> None:
         if self.is_postgres:
