@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     "ftp_transfer": ("threekit_pipeline.bench.ftp_transfer", {}, {"size_mib": 64, "repetitions": 3}),
     "ftp_listing": ("threekit_pipeline.bench.ftp_listing", {}, {"files": 200}),
     "sftp_transfer": ("threekit_pipeline.bench.sftp_transfer", {}, {"size_mib": 32, "repetitions": 3}),
+    "object_staging": ("threekit_pipeline.bench.object_staging", {}, {"products": 2_000}),
 }
 
 # How each result is shown: (figure key, baseline key, ratio key, unit).
@@ -39,6 +40,7 @@ ROWS: dict[str, list[tuple[str, str, str, str]]] = {
     "import_throughput": [("ours_products_per_s", "minimal_products_per_s", "throughput_ratio", "products/s")],
     "delta_rerun": [("rerun_s", "first_run_s", "ratio", "s"), ("rerun_sent", "first_run_sent", "", "products")],
     "import_scaling": [],  # one row per size, see _scaling_rows
+    "object_staging": [("object_staging_s", "local_staging_s", "ratio", "s"), ("stored_mib", "", "", "MiB")],
     "ftp_transfer": [
         ("download.ours_mib_s", "download.curl_mib_s", "download.throughput_ratio", "MiB/s"),
         ("download.ours_transfer_s", "download.curl_s", "download.transfer_ratio", "s, transfer only"),
