@@ -147,6 +147,17 @@ def test_a_store_with_an_unknown_host_key_is_refused(tmp_path, sshd, monkeypatch
     assert not list(folder.rglob("x.json"))
 
 
+def test_a_store_named_by_its_host_key_line_is_accepted(tmp_path, sshd, monkeypatch):
+    """The compose file's form: the server's key as a ``host_key`` extra, no known_hosts file."""
+    key_type, key_data = sshd.known_hosts_line.split()[1:]
+    monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_HOST_KEY", _connection(sshd, host_key=f"{key_type} {key_data}"))
+    folder = sshd.mkdir("staging-host-key")
+    env = _worker(tmp_path, "worker-a", f"sftp://{folder}", staging_conn_id="threekit_staging_host_key")
+    (env.run_dir("chunks") / "x.json").write_text("{}")
+    finish_staging()
+    assert [p.name for p in folder.rglob("x.json")] == ["x.json"]
+
+
 def test_a_store_without_any_host_key_to_check_is_refused(tmp_path, sshd, monkeypatch):
     """The sftp filesystem alone would trust any key; without a key to check, staging refuses."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts either

@@ -339,6 +339,8 @@ def object_storage_path(url: str, conn_id: str | None) -> Any:
 
 
 def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
+    import hashlib
+    import os
     import tempfile
 
     from airflow.sdk import BaseHook
@@ -360,10 +362,14 @@ def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
         port = int(conn.port or 22)
         name = conn.host if port == 22 else f"[{conn.host}]:{port}"
         key_type, key_data = host_key.split()[-2:]  # '<type> <base64>', as the SFTP client reads it
-        handle = tempfile.NamedTemporaryFile("w", prefix="known_hosts-", suffix=".txt", delete=False)
-        with handle:
-            handle.write(f"{name} {key_type} {key_data}\n")
-        return {"known_hosts": handle.name}
+        line = f"{name} {key_type} {key_data}\n"
+        # One file per key (public, not a secret), written once: no temporary file piles up.
+        path = Path(tempfile.gettempdir()) / f"threekit-known-hosts-{hashlib.sha256(line.encode()).hexdigest()[:16]}"
+        if not path.is_file() or path.read_text() != line:
+            partial = path.with_name(f"{path.name}.{os.getpid()}")
+            partial.write_text(line)
+            partial.replace(path)
+        return {"known_hosts": str(path)}
     user_file = Path("~/.ssh/known_hosts").expanduser()
     if user_file.is_file():
         return {"known_hosts": str(user_file)}
