@@ -266,3 +266,31 @@ def test_catalog_import_across_two_workers_then_a_resend_sends_nothing(
         assert again_outcome["status"] == "success", again_outcome
         assert again["to_send"] == 0 and again["chunks"] == [] and again_results == []
         assert len({(i.get("metadata") or {}).get("SKU") for i in threekit_sandbox.items()} - {None}) == 25
+
+
+# --- edge cases of names, bases and connections ------------------------------------------------------
+
+
+def test_a_file_whose_name_holds_part_is_staged_like_any_other(tmp_path, store):
+    """Only the store's own uploads in progress are hidden, not a source file named ``*.part-1.csv``."""
+    url, server = store
+    run = f"threekit_catalog_import/{sanitize_run_id(RUN_ID)}"
+    a = _worker(tmp_path, "worker-a", url)
+    downloads = a.run_dir("downloads", fresh=True)
+    (downloads / "products_20261123.part-1.csv").write_text("sku\nA\n")
+    (downloads / "products_20261123.part-2.csv").write_text("sku\nB\n")
+    xcom_path = str(downloads / "products_20261123.part-1.csv")
+    finish_staging()
+    assert _files(server) == {
+        f"{run}/downloads/products_20261123.part-1.csv": b"sku\nA\n",
+        f"{run}/downloads/products_20261123.part-2.csv": b"sku\nB\n",
+    }
+
+    b = _worker(tmp_path, "worker-b", url)
+    assert b.staged(xcom_path).read_text() == "sku\nA\n"
+    assert sorted(p.name for p in b.run_dir("downloads").iterdir()) == [
+        "products_20261123.part-1.csv", "products_20261123.part-2.csv",
+    ]
+    (b.run_dir("downloads") / "products_20261123.part-2.csv").unlink()
+    finish_staging()
+    assert list(_files(server)) == [f"{run}/downloads/products_20261123.part-1.csv"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 #: Folder under ``staging_dir`` holding the per-task scratch folders (object-storage staging only).
 SCRATCH_FOLDER = "scratch"
+
+#: Names of uploads in progress (see :meth:`ObjectStaging._put`): ``.part-<12 hex digits>``, or
+#: ``<name>.part-<12 hex digits>`` as earlier versions named them. A staged file whose name merely
+#: holds ``.part-`` (``products.part-1.csv``) is an ordinary file.
+_UPLOAD_IN_PROGRESS = re.compile(r"\.part-[0-9a-f]{12}$")
+
+
+def _in_progress(name: str) -> bool:
+    return bool(_UPLOAD_IN_PROGRESS.search(name))
 
 
 class StagingError(RuntimeError):
@@ -123,7 +133,7 @@ class ObjectStaging:
             raise StagingError(f"cannot list {self._shown(remote)}: {type(exc).__name__}: {exc}") from exc
         return {
             name: info for name, info in found.items()
-            if info.get("type", "file") == "file" and ".part-" not in PurePosixPath(name).name
+            if info.get("type", "file") == "file" and not _in_progress(PurePosixPath(name).name)
         }
 
     def _relative(self, remote: str) -> str:
@@ -190,7 +200,7 @@ class ObjectStaging:
             listed = []
         for info in listed:
             name = PurePosixPath(info["name"]).name
-            if info.get("type", "file") != "file" or ".part-" in name:
+            if info.get("type", "file") != "file" or _in_progress(name):
                 continue
             if name != path.name and not name.startswith(stem + "."):
                 continue
@@ -250,7 +260,7 @@ class ObjectStaging:
         for local in sorted(p for p in self.local_root.rglob("*") if p.is_file()):
             rel = local.relative_to(self.local_root).as_posix()
             present.add(rel)
-            if ".part-" in local.name:
+            if _in_progress(local.name):
                 continue
             fingerprint = _fingerprint(local)
             if self._pulled.get(rel) == fingerprint:
