@@ -294,3 +294,16 @@ def test_a_file_whose_name_holds_part_is_staged_like_any_other(tmp_path, store):
     (b.run_dir("downloads") / "products_20261123.part-2.csv").unlink()
     finish_staging()
     assert list(_files(server)) == [f"{run}/downloads/products_20261123.part-1.csv"]
+
+
+def test_a_file_with_a_long_name_is_staged(tmp_path, store):
+    """A name of 249 bytes is legal; the temporary upload name must not make it too long."""
+    url, server = store
+    name = "products_" + "x" * 236 + ".csv"
+    a = _worker(tmp_path, "worker-a", url)
+    (a.run_dir("downloads") / name).write_text("sku\nA\n")
+    finish_staging()
+    b = _worker(tmp_path, "worker-b", url)
+    assert (b.run_dir("downloads") / name).read_text() == "sku\nA\n"
+    finish_staging()
+    assert [path.name for path in server.rglob("*") if path.is_file()] == [name]

@@ -233,7 +233,9 @@ class ObjectStaging:
     def _put(self, relative: str, local: Path) -> None:
         remote = self.remote(relative)
         parent = remote.rsplit("/", 1)[0] or "/"
-        temporary = f"{remote}.part-{uuid.uuid4().hex[:12]}"
+        # A short name next to the target: ``<name>.part-...`` would outgrow the 255 bytes a file
+        # name may have for a (legal) name of more than 237.
+        temporary = f"{parent.rstrip('/')}/.part-{uuid.uuid4().hex[:12]}"
         try:
             self.fs.makedirs(parent, exist_ok=True)
             self.fs.put_file(str(local), temporary)
