@@ -307,3 +307,38 @@ def test_a_file_with_a_long_name_is_staged(tmp_path, store):
     assert (b.run_dir("downloads") / name).read_text() == "sku\nA\n"
     finish_staging()
     assert [path.name for path in server.rglob("*") if path.is_file()] == [name]
+
+
+@pytest.mark.parametrize("base", ["/staging", "/staging/", "staging", "staging/", "/"])
+def test_the_store_base_is_found_however_it_is_written(tmp_path, base):
+    """fsspec's in-memory filesystem lists names with a leading "/" whatever the base was written with."""
+    import fsspec
+    from threekit_pipeline.pipelines.staging import ObjectStaging
+
+    fs = fsspec.filesystem("memory")
+    folder = f"staging-{tmp_path.name}"  # the memory store is one per process
+    if base != "/":
+        base = base.replace("staging", folder)
+    else:
+        folder = f"{folder}/d"  # the base "/" holds the whole store: use a folder of its own
+    run = f"{folder}/r" if base == "/" else "d/r"
+    try:
+        writer = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-a")
+        writer.local(f"{run}/sub").mkdir(parents=True)
+        writer.local(f"{run}/a.json").write_text("A")
+        writer.local(f"{run}/sub/b.json").write_text("B")
+        assert writer.close().uploaded == 2
+
+        reader = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-b")
+        assert reader.pull_tree(run) == 2
+        assert reader.local(f"{run}/sub/b.json").read_text() == "B"
+        assert reader.pull_group(f"{run}/a.json") == 0  # already there
+        reader.local(f"{run}/a.json").unlink()
+        assert reader.close().deleted == 1
+
+        last = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-c")
+        assert last.pull_tree(run) == 1 and not last.local(f"{run}/a.json").exists()
+        last.close(push=False)
+    finally:
+        if fs.exists(f"/staging-{tmp_path.name}"):
+            fs.rm(f"/staging-{tmp_path.name}", recursive=True)

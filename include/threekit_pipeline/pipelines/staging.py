@@ -137,11 +137,15 @@ class ObjectStaging:
         }
 
     def _relative(self, remote: str) -> str:
-        prefix = self.root.rstrip("/") + "/"
-        normalised = "/" + remote.lstrip("/") if self.root.startswith("/") else remote
-        if not normalised.startswith(prefix):
+        # Stores differ in whether the names they list start with "/" (memory: always; s3: never),
+        # whatever the base was written with: compare without it.
+        base = self.root.strip("/")
+        name = remote.lstrip("/")
+        if not base:
+            return name
+        if not name.startswith(base + "/"):
             raise StagingError(f"{remote} is not under the staging base {self.url}")
-        return normalised[len(prefix):]
+        return name[len(base) + 1:]
 
     def _shown(self, remote: str) -> str:
         try:
