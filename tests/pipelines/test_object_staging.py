@@ -342,3 +342,20 @@ def test_the_store_base_is_found_however_it_is_written(tmp_path, base):
     finally:
         if fs.exists(f"/staging-{tmp_path.name}"):
             fs.rm(f"/staging-{tmp_path.name}", recursive=True)
+
+
+@pytest.mark.parametrize("extra", [
+    {"host_key": "AAAAC3NzaC1lZDI1NTE5AAAAIPw-secret-like-value"},
+    {"known_hosts": "/nonexistent/known_hosts"},
+])
+def test_wrong_host_key_settings_are_named_without_showing_secrets(tmp_path, sshd, monkeypatch, extra):
+    conn = json.dumps({"conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user,
+                       "password": "pw-do-not-show-7", "extra": extra})
+    monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_BAD_SETTING", conn)
+    env = _worker(tmp_path, "worker-a", f"sftp://{sshd.mkdir('staging-bad-setting')}",
+                  staging_conn_id="threekit_staging_bad_setting")
+    with pytest.raises(StagingError, match="Staging connection threekit_staging_bad_setting: ") as caught:
+        env.run_dir("chunks")
+    message = str(caught.value)
+    assert "host_key must be '<type> <base64>'" in message or "known_hosts file /nonexistent" in message
+    assert "pw-do-not-show-7" not in message and "secret-like-value" not in message
