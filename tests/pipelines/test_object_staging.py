@@ -359,3 +359,29 @@ def test_wrong_host_key_settings_are_named_without_showing_secrets(tmp_path, ssh
     message = str(caught.value)
     assert "host_key must be '<type> <base64>'" in message or "known_hosts file /nonexistent" in message
     assert "pw-do-not-show-7" not in message and "secret-like-value" not in message
+
+
+def test_reading_a_group_and_deleting_in_the_store_name_the_store_and_the_file(tmp_path, store):
+    """The server's bare "Permission denied" says neither where nor what."""
+    url, server = store
+    run = f"threekit_catalog_import/{sanitize_run_id(RUN_ID)}"
+    a = _worker(tmp_path, "worker-a", url)
+    (a.run_dir("chunks") / "chunk_0001.jsonl").write_text("{}\n")
+    xcom_path = str(a.run_dir("chunks") / "chunk_0001.jsonl")
+    finish_staging()
+    chunks = server / run / "chunks"
+    try:
+        chunks.chmod(0o311)  # the server's account may no longer list the folder
+        b = _worker(tmp_path, "worker-b", url)
+        with pytest.raises(StagingError, match=rf"cannot list sftp://.*/{run}/chunks: "):
+            b.staged(xcom_path)
+        finish_staging(push=False)
+
+        chunks.chmod(0o555)  # nor delete in it
+        c = _worker(tmp_path, "worker-c", url)
+        c.staged(xcom_path).unlink()
+        with pytest.raises(StagingError, match=rf"cannot delete sftp://.*/{run}/chunks/chunk_0001\.jsonl: "):
+            finish_staging()
+    finally:
+        chunks.chmod(0o755)
+    assert (chunks / "chunk_0001.jsonl").exists()

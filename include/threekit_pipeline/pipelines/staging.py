@@ -202,6 +202,8 @@ class ObjectStaging:
             listed = self.fs.ls(self.remote(folder), detail=True) if self.fs.exists(self.remote(folder)) else []
         except FileNotFoundError:
             listed = []
+        except Exception as exc:  # noqa: BLE001 - the store's own errors, named with the place
+            raise StagingError(f"cannot list {self.url}/{folder}: {type(exc).__name__}: {exc}") from exc
         for info in listed:
             name = PurePosixPath(info["name"]).name
             if info.get("type", "file") != "file" or _in_progress(name):
@@ -283,6 +285,8 @@ class ObjectStaging:
                     summary.deleted += 1
             except FileNotFoundError:
                 pass
+            except Exception as exc:  # noqa: BLE001
+                raise StagingError(f"cannot delete {self.url}/{rel}: {type(exc).__name__}: {exc}") from exc
             del self._pulled[rel]
         if summary.uploaded or summary.deleted:
             log.info(
