@@ -385,3 +385,23 @@ def test_reading_a_group_and_deleting_in_the_store_name_the_store_and_the_file(t
     finally:
         chunks.chmod(0o755)
     assert (chunks / "chunk_0001.jsonl").exists()
+
+
+def test_a_run_with_the_id_shared_does_not_take_the_folder_kept_across_runs(tmp_path, store):
+    """A run may be triggered with any run id; the render cache (``<dag>/shared``) must survive it."""
+    url, server = store
+    dag_id = "threekit_render_export"
+    a = _worker(tmp_path, "worker-a", url, dag_id=dag_id)
+    (a.shared_dir("renders") / "SOFA-1").mkdir()
+    (a.shared_dir("renders") / "SOFA-1" / "front.png").write_bytes(b"png")
+    finish_staging()
+
+    run = _worker(tmp_path, "worker-b", url, dag_id=dag_id)
+    run.run_id = "shared"
+    assert (run.shared_dir("renders") / "SOFA-1" / "front.png").read_bytes() == b"png"
+    (run.run_dir("renders", fresh=True) / "manifest.csv").write_text("sku,file\n")
+    assert (run.shared_dir("renders") / "SOFA-1" / "front.png").read_bytes() == b"png"
+    finish_staging()
+    stored = _files(server)
+    assert stored[f"{dag_id}/shared/renders/SOFA-1/front.png"] == b"png"
+    assert f"{dag_id}/shared/renders/manifest.csv" not in stored
