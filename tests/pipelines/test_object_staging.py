@@ -277,3 +277,142 @@ def test_catalog_import_across_two_workers_then_a_resend_sends_nothing(
         assert again_outcome["status"] == "success", again_outcome
         assert again["to_send"] == 0 and again["chunks"] == [] and again_results == []
         assert len({(i.get("metadata") or {}).get("SKU") for i in threekit_sandbox.items()} - {None}) == 25
+
+
+# --- edge cases of names, bases and connections ------------------------------------------------------
+
+
+def test_a_file_whose_name_holds_part_is_staged_like_any_other(tmp_path, store):
+    """Only the store's own uploads in progress are hidden, not a source file named ``*.part-1.csv``."""
+    url, server = store
+    run = f"threekit_catalog_import/{sanitize_run_id(RUN_ID)}"
+    a = _worker(tmp_path, "worker-a", url)
+    downloads = a.run_dir("downloads", fresh=True)
+    (downloads / "products_20261123.part-1.csv").write_text("sku\nA\n")
+    (downloads / "products_20261123.part-2.csv").write_text("sku\nB\n")
+    xcom_path = str(downloads / "products_20261123.part-1.csv")
+    finish_staging()
+    assert _files(server) == {
+        f"{run}/downloads/products_20261123.part-1.csv": b"sku\nA\n",
+        f"{run}/downloads/products_20261123.part-2.csv": b"sku\nB\n",
+    }
+
+    b = _worker(tmp_path, "worker-b", url)
+    assert b.staged(xcom_path).read_text() == "sku\nA\n"
+    assert sorted(p.name for p in b.run_dir("downloads").iterdir()) == [
+        "products_20261123.part-1.csv", "products_20261123.part-2.csv",
+    ]
+    (b.run_dir("downloads") / "products_20261123.part-2.csv").unlink()
+    finish_staging()
+    assert list(_files(server)) == [f"{run}/downloads/products_20261123.part-1.csv"]
+
+
+def test_a_file_with_a_long_name_is_staged(tmp_path, store):
+    """A name of 249 bytes is legal; the temporary upload name must not make it too long."""
+    url, server = store
+    name = "products_" + "x" * 236 + ".csv"
+    a = _worker(tmp_path, "worker-a", url)
+    (a.run_dir("downloads") / name).write_text("sku\nA\n")
+    finish_staging()
+    b = _worker(tmp_path, "worker-b", url)
+    assert (b.run_dir("downloads") / name).read_text() == "sku\nA\n"
+    finish_staging()
+    assert [path.name for path in server.rglob("*") if path.is_file()] == [name]
+
+
+@pytest.mark.parametrize("base", ["/staging", "/staging/", "staging", "staging/", "/"])
+def test_the_store_base_is_found_however_it_is_written(tmp_path, base):
+    """fsspec's in-memory filesystem lists names with a leading "/" whatever the base was written with."""
+    import fsspec
+    from threekit_pipeline.pipelines.staging import ObjectStaging
+
+    fs = fsspec.filesystem("memory")
+    folder = f"staging-{tmp_path.name}"  # the memory store is one per process
+    if base != "/":
+        base = base.replace("staging", folder)
+    else:
+        folder = f"{folder}/d"  # the base "/" holds the whole store: use a folder of its own
+    run = f"{folder}/r" if base == "/" else "d/r"
+    try:
+        writer = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-a")
+        writer.local(f"{run}/sub").mkdir(parents=True)
+        writer.local(f"{run}/a.json").write_text("A")
+        writer.local(f"{run}/sub/b.json").write_text("B")
+        assert writer.close().uploaded == 2
+
+        reader = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-b")
+        assert reader.pull_tree(run) == 2
+        assert reader.local(f"{run}/sub/b.json").read_text() == "B"
+        assert reader.pull_group(f"{run}/a.json") == 0  # already there
+        reader.local(f"{run}/a.json").unlink()
+        assert reader.close().deleted == 1
+
+        last = ObjectStaging(fs, base, f"memory://{base}", tmp_path / "worker-c")
+        assert last.pull_tree(run) == 1 and not last.local(f"{run}/a.json").exists()
+        last.close(push=False)
+    finally:
+        if fs.exists(f"/staging-{tmp_path.name}"):
+            fs.rm(f"/staging-{tmp_path.name}", recursive=True)
+
+
+@pytest.mark.parametrize("extra", [
+    {"host_key": "AAAAC3NzaC1lZDI1NTE5AAAAIPw-secret-like-value"},
+    {"known_hosts": "/nonexistent/known_hosts"},
+])
+def test_wrong_host_key_settings_are_named_without_showing_secrets(tmp_path, sshd, monkeypatch, extra):
+    conn = json.dumps({"conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user,
+                       "password": "pw-do-not-show-7", "extra": extra})
+    monkeypatch.setenv("AIRFLOW_CONN_THREEKIT_STAGING_BAD_SETTING", conn)
+    env = _worker(tmp_path, "worker-a", f"sftp://{sshd.mkdir('staging-bad-setting')}",
+                  staging_conn_id="threekit_staging_bad_setting")
+    with pytest.raises(StagingError, match="Staging connection threekit_staging_bad_setting: ") as caught:
+        env.run_dir("chunks")
+    message = str(caught.value)
+    assert "host_key must be '<type> <base64>'" in message or "known_hosts file /nonexistent" in message
+    assert "pw-do-not-show-7" not in message and "secret-like-value" not in message
+
+
+def test_reading_a_group_and_deleting_in_the_store_name_the_store_and_the_file(tmp_path, store):
+    """The server's bare "Permission denied" says neither where nor what."""
+    url, server = store
+    run = f"threekit_catalog_import/{sanitize_run_id(RUN_ID)}"
+    a = _worker(tmp_path, "worker-a", url)
+    (a.run_dir("chunks") / "chunk_0001.jsonl").write_text("{}\n")
+    xcom_path = str(a.run_dir("chunks") / "chunk_0001.jsonl")
+    finish_staging()
+    chunks = server / run / "chunks"
+    try:
+        chunks.chmod(0o311)  # the server's account may no longer list the folder
+        b = _worker(tmp_path, "worker-b", url)
+        with pytest.raises(StagingError, match=rf"cannot list sftp://.*/{run}/chunks: "):
+            b.staged(xcom_path)
+        finish_staging(push=False)
+
+        chunks.chmod(0o555)  # nor delete in it
+        c = _worker(tmp_path, "worker-c", url)
+        c.staged(xcom_path).unlink()
+        with pytest.raises(StagingError, match=rf"cannot delete sftp://.*/{run}/chunks/chunk_0001\.jsonl: "):
+            finish_staging()
+    finally:
+        chunks.chmod(0o755)
+    assert (chunks / "chunk_0001.jsonl").exists()
+
+
+def test_a_run_with_the_id_shared_does_not_take_the_folder_kept_across_runs(tmp_path, store):
+    """A run may be triggered with any run id; the render cache (``<dag>/shared``) must survive it."""
+    url, server = store
+    dag_id = "threekit_render_export"
+    a = _worker(tmp_path, "worker-a", url, dag_id=dag_id)
+    (a.shared_dir("renders") / "SOFA-1").mkdir()
+    (a.shared_dir("renders") / "SOFA-1" / "front.png").write_bytes(b"png")
+    finish_staging()
+
+    run = _worker(tmp_path, "worker-b", url, dag_id=dag_id)
+    run.run_id = "shared"
+    assert (run.shared_dir("renders") / "SOFA-1" / "front.png").read_bytes() == b"png"
+    (run.run_dir("renders", fresh=True) / "manifest.csv").write_text("sku,file\n")
+    assert (run.shared_dir("renders") / "SOFA-1" / "front.png").read_bytes() == b"png"
+    finish_staging()
+    stored = _files(server)
+    assert stored[f"{dag_id}/shared/renders/SOFA-1/front.png"] == b"png"
+    assert f"{dag_id}/shared/renders/manifest.csv" not in stored

@@ -46,7 +46,9 @@ def sanitize_run_id(run_id: str) -> str:
     """A file-name-safe form of a run id (``manual__2026-11-23T10:00:00+00:00`` ->
     ``manual__2026-11-23T10-00-00-00-00``)."""
     cleaned = _UNSAFE_RUN_CHARS.sub("-", run_id.replace(":", "-").replace("+", "-")).strip("-.")
-    return cleaned or "run"
+    # "<dag_id>/shared" is the folder a DAG keeps across runs (TaskEnv.shared_dir, the render cache):
+    # a run with the id "shared" must not get it as its run folder.
+    return "run-shared" if cleaned == "shared" else cleaned or "run"
 
 
 def neutralise_cell(value: Any) -> Any:

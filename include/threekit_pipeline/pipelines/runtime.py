@@ -356,12 +356,21 @@ def _ssh_host_key_options(conn_id: str) -> dict[str, Any]:
                     conn_id)
         return {"known_hosts": None}
     if extra.get("known_hosts"):
+        if not Path(str(extra["known_hosts"])).expanduser().is_file():
+            raise StagingError(
+                f"Staging connection {conn_id}: known_hosts file {extra['known_hosts']} does not exist"
+            )
         return {"known_hosts": str(extra["known_hosts"])}
     host_key = str(extra.get("host_key") or "").strip()
     if host_key:
         port = int(conn.port or 22)
         name = conn.host if port == 22 else f"[{conn.host}]:{port}"
-        key_type, key_data = host_key.split()[-2:]  # '<type> <base64>', as the SFTP client reads it
+        parts = host_key.split()
+        if len(parts) < 2:
+            # The value itself is not shown: a private key pasted there by mistake must not reach a log.
+            raise StagingError(f"Staging connection {conn_id}: host_key must be '<type> <base64>' "
+                               "(as in known_hosts, e.g. 'ssh-ed25519 AAAA...')")
+        key_type, key_data = parts[-2:]  # '<type> <base64>', as the SFTP client reads it
         line = f"{name} {key_type} {key_data}\n"
         # One file per key (public, not a secret), written once: no temporary file piles up.
         path = Path(tempfile.gettempdir()) / f"threekit-known-hosts-{hashlib.sha256(line.encode()).hexdigest()[:16]}"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 #: Folder under ``staging_dir`` holding the per-task scratch folders (object-storage staging only).
 SCRATCH_FOLDER = "scratch"
+
+#: Names of uploads in progress (see :meth:`ObjectStaging._put`): ``.part-<12 hex digits>``, or
+#: ``<name>.part-<12 hex digits>`` as earlier versions named them. A staged file whose name merely
+#: holds ``.part-`` (``products.part-1.csv``) is an ordinary file.
+_UPLOAD_IN_PROGRESS = re.compile(r"\.part-[0-9a-f]{12}$")
+
+
+def _in_progress(name: str) -> bool:
+    return bool(_UPLOAD_IN_PROGRESS.search(name))
 
 
 class StagingError(RuntimeError):
@@ -123,15 +133,19 @@ class ObjectStaging:
             raise StagingError(f"cannot list {self._shown(remote)}: {type(exc).__name__}: {exc}") from exc
         return {
             name: info for name, info in found.items()
-            if info.get("type", "file") == "file" and ".part-" not in PurePosixPath(name).name
+            if info.get("type", "file") == "file" and not _in_progress(PurePosixPath(name).name)
         }
 
     def _relative(self, remote: str) -> str:
-        prefix = self.root.rstrip("/") + "/"
-        normalised = "/" + remote.lstrip("/") if self.root.startswith("/") else remote
-        if not normalised.startswith(prefix):
+        # Stores differ in whether the names they list start with "/" (memory: always; s3: never),
+        # whatever the base was written with: compare without it.
+        base = self.root.strip("/")
+        name = remote.lstrip("/")
+        if not base:
+            return name
+        if not name.startswith(base + "/"):
             raise StagingError(f"{remote} is not under the staging base {self.url}")
-        return normalised[len(prefix):]
+        return name[len(base) + 1:]
 
     def _shown(self, remote: str) -> str:
         try:
@@ -188,9 +202,11 @@ class ObjectStaging:
             listed = self.fs.ls(self.remote(folder), detail=True) if self.fs.exists(self.remote(folder)) else []
         except FileNotFoundError:
             listed = []
+        except Exception as exc:  # noqa: BLE001 - the store's own errors, named with the place
+            raise StagingError(f"cannot list {self.url}/{folder}: {type(exc).__name__}: {exc}") from exc
         for info in listed:
             name = PurePosixPath(info["name"]).name
-            if info.get("type", "file") != "file" or ".part-" in name:
+            if info.get("type", "file") != "file" or _in_progress(name):
                 continue
             if name != path.name and not name.startswith(stem + "."):
                 continue
@@ -223,7 +239,9 @@ class ObjectStaging:
     def _put(self, relative: str, local: Path) -> None:
         remote = self.remote(relative)
         parent = remote.rsplit("/", 1)[0] or "/"
-        temporary = f"{remote}.part-{uuid.uuid4().hex[:12]}"
+        # A short name next to the target: ``<name>.part-...`` would outgrow the 255 bytes a file
+        # name may have for a (legal) name of more than 237.
+        temporary = f"{parent.rstrip('/')}/.part-{uuid.uuid4().hex[:12]}"
         try:
             self.fs.makedirs(parent, exist_ok=True)
             self.fs.put_file(str(local), temporary)
@@ -250,7 +268,7 @@ class ObjectStaging:
         for local in sorted(p for p in self.local_root.rglob("*") if p.is_file()):
             rel = local.relative_to(self.local_root).as_posix()
             present.add(rel)
-            if ".part-" in local.name:
+            if _in_progress(local.name):
                 continue
             fingerprint = _fingerprint(local)
             if self._pulled.get(rel) == fingerprint:
@@ -267,6 +285,8 @@ class ObjectStaging:
                     summary.deleted += 1
             except FileNotFoundError:
                 pass
+            except Exception as exc:  # noqa: BLE001
+                raise StagingError(f"cannot delete {self.url}/{rel}: {type(exc).__name__}: {exc}") from exc
             del self._pulled[rel]
         if summary.uploaded or summary.deleted:
             log.info(
