@@ -91,7 +91,9 @@ def _messages(caplog, text: str) -> list[str]:
 
 def test_download_resumes_after_the_ftp_server_restarts_mid_transfer(tmp_path, dag, caplog):
     caplog.set_level(logging.INFO)
-    with running_stack(tmp_path / "stack", VARIABLE) as stack:
+    # Served at 8 MiB/s, the 8 MiB file takes about a second: the server reads it in many separate
+    # steps even when the watcher is held off the CPU (inotify merges repeated events it has not read).
+    with running_stack(tmp_path / "stack", VARIABLE, ftp_download_limit=8 * 2**20) as stack:
         set_connection_extras(ftp=FTP_EXTRAS)
         files = catalog_batch(tmp_path, "20261123", products=PRODUCTS, seed=1, pad_bytes_per_row=PAD_BYTES)
         names = upload_batch(stack, files)

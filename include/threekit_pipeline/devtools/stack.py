@@ -86,6 +86,7 @@ class LocalStack:
         org_id: str | None = None,
         ftp_password: str | None = None,
         ftp_user: str = DEFAULT_FTP_USER,
+        ftp_download_limit: int | None = None,
     ) -> None:
         unknown = sorted(set(threekit_faults or {}) - THREEKIT_FAULT_KEYS)
         if unknown:
@@ -93,6 +94,7 @@ class LocalStack:
         self.work_dir = Path(work_dir).resolve()
         self.ftp_tls = ftp_tls
         self.ftp_no_mlsd = ftp_no_mlsd
+        self.ftp_download_limit = ftp_download_limit
         self.threekit_faults = dict(threekit_faults or {})
         self._token = token or f"tk-{secrets.token_urlsafe(24)}"
         self.org_id = org_id or str(uuid.uuid4())
@@ -141,6 +143,7 @@ class LocalStack:
                 password=self._ftp_password,
                 tls=self.ftp_tls,
                 no_mlsd=self.ftp_no_mlsd,
+                download_limit=self.ftp_download_limit,
                 log_file=self.logs_dir / "ftp-sandbox.log",
             )
             self.ftp.start()

@@ -41,7 +41,7 @@ class FtpSandboxProcess:
     def __init__(self, root: Path, user: str, password: str, host: str = "127.0.0.1", port: int | None = None,
                  tls: bool = False, no_mlsd: bool = False, certfile: Path | None = None,
                  keyfile: Path | None = None, log_file: Path | None = None,
-                 idle_timeout: float | None = None) -> None:
+                 idle_timeout: float | None = None, download_limit: int | None = None) -> None:
         self.root = Path(root)
         self.user = user
         self.password = password
@@ -53,6 +53,7 @@ class FtpSandboxProcess:
         self.keyfile = Path(keyfile) if keyfile else None
         self.log_file = Path(log_file) if log_file else None
         self.idle_timeout = idle_timeout
+        self.download_limit = download_limit
         self.cafile: Path | None = self.certfile if tls else None
         self._process: subprocess.Popen | None = None
         self._stdout_lines: queue.Queue[str | None] = queue.Queue()
@@ -99,6 +100,8 @@ class FtpSandboxProcess:
             command.append("--no-mlsd")
         if self.idle_timeout is not None:
             command += ["--idle-timeout", str(self.idle_timeout)]
+        if self.download_limit:
+            command += ["--download-limit", str(self.download_limit)]
         return command
 
     def _pump_stdout(self, stream: IO[str]) -> None:

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mlsd", action="store_true", help="do not offer MLSD/MLST")
     parser.add_argument("--idle-timeout", type=float, default=300.0,
                         help="seconds of control-connection inactivity before '421' and disconnect")
+    parser.add_argument("--download-limit", type=int, default=None, metavar="BYTES_PER_S",
+                        help="serve downloads at most this fast (plain FTP only): a transfer then takes a "
+                             "known time, e.g. for a test that interrupts it half-way")
     return parser
 
 
@@ -141,6 +144,12 @@ def make_handler(args: argparse.Namespace, certfile: Path | None, keyfile: Path 
     if args.tls:
         attributes.update(certfile=str(certfile), keyfile=str(keyfile), ssl_context=None,
                           tls_control_required=True, tls_data_required=True)
+    if getattr(args, "download_limit", None):
+        if args.tls:
+            raise SystemExit("ftp-sandbox: --download-limit is for plain FTP only")
+        from pyftpdlib.handlers import ThrottledDTPHandler
+
+        attributes["dtp_handler"] = type("LimitedDTPHandler", (ThrottledDTPHandler,), {"write_limit": args.download_limit})
 
     def log_transfer(self, cmd, filename, receive, completed, elapsed, bytes):  # noqa: A002 - pyftpdlib's name
         log.info(
