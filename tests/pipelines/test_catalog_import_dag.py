@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -311,8 +312,10 @@ def test_file_still_being_uploaded_is_not_picked_up(tmp_path, dag):
                     handle.write(line)
                     handle.flush()
                     time.sleep(0.1)
+                # Still open by the "uploader": its mtime keeps moving, so it never looks stable,
+                # however late the run starts on a loaded machine.
                 while not done.wait(0.1):
-                    handle.write(b"")
+                    os.utime(growing)
 
         writer = threading.Thread(target=keep_uploading, daemon=True)
         writer.start()
