@@ -291,6 +291,10 @@ def partial_and_clean(ui, catalog_runs):
     """
     if not ui.runs(CATALOG):
         _submit_trigger(ui, CATALOG)
+    # The dialog ticks "Unpause on trigger" only once it has loaded the DAG's details; a trigger
+    # clicked before that leaves the DAG paused and its run queued for ever. This fixture needs the
+    # runs to happen (the dialog test checks the trigger itself), so the DAG is unpaused here.
+    ui.client.unpause(CATALOG)
     try:
         partial = _wait(
             lambda: next(
